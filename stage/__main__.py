@@ -1,0 +1,71 @@
+"""``python -m stage up --scenario NAME [--fault F]... [--app-cmd CMD]``: a local ECS in the foreground.
+
+Prints ``export KEY=VALUE`` lines for a harness, then ``stage ready``; Ctrl-C or
+SIGTERM stops everything it started. Bad input: one line on stderr, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import threading
+
+from stage.deployment import Stage, StageOptions
+from stage.faults import ALL_FAULTS
+from stage.scenarios import SCENARIOS
+from stage.scheduler import StageError
+
+EXIT_BAD_INPUT = 2
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m stage", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="bring the deployment up and keep it running until interrupted")
+    up.add_argument("--scenario", default="healthy", help="one of: " + ", ".join(SCENARIOS))
+    up.add_argument("--fault", action="append", default=[], metavar="NAME[=N]",
+                    help="repeatable; one of: " + ", ".join(ALL_FAULTS))
+    up.add_argument("--health-check-path", default="/health", help="path the task definition's health check probes")
+    up.add_argument("--app-cmd", help="run this instead of the stand-in, e.g. 'myapp --bind {host}:{port}'")
+    up.add_argument("--app-version", help="version string the stand-in reports in its health body")
+    up.add_argument("--moto-port", type=int, default=0, help="port for the simulated AWS endpoint (default: free)")
+    up.add_argument("--rolling-delay", type=float, default=3.0, help="seconds before the rolling deploy begins")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    options = StageOptions(
+        scenario=args.scenario, faults=tuple(args.fault), health_check_path=args.health_check_path,
+        app_cmd=args.app_cmd, app_version=args.app_version, moto_port=args.moto_port,
+        rolling_delay_s=args.rolling_delay,
+    )
+    stopping = threading.Event()
+    # SIGTERM ends the stage like Ctrl-C does, so a CI job that kills it leaves nothing behind.
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        stage = Stage(options)
+        stage.start()
+    except StageError as error:
+        print(f"stage: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    try:
+        for key, value in stage.env.items():
+            print(f"export {key}={shlex.quote(value)}")
+        print("stage ready", flush=True)
+        while not stopping.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stage.stop()
+        print("stage stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

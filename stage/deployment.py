@@ -1,0 +1,227 @@
+"""A local stand-in of the CivicForge ECS deployment: moto plus a scheduler playing ECS.
+
+    with Stage(StageOptions(scenario="rolling")) as stage:
+        subprocess.run(["pytest", "smoke"], env={**os.environ, **stage.env})
+
+The harness reaches it exactly as it reaches AWS: boto3 through
+``AWS_ENDPOINT_URL``, then HTTP to each task's Elastic IP (127.0.0.N:8000).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import boto3
+
+from stage import scenarios
+from stage.faults import FaultError, parse_faults
+from stage.moto_quirks import MotoServer
+from stage.scheduler import PORT, Scheduler, StageError, StageTask, port_is_free
+from stage.seed import CLUSTER, CONTAINER, LOG_GROUP, LOG_PREFIX, REGION, SERVICE, SMOKE_SECRET, Seeded, seed
+
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+DEFAULT_TIME_SCALE = 0.01  # 30 s health-check interval -> 0.3 s
+
+
+@dataclass(frozen=True, slots=True)
+class StageOptions:
+    scenario: str = "healthy"
+    faults: tuple[str, ...] = ()
+    health_check_path: str = "/health"
+    app_cmd: str | None = None
+    app_version: str | None = None
+    moto_port: int = 0
+    time_scale: float = DEFAULT_TIME_SCALE
+    restart_delay_s: float = 0.5
+    start_period_floor_s: float = 8.0
+    rolling_delay_s: float = 3.0
+    ready_timeout_s: float = 30.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class Stage:
+    """Owns everything it starts; ``stop()`` (or leaving the ``with``) removes all of it."""
+
+    def __init__(self, options: StageOptions) -> None:
+        if options.scenario not in scenarios.SCENARIOS:
+            known = ", ".join(scenarios.SCENARIOS)
+            raise StageError(f"unknown scenario {options.scenario!r}; known scenarios: {known}")
+        try:
+            self.faults = parse_faults(options.faults)
+        except FaultError as error:
+            raise StageError(str(error)) from None
+        if options.moto_port and not port_is_free("127.0.0.1", options.moto_port):
+            raise StageError(f"port {options.moto_port} on 127.0.0.1 is already in use; pick another --moto-port")
+        if not options.health_check_path.startswith("/"):
+            raise StageError(f"--health-check-path must start with '/' (got {options.health_check_path!r})")
+        self.options = options
+        self._moto: MotoServer | None = None
+        self._scheduler: Scheduler | None = None
+        self._workdir: Path | None = None
+        self._clients: dict[str, Any] = {}
+        self.seeded: Seeded | None = None
+
+    # -- life ------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Stage:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: tuple[type[BaseException], BaseException, TracebackType] | tuple[None, ...]) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        options = self.options
+        self._workdir = Path(tempfile.mkdtemp(prefix="civicforge-stage-"))
+        self._moto = MotoServer(port=options.moto_port)
+        self._moto.start()
+        session = boto3.session.Session(region_name=REGION, aws_access_key_id="testing",
+                                        aws_secret_access_key="testing")
+        for name in ("ecs", "ec2", "ecr", "logs", "secretsmanager", "cloudwatch"):
+            self._clients[name] = session.client(name, endpoint_url=self._moto.endpoint)
+        self.seeded = seed(self._clients, health_check_path=options.health_check_path,
+                           curl_health_check="curl_health_check" in self.faults)
+        database = self._workdir / "civicforge.db"
+        if not options.app_cmd:
+            # Like the real start-up migrations, but once, before any task, so the
+            # smoke accounts exist and the first Organizer is board_001's owner.
+            from stage.standin.db import prepare_database
+
+            prepare_database(database, self.seeded.smoke_accounts)
+        network = {"awsvpcConfiguration": {"subnets": [self.seeded.subnet_id],
+                                           "securityGroups": [self.seeded.security_group_id],
+                                           "assignPublicIp": "ENABLED"}}
+        self._scheduler = Scheduler(
+            clients=self._clients, network=network, database=database, secret_key=self.seeded.secret_key,
+            app_cmd=options.app_cmd, time_scale=options.time_scale, restart_delay_s=options.restart_delay_s,
+            start_period_floor_s=options.start_period_floor_s, app_version=options.app_version,
+        )
+        plan = scenarios.build(options.scenario, self.faults, self.seeded)
+        self._scheduler.start(plan.deployments, plan.events)
+        for index, reason, exit_code in plan.stopped_history:
+            self._scheduler.add_stopped_task(plan.deployments[index], reason, exit_code)
+        self._wait_ready(plan)
+        if plan.deferred is not None:
+            plan.deferred.not_before = time.monotonic() + options.rolling_delay_s
+
+    def _wait_ready(self, plan: scenarios.ScenarioPlan) -> None:
+        """The scenario's first state: every initial task healthy, or stopped as the scenario intends."""
+        scheduler = self._scheduler
+        assert scheduler is not None
+        initial = [d for d in plan.deployments if d is not plan.deferred and d.desired > 0]
+
+        def first_tasks() -> list[StageTask]:
+            tasks = []
+            for deployment in initial:
+                tasks += [t for t in scheduler.tasks if t.deployment is deployment][: deployment.desired]
+            return tasks
+
+        def settled() -> bool:
+            tasks = first_tasks()
+            enough = len(tasks) >= sum(d.desired for d in initial)
+            return enough and all(t.health == "HEALTHY" or t.status == "STOPPED" for t in tasks)
+
+        timeout = self.options.ready_timeout_s + self.faults.warmup_s
+        if not scheduler.wait_for(settled, timeout):
+            states = ", ".join(f"{t.short} {t.status}/{t.health}" for t in first_tasks())
+            raise StageError(f"the scenario's tasks did not settle within {timeout:.0f} s ({states or 'no tasks'})")
+        for task in first_tasks():
+            exited = task.stop_reason == "Essential container in task exited" and task.plan.behaviour == "serve"
+            if exited and not task.ever_healthy and task.process is not None:
+                what = "app command" if self.options.app_cmd else "stand-in app"
+                raise StageError(f"the {what} exited at once (exit code {task.process.returncode}): "
+                                 f"{self._last_log_line(task)}")
+
+    def _last_log_line(self, task: StageTask) -> str:
+        events = self._clients["logs"].get_log_events(
+            logGroupName=LOG_GROUP, logStreamName=f"{LOG_PREFIX}/{CONTAINER}/{task.id}", startFromHead=False
+        )["events"]
+        lines = [e["message"].strip() for e in events if e["message"].strip()]
+        return lines[-1] if lines else "no output"
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown()
+            self._scheduler = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    # -- what a harness or a test needs ------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        assert self._moto is not None, "the stage is not running"
+        return self._moto.endpoint
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Everything a harness process needs to find this deployment."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": REGION,
+            **DUMMY_CREDENTIALS,
+            "ECS_CLUSTER": CLUSTER,
+            "ECS_SERVICE": SERVICE,
+            "SMOKE_SECRET": SMOKE_SECRET,
+        }
+
+    def client(self, name: str) -> Any:
+        return self._clients[name]
+
+    @property
+    def aws_calls(self) -> dict[str, int]:
+        """AWS calls the moto server has answered, by operation (the stage's own included)."""
+        assert self._moto is not None
+        return dict(self._moto.calls)
+
+    @property
+    def moto(self) -> MotoServer:
+        assert self._moto is not None
+        return self._moto
+
+    @property
+    def scheduler(self) -> Scheduler:
+        assert self._scheduler is not None, "the stage is not running"
+        return self._scheduler
+
+    @property
+    def stable_at(self) -> float | None:
+        return self.scheduler.stable_at
+
+    @property
+    def expected_image_digest(self) -> str:
+        assert self.seeded is not None
+        return self.seeded.pushed_digest
+
+    @property
+    def smoke_accounts(self) -> dict[str, dict[str, str]]:
+        assert self.seeded is not None
+        return self.seeded.smoke_accounts
+
+    def task_ips(self) -> dict[str, str]:
+        return {t.id: t.ip for t in self.scheduler.live_tasks() if t.status == "RUNNING"}
+
+    def wait_until(self, condition: Any, timeout_s: float) -> bool:
+        """Wait for a scheduler state (e.g. ``lambda: stage.stable_at``), bounded."""
+        return self.scheduler.wait_for(condition, timeout_s)
+
+    @property
+    def port(self) -> int:
+        return PORT

@@ -1,0 +1,182 @@
+"""Every place the stage works around moto, in one module.
+
+moto simulates the AWS APIs but not the ECS scheduler (see shared/moto-notes.md):
+services start no tasks, deployments are frozen, tasks advance a status on
+every describe call, there are no public IPs and no health. The stage plays
+the scheduler by writing the fields real ECS would show straight onto moto's
+backend objects, which moto then serialises by their snake_case names.
+Anything that depends on moto's internals lives here so a moto upgrade is
+checked in one place.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import urllib.parse
+import threading
+import urllib.request
+from collections import Counter
+from typing import Any, Callable
+
+from moto import backends
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+ACCOUNT_ID = "123456789012"
+
+# A WSGI middleware may answer an operation itself (throttling, 5xx) instead of moto.
+OperationFault = Callable[[str], "tuple[int, dict[str, Any]] | None"]
+
+
+class MotoServer:
+    """moto's WSGI app on a loopback port, in a thread of this process.
+
+    Like ``moto.server.ThreadedMotoServer`` but with two things the stage needs:
+    a count of AWS calls by operation (for bench/ and the call-budget tests) and an
+    optional hook that fails chosen operations (throttling as real AWS does it).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._app = DomainDispatcherApplication(create_backend_app)
+        self._server: BaseWSGIServer = make_server(
+            host, port, self._middleware, threaded=True, request_handler=_QuietHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+        self.calls: Counter[str] = Counter()
+        self.fault: OperationFault | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        freeze_task_transitions(self.endpoint)
+
+    def stop(self) -> None:
+        try:
+            _post(self.endpoint, "/moto-api/state-manager/unset-transition", {"model_name": "ecs::task"})
+            _post(self.endpoint, "/moto-api/reset", None)
+        finally:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+
+    def _middleware(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        operation = _operation_of(environ)
+        if operation:
+            with self._lock:
+                self.calls[operation] += 1
+            answer = self.fault(operation) if self.fault else None
+            if answer is not None:
+                status, body = answer
+                payload = json.dumps(body).encode()
+                start_response(
+                    f"{status} Injected",
+                    [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(payload)))],
+                )
+                return [payload]
+        return self._app(environ, start_response)
+
+
+class _QuietHandler(MotoRequestHandler):
+    """moto's handler without a stderr line per request (it drowns the harness's output)."""
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def _operation_of(environ: dict[str, Any]) -> str:
+    """'ecs.DescribeServices' for JSON-protocol calls, 'ec2.DescribeAddresses' for query calls."""
+    if environ.get("PATH_INFO", "").startswith("/moto-api"):
+        return ""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        prefix, _, action = target.rpartition(".")
+        service = {"AmazonEC2ContainerServiceV20141113": "ecs", "AmazonEC2ContainerRegistry_V20150921": "ecr"}.get(
+            prefix, prefix.split("_")[0].lower()
+        )
+        return f"{service}.{action}"
+    # Query protocol (EC2): the action is in the form body; read it and put it back.
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    action = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", ["unknown"])[0]
+    return f"ec2.{action}"
+
+
+def _post(endpoint: str, path: str, body: dict[str, Any] | None) -> None:
+    data = json.dumps(body).encode() if body is not None else b""
+    request = urllib.request.Request(endpoint + path, data=data, method="POST")
+    with urllib.request.urlopen(request, timeout=5):
+        pass
+
+
+def freeze_task_transitions(endpoint: str) -> None:
+    """Stop moto advancing a task's lastStatus on every describe_tasks call.
+
+    Without this a RUNNING task reads STOPPED after about four polls, which would
+    make every waiting harness see a restart loop that is not there.
+    """
+    _post(
+        endpoint,
+        "/moto-api/state-manager/set-transition",
+        {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 1_000_000_000}},
+    )
+
+
+def ecs_backend(region: str) -> Any:
+    return backends.get_backend("ecs")[ACCOUNT_ID][region]
+
+
+def find_task(region: str, cluster: str, task_arn: str) -> Any:
+    return ecs_backend(region).tasks[cluster][task_arn]
+
+
+def find_service(region: str, cluster: str, service: str) -> Any:
+    return ecs_backend(region).services[f"{cluster}:{service}"]
+
+
+def set_task_fields(task: Any, **fields: Any) -> None:
+    """Write real-ECS task fields moto lacks (health_status, started_at, stop_code...).
+
+    moto's ``last_status`` is a managed state; assigning it is the supported way
+    to move it by hand once transitions are frozen.
+    """
+    for name, value in fields.items():
+        setattr(task, name, value)
+
+
+def set_container_fields(task: Any, **fields: Any) -> None:
+    for container in task.containers:
+        for name, value in fields.items():
+            # moto keeps the exit code under a camelCase attribute of its own
+            setattr(container, "exitCode" if name == "exit_code" else name, value)
+
+
+def publish_service_state(
+    region: str,
+    cluster: str,
+    service: str,
+    *,
+    deployments: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    running: int,
+    pending: int,
+    task_definition_arn: str,
+) -> None:
+    """moto keeps one frozen PRIMARY deployment and no events: replace both."""
+    svc = find_service(region, cluster, service)
+    svc.deployments = deployments
+    svc.events = events
+    svc.running_count = running
+    svc.pending_count = pending
+    svc.task_definition = task_definition_arn
+
+
+# Fields moto needs that real AWS would not: a Fargate container without
+# container-level memory, or a VPC without DNS hostnames, crash moto's run_task.
+CONTAINER_MEMORY_MIB = 512

@@ -1,0 +1,594 @@
+"""The stage's stand-in for the ECS service scheduler.
+
+moto stores ECS resources but runs nothing. This module runs the service's
+tasks as real processes bound to their own loopback address, ships their
+output to CloudWatch Logs, earns health the way ECS does (the task
+definition's own health check, on a scaled-down clock) and keeps
+deployments, task fields and service events what real ECS would show, so
+the harness under test reads them through unmodified boto3 calls.
+
+It is a reconcile loop like the real one: every change (a task became
+healthy, a process exited, a timer fired) re-runs ``_reconcile``, which starts
+what is missing, stops what is unwanted and finishes roll-outs.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from stage import moto_quirks
+from stage.faults import Faults
+from stage.seed import CLUSTER, CONTAINER, LOG_GROUP, LOG_PREFIX, PORT, REGION, SERVICE
+
+HEALTH_CHECK_FAILED = "Task failed container health checks"
+EXEC_FORMAT_REASON = (
+    "CannotStartContainerError: ResourceInitializationError: failed to create new container runtime task: "
+    'OCI runtime create failed: runc create failed: unable to start container process: exec: "/bin/bash": '
+    "exec format error: unknown"
+)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPlan:
+    """What the i-th task of a deployment does when it starts."""
+
+    behaviour: str  # "serve" | "hang" (never answers) | "exec_format" (dies before the app runs)
+    faults: Faults
+    image_digest: str
+
+
+@dataclass
+class Deployment:
+    id: str
+    task_definition_arn: str
+    status: str  # PRIMARY | ACTIVE
+    rollout_state: str  # IN_PROGRESS | COMPLETED | FAILED
+    desired: int
+    plan: Callable[[int], TaskPlan]
+    not_before: float = 0.0  # monotonic time before which no task starts (a deploy that has not begun)
+    rollout_reason: str = ""
+    failed_tasks: int = 0
+    launched: int = 0
+    created_at: datetime = field(default_factory=now)
+    updated_at: datetime = field(default_factory=now)
+
+    def as_ecs(self, running: int, pending: int, network: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "taskDefinition": self.task_definition_arn,
+            "desiredCount": self.desired,
+            "pendingCount": pending,
+            "runningCount": running,
+            "failedTasks": self.failed_tasks,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "launchType": "FARGATE",
+            "platformVersion": "1.4.0",
+            "platformFamily": "Linux",
+            "networkConfiguration": network,
+            "rolloutState": self.rollout_state,
+            "rolloutStateReason": self.rollout_reason,
+        }
+
+
+@dataclass
+class StageTask:
+    arn: str
+    id: str
+    deployment: Deployment
+    plan: TaskPlan
+    ip: str
+    allocation_id: str
+    status: str = "PENDING"
+    health: str = "UNKNOWN"
+    ever_healthy: bool = False
+    process: subprocess.Popen[bytes] | None = None
+    stopping: bool = False
+    stop_reason: str = ""
+    launched_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def short(self) -> str:
+        return self.id[:8]
+
+
+class AddressPool:
+    """Hands out 127.0.0.N addresses whose port is free, oldest-released first.
+
+    A replaced task gets a new address, as on Fargate, so a harness that caches
+    an IP is caught.
+    """
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        offset = random.randrange(0, 200)
+        numbers = list(range(2, 255))
+        self._free = numbers[offset:] + numbers[:offset]
+        self._lock = threading.Lock()
+
+    def take(self) -> str:
+        with self._lock:
+            for _ in range(len(self._free)):
+                address = f"127.0.0.{self._free.pop(0)}"
+                if port_is_free(address, self._port):
+                    return address
+                self._free.append(int(address.rsplit(".", 1)[1]))
+        raise StageError(f"no free 127.0.0.N address with port {self._port} free")
+
+    def release(self, address: str) -> None:
+        with self._lock:
+            self._free.append(int(address.rsplit(".", 1)[1]))
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class StageError(RuntimeError):
+    """The stage cannot do what it was asked; the message is one line for a person."""
+
+
+class LogShipper:
+    """Copies each task's stdout/stderr lines into its CloudWatch log stream."""
+
+    def __init__(self, logs: Any) -> None:
+        self._logs = logs
+        self._queue: queue.Queue[tuple[str, int, str] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="log-shipper", daemon=True)
+        self._thread.start()
+
+    def line(self, stream: str, text: str) -> None:
+        self._queue.put((stream, int(time.time() * 1000), text))
+
+    def follow(self, stream: str, pipe: Any) -> threading.Thread:
+        def pump() -> None:
+            for raw in iter(pipe.readline, b""):
+                self.line(stream, raw.decode(errors="replace").rstrip("\n"))
+            pipe.close()
+
+        thread = threading.Thread(target=pump, name=f"log-{stream[-8:]}", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def flushed(self) -> bool:
+        return self._queue.unfinished_tasks == 0
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            batch: dict[str, list[dict[str, Any]]] = {}
+            item = self._queue.get()
+            items = [item]
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for entry in items:
+                if entry is None:
+                    done = True
+                    continue
+                stream, stamp, text = entry
+                batch.setdefault(stream, []).append({"timestamp": stamp, "message": text or " "})
+            for stream, events in batch.items():
+                try:
+                    self._logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events)
+                except Exception as error:  # noqa: BLE001 - a lost log line must not kill the scheduler
+                    print(f"stage: could not ship {len(events)} log lines to {stream}: {error}", file=sys.stderr)
+            for _ in items:
+                self._queue.task_done()
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """The task definition's container health check, on the stage's clock."""
+
+    path: str | None  # None: the command cannot succeed in this image (curl/wget)
+    interval_s: float
+    timeout_s: float
+    retries: int
+    start_period_s: float
+
+    @classmethod
+    def from_task_definition(
+        cls, container: dict[str, Any], time_scale: float, start_period_floor_s: float
+    ) -> HealthCheck | None:
+        check = container.get("healthCheck")
+        if not check:
+            return None
+        command = " ".join(check["command"][1:])
+        # The image is python:3.11-slim: it has no curl or wget (runbook lesson 1).
+        has_tool = not re.search(r"\b(curl|wget)\b", command)
+        match = re.search(r"https?://[^/'\" ]+(/[^'\" )]*)?", command)
+        path = (match.group(1) or "/") if (match and has_tool) else None
+        return cls(
+            path=path,
+            interval_s=check.get("interval", 30) * time_scale,
+            timeout_s=max(1.0, check.get("timeout", 5) * time_scale),
+            retries=check.get("retries", 3),
+            # A Python app needs a second or two to start here whatever the scale, as the
+            # real one needs its startPeriod: never fail a task for booting.
+            start_period_s=max(check.get("startPeriod", 0) * time_scale, start_period_floor_s),
+        )
+
+    def passes(self, ip: str, port: int) -> bool:
+        if self.path is None:
+            return False
+        try:
+            with urllib.request.urlopen(f"http://{ip}:{port}{self.path}", timeout=self.timeout_s):
+                return True
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+
+class Scheduler:
+    """Runs the service's deployments; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        clients: dict[str, Any],
+        network: dict[str, Any],
+        database: Path,
+        secret_key: str,
+        app_cmd: str | None,
+        time_scale: float,
+        restart_delay_s: float,
+        start_period_floor_s: float,
+        app_version: str | None = None,
+    ) -> None:
+        self._ecs, self._ec2, self._logs = clients["ecs"], clients["ec2"], clients["logs"]
+        self._network = network
+        self._database = database
+        self._secret_key = secret_key
+        self._app_cmd = app_cmd
+        self._app_version = app_version
+        self._time_scale = time_scale
+        self._restart_delay_s = restart_delay_s
+        self._start_period_floor_s = start_period_floor_s
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._addresses = AddressPool(PORT)
+        self._shipper = LogShipper(self._logs)
+        self.deployments: list[Deployment] = []
+        self.tasks: list[StageTask] = []
+        self.events: list[dict[str, Any]] = []
+        self.stable_at: float | None = None  # wall time the last roll-out completed
+        self._health_checks: dict[str, HealthCheck | None] = {}
+        self._timer = threading.Thread(target=self._tick, name="scheduler", daemon=True)
+        self._next_start: dict[str, float] = {}
+
+    # -- public -------------------------------------------------------------------------------
+
+    def start(self, deployments: list[Deployment], events: list[str] = ()) -> None:
+        with self._lock:
+            self.deployments = deployments
+            for message in events:
+                self._event(message)
+            self._reconcile()
+        self._timer.start()
+
+    def wait_for(self, condition: Callable[[], bool], timeout_s: float) -> bool:
+        """Block until ``condition()`` holds (checked on every scheduler change)."""
+        with self._changed:
+            return self._changed.wait_for(condition, timeout=timeout_s)
+
+    def live_tasks(self, deployment: Deployment | None = None) -> list[StageTask]:
+        with self._lock:
+            return [
+                t for t in self.tasks if t.status != "STOPPED" and (deployment is None or t.deployment is deployment)
+            ]
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        with self._lock:
+            tasks = [t for t in self.tasks if t.process is not None]
+            for task in tasks:
+                task.stopping = True
+        for task in tasks:
+            _terminate(task.process)
+        if self._timer.is_alive():
+            self._timer.join(timeout=5)
+        self._shipper.close()
+
+    def add_stopped_task(self, deployment: Deployment, reason: str, exit_code: int | None) -> None:
+        """A task that stopped before the stage began (for histories such as a rollback)."""
+        with self._lock:
+            task = self._launch(deployment, deployment.plan(deployment.launched), spawn=False)
+            self._mark_stopped(task, reason=reason, stop_code="ServiceSchedulerInitiated", exit_code=exit_code)
+
+    # -- the reconcile loop ----------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        # A timer, not synchronisation: deployments that wait for their start time,
+        # and restart back-off, need the loop to run without an outside change.
+        while not self._stop.wait(0.05):
+            with self._lock:
+                self._reconcile()
+
+    def _reconcile(self) -> None:
+        if self._stop.is_set():
+            return
+        clock = time.monotonic()
+        for deployment in list(self.deployments):
+            live = self.live_tasks(deployment)
+            missing = deployment.desired - len(live)
+            ready_at = max(deployment.not_before, self._next_start.get(deployment.id, 0.0))
+            if missing > 0 and clock >= ready_at:
+                started = [self._launch(deployment, deployment.plan(deployment.launched)) for _ in range(missing)]
+                ids = " ".join(f"(task {t.id})" for t in started)
+                self._event(f"(service {SERVICE}) has started {len(started)} tasks: {ids}.")
+            elif missing < 0:
+                for task in live[:-missing]:
+                    self._stop_task(task, f"Scaling activity initiated by (deployment {self._primary().id})")
+        self._advance_rollout()
+        self._publish()
+
+    def _primary(self) -> Deployment:
+        return next(d for d in self.deployments if d.status == "PRIMARY")
+
+    def _advance_rollout(self) -> None:
+        primary = self._primary()
+        if primary.rollout_state != "IN_PROGRESS":
+            return
+        healthy = [t for t in self.live_tasks(primary) if t.health == "HEALTHY" or self._health_check(t) is None]
+        running = [t for t in healthy if t.status == "RUNNING"]
+        if len(running) < primary.desired:
+            return
+        old = [d for d in self.deployments if d is not primary and d.rollout_state != "FAILED"]
+        for deployment in old:
+            deployment.desired = 0
+        if any(self.live_tasks(d) for d in old):
+            self._reconcile_stops(old)
+            return
+        self.deployments = [d for d in self.deployments if d not in old]
+        primary.rollout_state = "COMPLETED"
+        primary.rollout_reason = f"ECS deployment {primary.id} completed."
+        primary.updated_at = now()
+        self._event(f"(service {SERVICE}) (deployment {primary.id}) deployment completed.")
+        self._event(f"(service {SERVICE}) has reached a steady state.")
+        self.stable_at = time.time()
+
+    def _reconcile_stops(self, deployments: list[Deployment]) -> None:
+        for deployment in deployments:
+            for task in self.live_tasks(deployment):
+                self._stop_task(task, f"Scaling activity initiated by (deployment {self._primary().id})")
+
+    # -- task life ---------------------------------------------------------------------------------
+
+    def _launch(self, deployment: Deployment, plan: TaskPlan, spawn: bool = True) -> StageTask:
+        deployment.launched += 1
+        response = self._ecs.run_task(
+            cluster=CLUSTER,
+            taskDefinition=deployment.task_definition_arn,
+            launchType="FARGATE",
+            startedBy=deployment.id,
+            group=f"service:{SERVICE}",
+            networkConfiguration=self._network,
+        )
+        arn = response["tasks"][0]["taskArn"]
+        eni = next(
+            d["value"]
+            for d in response["tasks"][0]["attachments"][0]["details"]
+            if d["name"] == "networkInterfaceId"
+        )
+        ip = self._addresses.take()
+        allocation = self._ec2.allocate_address(Domain="vpc", Address=ip)["AllocationId"]
+        self._ec2.associate_address(AllocationId=allocation, NetworkInterfaceId=eni)
+        task = StageTask(arn=arn, id=arn.rsplit("/", 1)[1], deployment=deployment, plan=plan, ip=ip,
+                         allocation_id=allocation)
+        self.tasks.append(task)
+        ecs_task = moto_quirks.find_task(REGION, CLUSTER, arn)
+        stamp = now()
+        moto_quirks.set_task_fields(
+            ecs_task, last_status="PENDING", health_status="UNKNOWN", created_at=stamp,
+            launch_type="FARGATE", platform_version="1.4.0", cpu="256", memory="512",
+        )
+        moto_quirks.set_container_fields(
+            ecs_task, last_status="PENDING", health_status="UNKNOWN", image_digest=plan.image_digest
+        )
+        stream = f"{LOG_PREFIX}/{CONTAINER}/{task.id}"
+        self._logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        if not spawn:
+            return task
+        if plan.behaviour == "exec_format":
+            self._shipper.line(stream, "exec /bin/bash: exec format error")
+            self._mark_stopped(task, reason="Essential container in task exited", stop_code="EssentialContainerExited",
+                               exit_code=255, container_reason=EXEC_FORMAT_REASON)
+            return task
+        task.process = self._spawn(task, stream)
+        task.status = "RUNNING"
+        moto_quirks.set_task_fields(
+            ecs_task, last_status="RUNNING", started_at=now(), pull_started_at=stamp, pull_stopped_at=stamp,
+            connectivity="CONNECTED", connectivity_at=stamp,
+        )
+        moto_quirks.set_container_fields(ecs_task, last_status="RUNNING")
+        threading.Thread(target=self._watch_health, args=(task,), name=f"health-{task.short}", daemon=True).start()
+        return task
+
+    def _spawn(self, task: StageTask, stream: str) -> subprocess.Popen[bytes]:
+        if self._app_cmd:
+            argv = shlex.split(self._app_cmd.format(host=task.ip, port=PORT))
+        else:
+            faults = task.plan.faults
+            argv = [sys.executable, "-m", "stage.standin", "--host", task.ip, "--port", str(PORT),
+                    "--db", str(self._database), "--secret-key", self._secret_key, *faults.app_args()]
+            if self._app_version:
+                argv += ["--version", self._app_version]
+            if task.plan.behaviour == "hang":
+                argv += ["--fault", "warmup_s=86400"]
+        try:
+            process = subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       stdin=subprocess.DEVNULL)
+        except OSError as error:
+            raise StageError(f"cannot start the app command {argv[0]!r}: {error.strerror}") from None
+        readers = [self._shipper.follow(stream, process.stdout), self._shipper.follow(stream, process.stderr)]
+        threading.Thread(target=self._watch_exit, args=(task, process, readers), name=f"exit-{task.short}",
+                         daemon=True).start()
+        return process
+
+    def _health_check(self, task: StageTask) -> HealthCheck | None:
+        arn = task.deployment.task_definition_arn
+        if arn not in self._health_checks:
+            definition = self._ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+            container = next(c for c in definition["containerDefinitions"] if c["name"] == CONTAINER)
+            self._health_checks[arn] = HealthCheck.from_task_definition(
+                container, self._time_scale, self._start_period_floor_s
+            )
+        return self._health_checks[arn]
+
+    def _watch_health(self, task: StageTask) -> None:
+        with self._lock:
+            check = self._health_check(task)
+        if check is None:
+            return
+        started = time.monotonic()
+        failures = 0
+        while not self._stop.is_set() and not task.stopping:
+            passed = check.passes(task.ip, PORT)
+            in_start_period = time.monotonic() - started < check.start_period_s
+            with self._lock:
+                if task.stopping or task.status == "STOPPED":
+                    return
+                if passed:
+                    failures = 0
+                    if task.health != "HEALTHY":
+                        self._set_health(task, "HEALTHY")
+                elif not in_start_period or task.ever_healthy:
+                    failures += 1
+                    if failures >= check.retries:
+                        self._set_health(task, "UNHEALTHY")
+                        self._event(f"(service {SERVICE}) (task {task.id}) failed container health checks.")
+                        self._stop_task(task, HEALTH_CHECK_FAILED, exit_code=137)
+                        task.deployment.failed_tasks += 1
+                        self._next_start[task.deployment.id] = time.monotonic() + self._restart_delay_s
+                        self._reconcile()
+                        return
+            if self._stop.wait(check.interval_s):
+                return
+
+    def _watch_exit(self, task: StageTask, process: subprocess.Popen[bytes], readers: list[threading.Thread]) -> None:
+        code = process.wait()
+        for reader in readers:
+            reader.join(timeout=2)
+        with self._lock:
+            if task.stopping or task.status == "STOPPED":
+                return
+            self._mark_stopped(task, reason="Essential container in task exited",
+                               stop_code="EssentialContainerExited", exit_code=code)
+            task.deployment.failed_tasks += 1
+            self._next_start[task.deployment.id] = time.monotonic() + self._restart_delay_s
+            self._event(f"(service {SERVICE}) has stopped 1 running tasks: (task {task.id}).")
+            self._reconcile()
+
+    def _set_health(self, task: StageTask, health: str) -> None:
+        task.health = health
+        task.ever_healthy = task.ever_healthy or health == "HEALTHY"
+        ecs_task = moto_quirks.find_task(REGION, CLUSTER, task.arn)
+        moto_quirks.set_task_fields(ecs_task, health_status=health)
+        moto_quirks.set_container_fields(ecs_task, health_status=health)
+        self._reconcile()
+
+    def _stop_task(self, task: StageTask, reason: str, exit_code: int = 0) -> None:
+        task.stopping = True
+        process = task.process
+        if process is not None:
+            # Terminating outside the lock would let the exit watcher see a half-stopped task.
+            _terminate(process)
+        self._mark_stopped(task, reason=reason, stop_code="ServiceSchedulerInitiated", exit_code=exit_code)
+        if not reason.startswith(HEALTH_CHECK_FAILED):
+            self._event(f"(service {SERVICE}) has stopped 1 running tasks: (task {task.id}).")
+
+    def _mark_stopped(self, task: StageTask, *, reason: str, stop_code: str, exit_code: int | None,
+                      container_reason: str | None = None) -> None:
+        task.status = "STOPPED"
+        task.stop_reason = reason
+        stamp = now()
+        ecs_task = moto_quirks.find_task(REGION, CLUSTER, task.arn)
+        moto_quirks.set_task_fields(
+            ecs_task, last_status="STOPPED", desired_status="STOPPED", stopped_reason=reason, stop_code=stop_code,
+            stopping_at=stamp, stopped_at=stamp, execution_stopped_at=stamp,
+        )
+        fields: dict[str, Any] = {"last_status": "STOPPED", "exit_code": exit_code}
+        if container_reason:
+            fields["reason"] = container_reason
+        moto_quirks.set_container_fields(ecs_task, **fields)
+        try:
+            self._ec2.disassociate_address(AssociationId=self._association_of(task))
+        except Exception:  # noqa: BLE001 - already gone is fine
+            pass
+        self._addresses.release(task.ip)
+        self._changed.notify_all()
+
+    def _association_of(self, task: StageTask) -> str:
+        address = self._ec2.describe_addresses(AllocationIds=[task.allocation_id])["Addresses"][0]
+        return address["AssociationId"]
+
+    # -- what describe-services shows ----------------------------------------------------------------
+
+    def _event(self, message: str) -> None:
+        self.events.insert(0, {"id": str(uuid.uuid4()), "createdAt": now(), "message": message})
+        del self.events[100:]
+
+    def _publish(self) -> None:
+        running_total = pending_total = 0
+        shown = []
+        for deployment in self.deployments:
+            live = self.live_tasks(deployment)
+            running = sum(1 for t in live if t.status == "RUNNING")
+            pending = len(live) - running
+            running_total += running
+            pending_total += pending
+            shown.append(deployment.as_ecs(running, pending, self._network))
+        moto_quirks.publish_service_state(
+            REGION, CLUSTER, SERVICE, deployments=shown, events=list(self.events), running=running_total,
+            pending=pending_total, task_definition_arn=self._primary().task_definition_arn,
+        )
+        self._changed.notify_all()
+
+
+def _terminate(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def deployment_id() -> str:
+    return f"ecs-svc/{random.randrange(10**18, 10**19)}"
+
