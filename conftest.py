@@ -1,2 +1,2 @@
-# Only registers the harness's plugins; all code lives in plugins/.
-pytest_plugins = ["plugins.smoke_plugin"]
+# Only registers plugins; all code lives in plugins/. (pytester serves the harness's own tests in tests/.)
+pytest_plugins = ["plugins.fixtures", "plugins.reporting", "plugins.smoke_plugin", "pytester"]

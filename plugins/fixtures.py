@@ -1,0 +1,97 @@
+"""Fixtures the smoke tests use; all named ``smoke_*``.
+
+- ``smoke_target``: one task (parametrised: every test runs once per task).
+- ``smoke_http``: an httpx client bound to that task, recording every exchange.
+- ``smoke_accounts``: the owner and participant smoke accounts.
+- ``smoke_config``, ``smoke_deployment``, ``smoke_preflight``: what the run knows.
+- ``smoke_secrets``: the run's SecretRegistry (register anything secret you learn).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from plugins.core.accounts import SmokeAccounts, load_accounts
+from plugins.core.aws import make_clients
+from plugins.core.errors import HarnessOutcome
+from plugins.core.http import Exchange, ExchangeLog, recording_client
+from plugins.core.redact import SecretRegistry
+from plugins.core.targets import Target
+from plugins.options import SmokeConfig
+from plugins.preflight import RunState
+
+secrets_key = pytest.StashKey[SecretRegistry]()
+exchanges_key = pytest.StashKey[ExchangeLog]()
+
+
+def registry_of(config: pytest.Config) -> SecretRegistry:
+    """The run's one SecretRegistry (created on first use)."""
+    if secrets_key not in config.stash:
+        config.stash[secrets_key] = SecretRegistry()
+    return config.stash[secrets_key]
+
+
+@pytest.fixture(scope="session")
+def smoke_secrets(pytestconfig: pytest.Config) -> SecretRegistry:
+    return registry_of(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def smoke_config(pytestconfig: pytest.Config) -> SmokeConfig:
+    from plugins.smoke_plugin import config_key
+
+    if config_key not in pytestconfig.stash:
+        pytest.skip("not a smoke run: run `pytest smoke` with a target")
+    return pytestconfig.stash[config_key]
+
+
+@pytest.fixture(scope="session")
+def smoke_preflight(pytestconfig: pytest.Config) -> RunState:
+    from plugins.smoke_plugin import state_key
+
+    return pytestconfig.stash[state_key]
+
+
+@pytest.fixture(scope="session")
+def smoke_deployment(smoke_preflight: RunState) -> dict[str, Any] | None:
+    """The verified PRIMARY deployment (None when targets were given by URL)."""
+    return smoke_preflight.deployment
+
+
+@pytest.fixture(scope="session")
+def smoke_accounts(smoke_config: SmokeConfig, smoke_secrets: SecretRegistry) -> SmokeAccounts:
+    secretsmanager = None
+    if smoke_config.smoke_secret:
+        secretsmanager = make_clients(smoke_config.aws_region).secretsmanager
+    try:
+        return load_accounts(os.environ, secret_name=smoke_config.smoke_secret, secretsmanager=secretsmanager,
+                             secrets=smoke_secrets)
+    except HarnessOutcome as outcome:
+        pytest.fail(f"could not verify: {outcome}", pytrace=False)
+
+
+@pytest.fixture
+def smoke_exchanges(request: pytest.FixtureRequest, smoke_secrets: SecretRegistry) -> ExchangeLog:
+    """Every HTTP exchange of this test, for failure reports and Allure steps."""
+    from plugins.reporting import allure_step_for
+
+    log = ExchangeLog(secrets=smoke_secrets, on_exchange=allure_step_for)
+    request.node.stash[exchanges_key] = log
+    return log
+
+
+@pytest.fixture
+def smoke_http(smoke_target: Target, smoke_exchanges: ExchangeLog) -> Iterator[httpx.Client]:
+    """An httpx client for this test's task (``base_url`` is the task's address)."""
+    with recording_client(smoke_target.base_url, smoke_exchanges) as client:
+        yield client
+
+
+def exchanges_of(item: pytest.Item) -> list[Exchange]:
+    log = item.stash.get(exchanges_key, None)
+    return log.exchanges if log is not None else []

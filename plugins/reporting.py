@@ -1,0 +1,346 @@
+"""Reports a CI gate and a person can act on: verdict.json, summary.md, JUnit, Allure.
+
+Runs on the controller at the end of a smoke run. Workers send what only they
+know (the secrets they learned, failure hints) through ``workeroutput`` and
+``report.user_properties``; the controller then diagnoses the failures once,
+writes the reports and scrubs every file under the report folder with the
+union of all secrets, so nothing a worker learned leaks into a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import allure
+import pytest
+
+from plugins.core import verdict as verdicts
+from plugins.core.aws import make_clients
+from plugins.core.diagnosis import Diagnosis, Failure, allure_categories, diagnose_all
+from plugins.core.evidence import collect_evidence
+from plugins.core.http import Exchange
+from plugins.core.lint import health_check_path, lint_task_definition
+from plugins.core.redact import SecretRegistry
+from plugins.fixtures import exchanges_of, registry_of
+from plugins.options import SmokeConfig
+from plugins.preflight import RunState, could_not_verify
+
+SECRETS_OUTPUT_KEY = "smoke_secrets"
+HINT_PROPERTY = "smoke_failure"
+MISSING_OWNER_CHECK = "board_has_owner"  # the ContractViolation.check the owner test raises
+checks_key = pytest.StashKey[list[verdicts.CheckRecord]]()
+hints_key = pytest.StashKey[dict[str, dict[str, Any]]]()
+_PARAM = re.compile(r"\[(?P<id>[^\]]+)\]$")
+
+
+# -- per test ----------------------------------------------------------------------------------------
+
+
+def allure_step_for(exchange: Exchange) -> None:
+    """One Allure step per HTTP request, with the (redacted) request and response attached."""
+    with allure.step(exchange.title):
+        allure.attach(exchange.request_text, name="request", attachment_type=allure.attachment_type.TEXT)
+        allure.attach(exchange.response_text, name="response", attachment_type=allure.attachment_type.TEXT)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    registry = registry_of(item.config)
+    if report.failed:
+        exchanges = exchanges_of(item)
+        last = exchanges[-1] if exchanges else None
+        error = call.excinfo.value if call.excinfo else None
+        hint = {
+            "security": bool(getattr(error, "security", False)),
+            "check": getattr(error, "check", None),
+            "status": last.status if last else None,
+            "request": f"{last.method} {last.url}" if last else None,
+            "unreachable": error is not None and type(error).__name__ in ("ConnectError", "ConnectTimeout"),
+        }
+        report.user_properties.append((HINT_PROPERTY, json.dumps(hint)))
+    # Whatever a test printed or asserted reaches the terminal, JUnit and Allure from here.
+    if len(registry) and report.longrepr is not None:
+        report.longrepr = registry.redact(str(report.longrepr))
+    if len(registry):
+        report.sections = [(title, registry.redact(text)) for title, text in report.sections]
+    return report
+
+
+class CheckCollector:
+    """Turns test reports into verdict check records (registered on the controller of a smoke run)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def _full_task_id(self, short_id: str) -> str:
+        from plugins.smoke_plugin import state_key
+
+        state = self.config.stash.get(state_key, None)
+        targets = state.target_objects() if state is not None else []
+        return next((t.task_id for t in targets if t.short_id == short_id), short_id)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" and not (report.failed or report.skipped):
+            return
+        name = report.nodeid.split("::")[-1]
+        match = _PARAM.search(name)
+        outcome = "error" if report.failed and report.when != "call" else report.outcome
+        message = ""
+        if report.failed:
+            message = _first_lines(str(report.longrepr))
+        elif report.skipped and isinstance(report.longrepr, tuple):
+            message = str(report.longrepr[2])
+        self.config.stash.setdefault(checks_key, []).append(
+            verdicts.CheckRecord(
+                name=_PARAM.sub("", name),
+                task_id=self._full_task_id(match.group("id")) if match else None,
+                outcome=outcome,  # type: ignore[typeddict-item]
+                duration_s=round(report.duration, 3),
+                message=message,
+            )
+        )
+        for key, value in report.user_properties:
+            if key == HINT_PROPERTY:
+                self.config.stash.setdefault(hints_key, {})[report.nodeid] = {**json.loads(value), "message": message}
+
+
+def _first_lines(text: str, limit: int = 600) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    # pytest's repr ends with "E   <message>" lines; those say what broke.
+    errors = [line[1:].strip() for line in lines if line.startswith("E ")]
+    chosen = " | ".join(errors[:4]) if errors else (lines[-1] if lines else "")
+    return chosen[:limit]
+
+
+# -- wiring -------------------------------------------------------------------------------------------
+
+
+def configure_outputs(config: pytest.Config, resolved: SmokeConfig) -> None:
+    """Default the Allure and JUnit outputs into the report folder (explicit options win)."""
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(CheckCollector(config), "smoke-check-collector")
+    report_dir = Path(resolved.report_dir)
+    if getattr(config.option, "allure_report_dir", None) is None:
+        config.option.allure_report_dir = str(report_dir / "allure-results")
+        config.option.clean_alluredir = not hasattr(config, "workerinput")
+    if getattr(config.option, "xmlpath", None) is None:
+        config.option.xmlpath = str(report_dir / "junit.xml")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    registry = registry_of(config)
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[SECRETS_OUTPUT_KEY] = registry.values()
+        return
+    from plugins.smoke_plugin import config_key, state_key
+
+    state = config.stash.get(state_key, None)
+    if state is None:
+        return
+    write_reports(config, config.stash[config_key], state, registry, int(session.exitstatus))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist: merge the secrets each worker learned into the controller's registry."""
+    values = getattr(node, "workeroutput", {}).get(SECRETS_OUTPUT_KEY, [])
+    registry = registry_of(node.config)
+    for value in values:
+        registry.add(value)
+
+
+# -- the reports ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RunFindings:
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState, registry: SecretRegistry,
+                  exit_status: int) -> None:
+    checks = config.stash.get(checks_key, [])
+    hints = config.stash.get(hints_key, {})
+    findings = analyse(resolved, state, checks, hints)
+    from plugins.smoke_plugin import final_exit_status
+
+    report_dir = Path(resolved.report_dir)
+    deployment = state.deployment or {}
+    targets = state.target_objects()
+    verdict = verdicts.build_verdict(
+        started_at=datetime.fromisoformat(state.started_at),
+        duration_s=time.monotonic() - state.started_monotonic,
+        target=verdicts.TargetRecord(
+            region=state.region,
+            cluster=deployment.get("cluster") or resolved.ecs_cluster,
+            service=deployment.get("service") or resolved.ecs_service,
+            deployment_id=deployment.get("deployment_id"),
+            task_definition=deployment.get("task_definition_arn"),
+            image_digest=resolved.expect_image_digest or _common_digest(targets),
+        ),
+        tasks=[
+            verdicts.TaskRecord(task_id=t.task_id, ip=t.ip, image_digest=t.image_digest, started_at=t.started_at)
+            for t in targets
+        ],
+        checks=checks,
+        diagnoses=findings.diagnoses,
+        warnings=findings.warnings,
+        deploy_failed=bool(state.outcome) and not could_not_verify(state),
+        not_verified=could_not_verify(state),
+    )
+    strict_failure = resolved.strict and findings.warnings and verdict["verdict"] == "pass"
+    if strict_failure:
+        verdict["verdict"], verdict["exit_code"] = "fail", verdicts.EXIT_FAILED
+    if verdict["verdict"] == "pass" and final_exit_status(state, exit_status) != 0:
+        verdict["verdict"], verdict["exit_code"] = "error", final_exit_status(state, exit_status)
+    config.stash[verdict_key] = verdict
+    verdicts.write_verdict(report_dir / "verdict.json", verdict, registry)
+    verdicts.write_summary(report_dir / "summary.md", verdict, registry, os.environ.get("GITHUB_STEP_SUMMARY"))
+    allure_dir = Path(getattr(config.option, "allure_report_dir", "") or report_dir / "allure-results")
+    write_allure_extras(allure_dir, verdict, targets)
+    label_allure_failures(allure_dir, findings.diagnoses)
+    # JUnit is written by pytest's own sessionfinish before this trylast hook runs.
+    scrub_tree(report_dir, registry)
+    if allure_dir.resolve() != (report_dir / "allure-results").resolve():
+        scrub_tree(allure_dir, registry)
+
+
+verdict_key = pytest.StashKey[verdicts.Verdict]()
+
+
+def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckRecord],
+            hints: dict[str, dict[str, Any]]) -> RunFindings:
+    """Diagnose every failure and lint the task definition (also on a green run)."""
+    findings = RunFindings()
+    failures: list[Failure] = []
+    if state.outcome:
+        failures.append(Failure(kind=_kind(state.outcome["kind"]), check="deployment",
+                                task_id=None, message=state.outcome["message"],
+                                details=dict(state.outcome.get("details") or {})))
+    by_short = {t.short_id: t.task_id for t in state.target_objects()}
+    for nodeid, hint in hints.items():
+        match = _PARAM.search(nodeid)
+        short = match.group("id") if match else None
+        kind = "unreachable" if hint.get("unreachable") else (
+            "missing_owner" if hint.get("check") == MISSING_OWNER_CHECK else "check_failed")
+        failures.append(Failure(kind=kind, check=_PARAM.sub("", nodeid.split("::")[-1]),
+                                task_id=by_short.get(short or "", short), message=hint.get("message", ""),
+                                security=bool(hint.get("security")),
+                                details={k: hint[k] for k in ("status", "request") if hint.get(k) is not None}))
+    if not state.deployment or not resolved.uses_discovery:
+        findings.diagnoses = diagnose_all(failures) if failures else []
+        return findings
+    try:
+        clients = make_clients(resolved.aws_region)
+        definition = clients.ecs.describe_task_definition(
+            taskDefinition=state.deployment["task_definition_arn"])["taskDefinition"]
+    except Exception as error:  # noqa: BLE001 - a report must still be written
+        findings.notes.append(f"could not read the task definition for lint and diagnosis: {error}")
+        findings.diagnoses = diagnose_all(failures) if failures else []
+        return findings
+    container = state.deployment.get("container")
+    findings.warnings = [w.message for w in lint_task_definition(
+        definition, container=container, health_path_status=_probe_health_check_path(definition, container, state))]
+    if failures:
+        task_ids = sorted({f.task_id for f in failures if f.task_id} | {t.task_id for t in state.target_objects()})
+        evidence = collect_evidence(ecs=clients.ecs, logs=clients.logs, cluster=state.deployment["cluster"],
+                                    service=state.deployment["service"], task_ids=task_ids,
+                                    task_definition=definition, container=container or "",
+                                    around=datetime.now(timezone.utc), ecr=clients.ecr)
+        findings.diagnoses = diagnose_all(failures, evidence)
+    return findings
+
+
+def _kind(kind: str) -> str:
+    known = {"rolled_back", "tasks_stopping", "health_path_404", "image_mismatch", "deadline", "unreachable"}
+    return kind if kind in known else "deadline" if kind == "not_stable" else "unreachable"
+
+
+def _probe_health_check_path(definition: dict[str, Any], container: str | None, state: RunState) -> dict[str, int]:
+    """Ask one live task for the path its own health check probes (a 404 there restarts tasks)."""
+    import httpx
+
+    path = health_check_path(definition, container)
+    targets = state.target_objects()
+    if not path or not targets:
+        return {}
+    try:
+        return {path: httpx.get(targets[0].base_url + path, timeout=3.0).status_code}
+    except httpx.HTTPError:
+        return {}
+
+
+def _common_digest(targets: list[Any]) -> str | None:
+    digests = {t.image_digest for t in targets if t.image_digest}
+    return digests.pop() if len(digests) == 1 else None
+
+
+def write_allure_extras(allure_dir: Path, verdict: verdicts.Verdict, targets: list[Any]) -> None:
+    """environment.properties, categories.json and (in GitHub Actions) executor.json; controller only."""
+    allure_dir.mkdir(parents=True, exist_ok=True)
+    target = verdict["target"]
+    environment = {
+        "region": target.get("region"), "cluster": target.get("cluster"), "service": target.get("service"),
+        "deployment_id": target.get("deployment_id"), "task_definition": target.get("task_definition"),
+        "image_digest": target.get("image_digest"), "targets": ", ".join(t.base_url for t in targets),
+        "verdict": verdict["verdict"],
+    }
+    lines = [f"{key}={_escape_property(str(value))}" for key, value in environment.items() if value]
+    (allure_dir / "environment.properties").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (allure_dir / "categories.json").write_text(json.dumps(allure_categories(), indent=2), encoding="utf-8")
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        server, repo, run = (os.environ.get(k, "") for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"))
+        executor = {"name": "GitHub Actions", "type": "github", "buildName": f"{repo} run {run}",
+                    "buildUrl": f"{server}/{repo}/actions/runs/{run}", "reportName": "CivicForge smoke"}
+        (allure_dir / "executor.json").write_text(json.dumps(executor, indent=2), encoding="utf-8")
+
+
+def _escape_property(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", " ").replace(":", "\\:").replace("=", "\\=")
+
+
+def label_allure_failures(allure_dir: Path, diagnoses: list[Diagnosis]) -> None:
+    """Prefix each failed result's message with ``[category]`` so Allure's categories group it."""
+    by_task = {d.task_id[:8]: d for d in diagnoses if d.task_id}
+    general = next((d for d in diagnoses if not d.task_id), None)
+    for path in allure_dir.glob("*-result.json"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("status") not in ("failed", "broken"):
+            continue
+        match = _PARAM.search(data.get("name", ""))
+        diagnosis = by_task.get(match.group("id")) if match else None
+        diagnosis = diagnosis or general
+        details = data.setdefault("statusDetails", {})
+        message = details.get("message", "")
+        if diagnosis and not message.startswith("["):
+            details["message"] = f"{diagnosis.message()}\n{message}"
+            path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def scrub_tree(folder: Path, registry: SecretRegistry) -> None:
+    """Replace every registered secret in every text file under ``folder``."""
+    if not len(registry) or not folder.exists():
+        return
+    for path in folder.rglob("*"):
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        clean = registry.redact(text)
+        if clean != text:
+            path.write_text(clean, encoding="utf-8")

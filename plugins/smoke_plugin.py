@@ -1,0 +1,189 @@
+"""The pytest layer of the smoke harness: options, the once-per-run preflight, parametrisation.
+
+The work itself is pytest-free (``plugins/core``, ``plugins/preflight.py``);
+this module only decides *when* it runs and hands its results to tests:
+
+- a run is a smoke run when its arguments reach the ``smoke/`` suite; any
+  other run (``pytest`` alone runs ``tests/``) never touches AWS;
+- the controller resolves options, discovers and waits once, and passes the
+  ``RunState`` to xdist workers through ``workerinput``;
+- every test that asks for ``smoke_target`` runs once per task, with the
+  short task id in its test id;
+- the exit status says what happened: 0 passed, 1 a check or the deploy
+  failed, 6 could not verify, 4 usage error (pytest's own).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugins import options as smoke_options
+from plugins.core.errors import EXIT_COULD_NOT_VERIFY, EXIT_DEPLOY_FAILED
+from plugins.core.stability import Progress
+from plugins.preflight import RunState, could_not_verify, run_preflight
+from plugins.reporting import configure_outputs
+
+
+SMOKE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
+WORKER_KEY = "smoke_run_state"
+config_key = pytest.StashKey[smoke_options.SmokeConfig]()
+state_key = pytest.StashKey[RunState]()
+smoke_run_key = pytest.StashKey[bool]()
+PROGRESS_EVERY_S = 10.0  # without a terminal, one progress line this often
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    smoke_options.add_options(parser)
+
+
+def is_smoke_run(config: pytest.Config) -> bool:
+    """True when the run's arguments reach the smoke suite (``pytest smoke``, ``pytest smoke/test_x.py``)."""
+    for arg in config.args:
+        path = Path(arg.split("::", 1)[0])
+        path = path if path.is_absolute() else Path(config.invocation_params.dir) / path
+        path = path.resolve()
+        if path == SMOKE_SUITE or SMOKE_SUITE in path.parents or path in SMOKE_SUITE.parents:
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)  # before allure and junitxml read their output paths
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "smoke_target: parametrised over the deployment's tasks")
+    smoke_run = is_smoke_run(config)
+    config.stash[smoke_run_key] = smoke_run
+    if not smoke_run:
+        return
+    resolved = smoke_options.resolve_config(
+        lambda dest: config.getoption(dest), lambda name: config.getini(name) or None
+    )
+    smoke_options.require_target(resolved)
+    config.stash[config_key] = resolved
+    configure_outputs(config, resolved)
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and WORKER_KEY in workerinput:
+        config.stash[state_key] = RunState.from_json(workerinput[WORKER_KEY])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    if not config.stash.get(smoke_run_key, False) or hasattr(config, "workerinput"):
+        return
+    progress = _ProgressLine(config)
+    state = run_preflight(config.stash[config_key], on_progress=progress)
+    progress.done(state)
+    config.stash[state_key] = state
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: hand the controller's one discovery and wait to each worker."""
+    state = node.config.stash.get(state_key, None)
+    if state is not None:
+        node.workerinput[WORKER_KEY] = state.to_json()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "smoke_target" not in metafunc.fixturenames:
+        return
+    state = metafunc.config.stash.get(state_key, None)
+    targets = state.target_objects() if state is not None else []
+    metafunc.parametrize("smoke_target", targets, ids=[t.short_id for t in targets])
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash.get(state_key, None)
+    if state is None:
+        return
+    resolved = config.stash[config_key]
+    keep, drop = [], []
+    for item in items:
+        needs_deployment_only = "smoke_preflight" in getattr(item, "fixturenames", ())
+        if state.blocks_tests and not needs_deployment_only:
+            drop.append(item)
+        elif could_not_verify(state):
+            drop.append(item)
+        elif resolved.read_only and item.get_closest_marker("writes") is not None:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    resolved = config.stash.get(config_key, None)
+    if resolved is None:
+        return []
+    return ["smoke harness options:", *(f"  {line}" for line in resolved.describe())]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(state_key, None)
+    if state is None or hasattr(config, "workerinput"):
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("smoke harness")
+    if state.deployment:
+        d = state.deployment
+        write(f"deployment {d['deployment_id']} of {d['cluster']}/{d['service']} ({d['task_definition_arn']})")
+    for target in state.target_objects():
+        write(f"  task {target.short_id}: {target.base_url} {target.image_digest or ''}".rstrip())
+    for note in state.notes:
+        write(f"note: {note}")
+    write(f"waited {state.waited_s:.1f} s for the deployment; {state.aws_calls} AWS calls")
+    if state.outcome:
+        label = "could not verify" if could_not_verify(state) else "deploy failed"
+        write(f"{label}: {state.outcome['message']}", red=True, bold=True)
+        for line in state.outcome.get("evidence", [])[:12]:
+            write(f"  {line}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(state_key, None)
+    if state is None or hasattr(session.config, "workerinput"):
+        return
+    session.exitstatus = final_exit_status(state, int(exitstatus))
+
+
+def final_exit_status(state: RunState, pytest_status: int) -> int:
+    """Could-not-verify wins (6); a failed deploy or check is 1; otherwise pytest's own."""
+    if could_not_verify(state):
+        return EXIT_COULD_NOT_VERIFY
+    if state.outcome or pytest_status == pytest.ExitCode.TESTS_FAILED:
+        return EXIT_DEPLOY_FAILED
+    return pytest_status
+
+
+class _ProgressLine:
+    """One live line on a terminal; a line every ~10 s in CI logs."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._writer = config.get_terminal_writer()
+        self._tty = sys.stdout.isatty() and config.getoption("verbose") >= 0
+        self._last_line_at = 0.0
+        self._shown = False
+
+    def __call__(self, progress: Progress) -> None:
+        line = f"waiting for the deployment: {progress.describe()}"
+        if self._tty:
+            self._writer.write("\r" + line[: self._writer.fullwidth - 1].ljust(self._writer.fullwidth - 1))
+            self._writer.flush()
+            self._shown = True
+        elif time.monotonic() - self._last_line_at >= PROGRESS_EVERY_S:
+            self._last_line_at = time.monotonic()
+            self._writer.line(line)
+
+    def done(self, state: RunState) -> None:
+        if self._shown:
+            self._writer.line("")
+        if state.targets and not state.outcome:
+            self._writer.line(f"deployment settled after {state.waited_s:.1f} s: testing {len(state.targets)} task(s)")

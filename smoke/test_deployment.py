@@ -1,0 +1,17 @@
+"""The deployment itself: settled on the new release, as the runbook's "is it really done?"."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugins.preflight import RunState
+
+
+@pytest.mark.readonly
+def test_deployment_settled(smoke_preflight: RunState) -> None:
+    """The new deployment is the only one, every task running and healthy, image as expected."""
+    __tracebackhide__ = True
+    if smoke_preflight.outcome:
+        outcome = smoke_preflight.outcome
+        evidence = "\n".join(f"  {line}" for line in outcome.get("evidence", []))
+        pytest.fail(f"{outcome['message']}\n{evidence}".rstrip(), pytrace=False)
