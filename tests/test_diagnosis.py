@@ -1,0 +1,489 @@
+"""diagnose(): every category from realistic inputs, and the more specific cause winning."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pytest
+
+from plugins.core.diagnosis import (
+    CATEGORIES,
+    NEXT_STEPS,
+    Diagnosis,
+    Failure,
+    allure_categories,
+    diagnose,
+    diagnose_all,
+)
+from plugins.core.evidence import ContainerExit, Evidence, HealthCheck, StoppedTask
+
+TASK = "3f2a9c0d1e8b4f6a9c7d5e3b1a0f2c4d"
+OTHER = "9b8a7c6d5e4f30211a2b3c4d5e6f7a8b"
+STOPPED = "c0ffee00deadbeef0123456789abcdef"
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+CURL = HealthCheck(("CMD-SHELL", "curl -f http://localhost:8000/health || exit 1"), 30, 3, 60, 5)
+URLLIB = HealthCheck(
+    (
+        "CMD-SHELL",
+        "python -c \"import urllib.request; urllib.request.urlopen('http://localhost:8000/health')\" || exit 1",
+    ),
+    30,
+    3,
+    60,
+    5,
+)
+
+
+def traceback(request: str, *frames_and_error: str) -> tuple[str, ...]:
+    """Log lines as uvicorn prints a failing request: access line, then the traceback."""
+    return (
+        f'INFO:     10.0.1.23:51234 - "{request} HTTP/1.1" 500 Internal Server Error',
+        "ERROR:    Exception in ASGI application",
+        "Traceback (most recent call last):",
+        '  File "/usr/local/lib/python3.11/site-packages/uvicorn/protocols/http/httptools_impl.py", line 409, in run_asgi',
+        "    result = await app(  # type: ignore[func-returns-value]",
+        *frames_and_error,
+    )
+
+
+STARTUP = (
+    "Running database migrations...",
+    "INFO:     Started server process [1]",
+    "INFO:     Uvicorn running on http://0.0.0.0:8000 (Press CTRL+C to quit)",
+)
+NO_SUCH_TABLE = traceback(
+    "POST /api/auth/register",
+    '  File "/app/src/board_mvp/database.py", line 88, in execute',
+    "    cursor.execute(query, params)",
+    "sqlite3.OperationalError: no such table: users",
+)
+PG_NO_RELATION = traceback(
+    "POST /api/boards/board_001/invites",
+    '  File "/usr/local/lib/python3.11/site-packages/psycopg2/extras.py", line 236, in execute',
+    "    return super().execute(query, vars)",
+    'psycopg2.errors.UndefinedTable: relation "board_invites" does not exist',
+    "LINE 1: INSERT INTO board_invites (board_id, token, role, created_by...",
+)
+ROWCOUNT = traceback(
+    "DELETE /api/boards/board_001/members/999999",
+    '  File "/app/src/board_mvp/web.py", line 530, in remove_member',
+    "    if result.rowcount == 0:",
+    "       ^^^^^^^^^^^^^^^",
+    "AttributeError: 'PGCursor' object has no attribute 'rowcount'",
+)
+URLSAFE = traceback(
+    "POST /api/boards/board_001/invites",
+    '  File "/app/src/board_mvp/web.py", line 412, in create_invite',
+    "    token = secrets.urlsafe(32)",
+    "            ^^^^^^^^^^^^^^^",
+    "AttributeError: module 'secrets' has no attribute 'urlsafe'",
+)
+NAME_ERROR = traceback(
+    "GET /api/me",
+    '  File "/app/src/board_mvp/web.py", line 120, in me',
+    "    return serialize_user(usr)",
+    "NameError: name 'usr' is not defined",
+)
+
+
+def stopped(reason: str, container_reason: str = "", exit_code: int | None = None, task: str = STOPPED) -> StoppedTask:
+    return StoppedTask(
+        task_id=task,
+        stopped_reason=reason,
+        stop_code="EssentialContainerExited" if "exited" in reason else "TaskFailedToStart",
+        stopped_at=NOW,
+        containers=(ContainerExit("civicforge-app", container_reason, exit_code),),
+    )
+
+
+HEALTH_STOP = stopped("Task failed container health checks")
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    failure: Failure
+    evidence: Evidence
+    category: str
+    evidence_has: str
+    task_id: str | None = TASK
+    summary_has: str = ""
+    step_has: str = ""
+
+
+def logs(*lines: str, task: str = TASK) -> dict[str, tuple[str, ...]]:
+    return {task: STARTUP + tuple(lines)}
+
+
+def failed_500(check: str, request: str = "", **details: object) -> Failure:
+    extra = {"request": request} if request else {}
+    return Failure(
+        "check_failed",
+        check,
+        TASK,
+        f"{request} -> 500 Internal Server Error",
+        details={"status": 500, **extra, **details},
+    )
+
+
+CASES = [
+    Case(
+        "health path 404 while /api/health answers",
+        Failure(
+            "health_path_404",
+            "health",
+            TASK,
+            "GET /health -> 404",
+            details={"path": "/health", "answering": ["/api/health"]},
+        ),
+        Evidence(health_check=URLLIB),
+        "health_path_mismatch",
+        "GET /health -> 404, /api/health -> 200; the task definition's health check probes /health",
+    ),
+    Case(
+        "tasks stop because the health check probes a 404 path",
+        Failure(
+            "tasks_stopping",
+            "stability",
+            None,
+            "2 tasks stopped",
+            details={"health_path_status": {"/health": 404, "/api/health": 200}},
+        ),
+        Evidence(stopped_tasks=(HEALTH_STOP,), health_check=URLLIB),
+        "health_path_mismatch",
+        "stopped: Task failed container health checks; GET /health -> 404, /api/health -> 200",
+        task_id=STOPPED,
+    ),
+    Case(
+        "tasks stopping + curl health check",
+        Failure("tasks_stopping", "stability", None, "tasks keep stopping"),
+        Evidence(stopped_tasks=(HEALTH_STOP,), health_check=CURL, logs=logs(task=STOPPED)),
+        "health_check_command",
+        "Task failed container health checks; health check: CMD-SHELL curl -f http://localhost:8000/health",
+        task_id=STOPPED,
+        step_has="urllib.request.urlopen",
+    ),
+    Case(
+        "tasks stopping + curl + exec format error in the container reason",
+        Failure("tasks_stopping", "stability", None, "tasks keep stopping"),
+        Evidence(
+            stopped_tasks=(
+                stopped(
+                    "Essential container in task exited",
+                    "CannotStartContainerError: Error response from daemon: failed to create shim task: "
+                    "OCI runtime create failed: runc create failed: unable to start container process: "
+                    "exec /bin/bash: exec format error: unknown",
+                    255,
+                ),
+            ),
+            health_check=CURL,
+        ),
+        "arch_mismatch",
+        "exec /bin/bash: exec format error",
+        task_id=STOPPED,
+        step_has="--platform linux/amd64",
+    ),
+    Case(
+        "exec format error only in the logs of a rolled back deployment",
+        Failure("rolled_back", "deployment", None, "deployment rolled back"),
+        Evidence(logs={STOPPED: ("exec /bin/bash: exec format error",)}),
+        "arch_mismatch",
+        f"task {STOPPED[:8]}: exec /bin/bash: exec format error",
+        task_id=STOPPED,
+    ),
+    Case(
+        "500 + sqlite no such table",
+        failed_500("test_register", "POST /api/auth/register"),
+        Evidence(logs=logs(*NO_SUCH_TABLE), health_check=CURL),
+        "migrations_not_applied",
+        "sqlite3.OperationalError: no such table: users",
+        summary_has="table users is missing",
+        step_has="migrations_pg",
+    ),
+    Case(
+        "500 + PostgreSQL relation does not exist",
+        failed_500("test_owner_creates_invite", "POST /api/boards/board_001/invites"),
+        Evidence(logs=logs(*PG_NO_RELATION)),
+        "migrations_not_applied",
+        'relation "board_invites" does not exist',
+        summary_has="table board_invites is missing",
+    ),
+    Case(
+        "500 + rowcount AttributeError",
+        failed_500("test_remove_unknown_member_is_404", "DELETE /api/boards/board_001/members/999999"),
+        Evidence(logs=logs(*ROWCOUNT)),
+        "db_adapter_error",
+        "AttributeError: 'PGCursor' object has no attribute 'rowcount'",
+        summary_has="no rowcount attribute",
+        step_has="SELECT before",
+    ),
+    Case(
+        "500 + secrets.urlsafe AttributeError",
+        failed_500("test_owner_creates_invite", "POST /api/boards/board_001/invites"),
+        Evidence(logs=logs(*URLSAFE)),
+        "code_error",
+        "AttributeError: module 'secrets' has no attribute 'urlsafe'",
+        summary_has="raised AttributeError",
+        step_has="secrets.token_urlsafe(32)",
+    ),
+    Case(
+        "500 + NameError, request unknown",
+        Failure("check_failed", "test_me", TASK, "GET /api/me -> 500"),
+        Evidence(logs=logs(*NAME_ERROR)),
+        "code_error",
+        "NameError: name 'usr' is not defined",
+    ),
+    Case(
+        "stability's health_path_404 details (working_paths)",
+        Failure(
+            "health_path_404",
+            "stability",
+            TASK,
+            "health path /health answered 404",
+            details={"path": "/health", "working_paths": ["/api/health"], "url": "http://127.0.0.11:8000/health"},
+        ),
+        Evidence(health_check=CURL),
+        "health_path_mismatch",
+        "GET /health -> 404, /api/health -> 200",
+    ),
+    Case(
+        "stability's exec format cause without gathered evidence",
+        Failure(
+            "tasks_stopping",
+            "stability",
+            None,
+            "task c0ffee00 cannot start: exec format error",
+            details={"stopped_tasks": [STOPPED], "cause": "exec_format"},
+        ),
+        Evidence(),
+        "arch_mismatch",
+        "cannot start: exec format error",
+        task_id=STOPPED,
+    ),
+    Case(
+        "stability's image_mismatch with digests per task",
+        Failure(
+            "image_mismatch",
+            "stability",
+            None,
+            "digest mismatch",
+            details={"expected": "sha256:" + "a" * 64, "actual": {OTHER: "sha256:" + "d" * 64}},
+        ),
+        Evidence(),
+        "stale_image",
+        f"expected sha256:{'a' * 64}, running sha256:{'d' * 64}",
+        task_id=OTHER,
+    ),
+    Case(
+        "the service runs another task definition",
+        Failure(
+            "task_definition_mismatch",
+            "stability",
+            None,
+            "service runs civicforge-board-mvp:6, expected civicforge-board-mvp:7",
+            details={"expected": "civicforge-board-mvp:7", "actual": "civicforge-board-mvp:6"},
+        ),
+        Evidence(),
+        "stale_image",
+        "service runs civicforge-board-mvp:6, expected civicforge-board-mvp:7",
+        task_id=None,
+        summary_has="runs civicforge-board-mvp:6, not civicforge-board-mvp:7",
+    ),
+    Case(
+        "no owner on the board",
+        Failure("missing_owner", "test_board_has_owner", TASK, "no member of board_001 has role owner"),
+        Evidence(),
+        "missing_board_owner",
+        "no member of board_001 has role owner",
+        step_has="Added user <id> as board owner",
+    ),
+    Case(
+        "running digest differs from the deployed one",
+        Failure(
+            "image_mismatch",
+            "image",
+            TASK,
+            "digest mismatch",
+            details={"expected": "sha256:" + "a" * 64, "actual": "sha256:" + "b" * 64},
+        ),
+        Evidence(registry_digest="sha256:" + "a" * 64),
+        "stale_image",
+        f"expected sha256:{'a' * 64}, running sha256:{'b' * 64}",
+        step_has="--no-cache",
+    ),
+    Case(
+        "a failing check on a task running an older image than the ECR tag",
+        Failure("check_failed", "test_invite_shape", OTHER, "missing field expires_at", details={"status": 200}),
+        Evidence(
+            running_digests={TASK: "sha256:" + "a" * 64, OTHER: "sha256:" + "c" * 64},
+            registry_digest="sha256:" + "a" * 64,
+        ),
+        "stale_image",
+        f"running sha256:{'c' * 64}, ECR tag points at sha256:{'a' * 64}",
+        task_id=OTHER,
+    ),
+    Case(
+        "tasks fail health checks with a sound check and quiet logs",
+        Failure("tasks_stopping", "stability", None, "3 tasks stopped"),
+        Evidence(stopped_tasks=(HEALTH_STOP,), health_check=URLLIB, logs=logs(task=STOPPED)),
+        "task_restarting",
+        f"task {STOPPED[:8]} stopped: Task failed container health checks",
+        task_id=STOPPED,
+    ),
+    Case(
+        "deployment rolled back with nothing more specific",
+        Failure("rolled_back", "deployment", None, "rolloutState FAILED"),
+        Evidence(
+            deployments=(
+                "PRIMARY civicforge-board-mvp:6 rolloutState=COMPLETED running=2/2",
+                "ACTIVE civicforge-board-mvp:7 rolloutState=FAILED running=0/2",
+            ),
+            service_events=(
+                "2025-03-01T11:58:00Z (service civicforge-board-service) rolling back to deployment ecs-svc/123",
+            ),
+        ),
+        "deployment_rolled_back",
+        "civicforge-board-mvp:7 rolloutState=FAILED",
+        task_id=None,
+    ),
+    Case(
+        "participant may create invites (security), even with tracebacks in the logs",
+        Failure(
+            "check_failed",
+            "test_participant_cannot_invite",
+            TASK,
+            "POST invites as participant -> 200, expected 403",
+            security=True,
+        ),
+        Evidence(logs=logs(*URLSAFE)),
+        "permission_regression",
+        "POST invites as participant -> 200, expected 403",
+    ),
+    Case(
+        "task IP not answering",
+        Failure("unreachable", "connect", TASK, "connect to 54.1.2.3:8000 refused"),
+        Evidence(),
+        "target_unreachable",
+        "connect to 54.1.2.3:8000 refused",
+        step_has="public IP",
+    ),
+    Case(
+        "service not stable before the deadline",
+        Failure("deadline", "stability", None, "not stable", details={"state": "running=1/2 pending=1 deployments=2"}),
+        Evidence(service_events=("2025-03-01T11:59:00Z (service civicforge-board-service) has started 1 tasks",)),
+        "not_stable",
+        "last state: running=1/2 pending=1 deployments=2; latest event: 2025-03-01T11:59:00Z",
+        task_id=None,
+    ),
+    Case(
+        "a 4xx contract mismatch is not explained by an unrelated traceback",
+        Failure(
+            "check_failed",
+            "test_join_unknown_token",
+            TASK,
+            "expected 404 'Invalid invite', got 400",
+            details={"status": 400},
+        ),
+        Evidence(logs=logs(*NO_SUCH_TABLE)),
+        "contract_violation",
+        "expected 404 'Invalid invite', got 400",
+    ),
+    Case(
+        "a 500 with a curl health check is still the missing table",
+        failed_500("test_register", "POST /api/auth/register"),
+        Evidence(logs=logs(*NO_SUCH_TABLE), health_check=CURL, stopped_tasks=(HEALTH_STOP,)),
+        "migrations_not_applied",
+        "no such table: users",
+    ),
+    Case(
+        "tasks exiting at start-up: the log error beats a curl check",
+        Failure("tasks_stopping", "stability", None, "tasks keep stopping"),
+        Evidence(
+            stopped_tasks=(stopped("Essential container in task exited", "", 1),),
+            health_check=CURL,
+            logs={
+                STOPPED: (
+                    "Running database migrations...",
+                    'psycopg2.errors.UndefinedTable: relation "users" does not exist',
+                )
+            },
+        ),
+        "migrations_not_applied",
+        'relation "users" does not exist',
+        task_id=STOPPED,
+    ),
+    Case(
+        "the failing request's own traceback wins over another request's",
+        failed_500("test_owner_creates_invite", "POST /api/boards/board_001/invites?x=1"),
+        Evidence(logs=logs(*ROWCOUNT, *URLSAFE, *ROWCOUNT)),
+        "code_error",
+        "module 'secrets' has no attribute 'urlsafe'",
+    ),
+    Case(
+        "same logs, the DELETE's failure is the adapter",
+        failed_500("test_remove_unknown_member_is_404", "DELETE /api/boards/board_001/members/999999"),
+        Evidence(logs=logs(*URLSAFE, *ROWCOUNT, *URLSAFE)),
+        "db_adapter_error",
+        "'PGCursor' object has no attribute 'rowcount'",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_diagnose(case: Case) -> None:
+    found = diagnose(case.failure, case.evidence)
+    assert (found.category, found.task_id) == (case.category, case.task_id), found
+    assert case.evidence_has in found.evidence
+    assert "\n" not in found.evidence and "\n" not in found.summary
+    assert case.summary_has in found.summary
+    assert case.step_has in found.next_step
+    assert found.next_step
+
+
+def test_the_table_covers_every_category() -> None:
+    assert {c.category for c in CASES} == set(CATEGORIES) == set(NEXT_STEPS)
+
+
+def test_evidence_quoting_a_log_line_masks_credentials_and_stays_short() -> None:
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.c2lnbmF0dXJl"
+    line = f"AttributeError: 'NoneType' object has no attribute 'id' (Authorization: Bearer {token}) " + "x" * 500
+    found = diagnose(Failure("check_failed", "test_me", TASK, "500"), Evidence(logs={TASK: (line,)}))
+    assert found.category == "code_error"
+    assert token not in found.evidence and "Bearer ***" in found.evidence
+    assert len(found.evidence) <= 300
+
+
+def test_an_unexpected_kind_is_diagnosed_not_refused() -> None:
+    quiet = diagnose(Failure("no_running_task", "discovery", None, "0 of 2 tasks RUNNING"), Evidence())
+    assert (quiet.category, quiet.evidence) == ("not_stable", "last state: 0 of 2 tasks RUNNING")
+    crashed = diagnose(Failure("no_running_task", "discovery", None, "0 of 2"), Evidence(stopped_tasks=(HEALTH_STOP,)))
+    assert crashed.category == "task_restarting"
+
+
+def test_diagnose_all_lists_each_cause_once() -> None:
+    evidence = Evidence(logs=logs(*NO_SUCH_TABLE))
+    failures = [failed_500("test_register"), failed_500("test_login"), Failure("unreachable", "c", OTHER, "refused")]
+    found = diagnose_all(failures, evidence)
+    assert [d.category for d in found] == ["migrations_not_applied", "target_unreachable"]
+
+
+def test_without_evidence_a_failure_is_still_named() -> None:
+    assert diagnose(Failure("check_failed", "t", TASK, "boom")).category == "contract_violation"
+
+
+def test_allure_categories_match_the_tagged_failure_messages() -> None:
+    entries = allure_categories()
+    assert [e["name"].split(":")[0] for e in entries] == list(CATEGORIES)
+    diagnosis = Diagnosis("migrations_not_applied", TASK, "tables missing", "log", "run migrations")
+    message = f"AssertionError: {diagnosis.message()}\nsecond line of the failure"
+    matching = [e["name"] for e in entries if re.fullmatch(e["messageRegex"], message)]
+    assert matching == [f"migrations_not_applied: {CATEGORIES['migrations_not_applied']}"]
+    assert all(set(e["matchedStatuses"]) == {"failed", "broken"} for e in entries)
+
+
+def test_diagnosis_as_dict_has_the_verdict_fields() -> None:
+    found = diagnose(CASES[0].failure, CASES[0].evidence)
+    assert set(found.as_dict()) == {"category", "task_id", "summary", "evidence", "next_step"}

@@ -1,0 +1,186 @@
+"""verdict.json round trip, exit codes, redaction on the way out, and the markdown summary."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from plugins.core.diagnosis import Diagnosis
+from plugins.core.redact import SecretRegistry
+from plugins.core.verdict import (
+    CheckRecord,
+    TargetRecord,
+    TaskRecord,
+    build_verdict,
+    decide,
+    read_verdict,
+    render_summary,
+    write_summary,
+    write_verdict,
+)
+
+T1 = "3f2a9c0d1e8b4f6a9c7d5e3b1a0f2c4d"
+T2 = "9b8a7c6d5e4f30211a2b3c4d5e6f7a8b"
+DIGEST = "sha256:" + "ab" * 32
+INVITE_TOKEN = "Zq3-_kR9vLmN0pQrStUvWxYz0123456789abcdEFGH"
+PASSWORD = "correct horse battery staple"
+
+TARGET = TargetRecord(
+    region="us-east-1",
+    cluster="civicforge-cluster",
+    service="civicforge-board-service",
+    deployment_id="ecs-svc/1234567890123456789",
+    task_definition="civicforge-board-mvp:7",
+    image_digest=DIGEST,
+)
+TASKS = [
+    TaskRecord(task_id=T1, ip="127.0.0.11", image_digest=DIGEST, started_at="2025-03-01T11:50:00Z"),
+    TaskRecord(task_id=T2, ip="127.0.0.12", image_digest=DIGEST, started_at=None),
+]
+
+
+def check(name: str, task_id: str | None, outcome: str, message: str = "") -> CheckRecord:
+    record = CheckRecord(name=name, task_id=task_id, outcome=outcome, duration_s=0.12, message=message)  # type: ignore
+    return record
+
+
+PASSING = [
+    check(f"smoke/test_health.py::test_health[{T1[:8]}]", T1, "passed"),
+    check(f"smoke/test_health.py::test_health[{T2[:8]}]", T2, "passed"),
+    check("smoke/test_auth.py::test_no_credentials_rejected", None, "passed"),
+]
+
+
+def verdict_with(checks: list[CheckRecord], **flags: bool) -> dict:
+    return build_verdict(
+        started_at=datetime(2025, 3, 1, 12, 0, 5, tzinfo=timezone(timedelta(hours=2))),
+        duration_s=42.3456,
+        target=TARGET,
+        tasks=TASKS,
+        checks=checks,
+        **flags,
+    )  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "flags", "expected"),
+    [
+        (["passed", "passed", "skipped"], {}, ("pass", 0)),
+        (["passed", "failed", "error"], {}, ("fail", 1)),
+        (["passed"], {"deploy_failed": True}, ("fail", 1)),
+        (["passed", "error"], {}, ("error", 6)),
+        (["skipped"], {}, ("error", 6)),
+        ([], {}, ("error", 6)),
+        (["passed"], {"not_verified": True}, ("error", 6)),
+        (["failed"], {"usage_error": True}, ("error", 4)),
+    ],
+)
+def test_decide(outcomes: list[str], flags: dict[str, bool], expected: tuple[str, int]) -> None:
+    assert decide([check("c", T1, o) for o in outcomes], **flags) == expected
+
+
+def test_verdict_round_trips_through_json(tmp_path: Path) -> None:
+    failing = PASSING + [check("smoke/test_invites.py::test_owner_creates_invite", T1, "failed", "500")]
+    diagnosis = Diagnosis("code_error", T1, "raised AttributeError", "task 3f2a9c0d log: AttributeError", "fix it")
+    verdict = build_verdict(
+        started_at=datetime(2025, 3, 1, 10, 0, 5),
+        duration_s=1.005,
+        target=TARGET,
+        tasks=TASKS,
+        checks=failing,
+        diagnoses=[diagnosis],
+        warnings=["health_check_external_tool: container civicforge-app health check calls curl"],
+    )
+    path = write_verdict(tmp_path / "out" / "verdict.json", verdict, SecretRegistry())
+    loaded = read_verdict(path)
+    assert loaded == json.loads(json.dumps(verdict))
+    assert (loaded["verdict"], loaded["exit_code"]) == ("fail", 1)
+    assert loaded["started_at"] == "2025-03-01T10:00:05Z"
+    assert loaded["diagnoses"] == [diagnosis.as_dict()]
+    assert list(loaded) == [
+        "verdict",
+        "exit_code",
+        "started_at",
+        "duration_s",
+        "target",
+        "tasks",
+        "checks",
+        "diagnoses",
+        "warnings",
+    ]
+    assert [p.name for p in path.parent.iterdir()] == ["verdict.json"]  # no temporary file left behind
+
+
+def test_started_at_is_converted_to_utc_with_z() -> None:
+    assert verdict_with(PASSING)["started_at"] == "2025-03-01T10:00:05Z"
+    assert verdict_with(PASSING)["duration_s"] == 42.35
+
+
+def test_secrets_never_reach_the_written_files(tmp_path: Path) -> None:
+    registry = SecretRegistry([INVITE_TOKEN, PASSWORD])
+    message = f"invite http://127.0.0.11:8000/board/board_001/join?token={INVITE_TOKEN} for password {PASSWORD!r}"
+    verdict = verdict_with(PASSING + [check("test_join", T1, "failed", message + " Bearer eyJa.eyJb.sig")])
+    step_summary = tmp_path / "step_summary.md"
+    step_summary.write_text("# earlier step\n")
+    write_verdict(tmp_path / "verdict.json", verdict, registry)
+    text = write_summary(tmp_path / "summary.md", verdict, registry, str(step_summary))
+    for written in (tmp_path / "verdict.json", tmp_path / "summary.md", step_summary):
+        content = written.read_text()
+        assert INVITE_TOKEN not in content and PASSWORD not in content and "eyJa.eyJb" not in content
+        assert "***" in content
+    assert step_summary.read_text() == "# earlier step\n" + text
+    assert verdict["checks"][-1]["message"].startswith("invite http")  # the caller's value is untouched
+
+
+def test_summary_headline_and_grid() -> None:
+    checks = PASSING + [
+        check(f"smoke/test_invites.py::test_owner_creates_invite[{T1[:8]}]", T1, "failed", "POST invites -> 500"),
+        check(f"smoke/test_invites.py::test_owner_creates_invite[{T2[:8]}]", T2, "error", "connection reset"),
+    ]
+    verdict = build_verdict(
+        started_at=datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc),
+        duration_s=42.3,
+        target=TARGET,
+        tasks=TASKS,
+        checks=checks,
+        diagnoses=[Diagnosis("code_error", T1, "raised AttributeError", "task 3f2a9c0d log: a|b", "use token_urlsafe")],
+        warnings=["health check has no startPeriod"],
+    )
+    summary = render_summary(verdict)
+    lines = summary.splitlines()
+    assert lines[0] == "## ❌ FAIL: civicforge-board-service, deployment ecs-svc/1234567890123456789 (42.3 s)"
+    assert f"| check | `{T1[:8]}` | `{T2[:8]}` | `service` |" in lines
+    assert "| smoke/test_health.py::test_health | ✅ | ✅ | – |" in lines
+    assert "| smoke/test_auth.py::test_no_credentials_rejected | – | – | ✅ |" in lines
+    assert "| smoke/test_invites.py::test_owner_creates_invite | ❌ | ⚠️ | – |" in lines
+    assert "- **[code_error]** raised AttributeError (task 3f2a9c0d)" in lines
+    assert "  - evidence: `task 3f2a9c0d log: a\\|b`" in lines
+    assert "  - next step: use token_urlsafe" in lines
+    assert "- ⚠️ health check has no startPeriod" in lines
+    assert "POST invites -> 500" in summary
+
+
+@pytest.mark.parametrize(
+    ("checks", "flags", "headline"),
+    [
+        (PASSING, {}, "## ✅ PASS: civicforge-board-service"),
+        (
+            [check("t", T1, "error", "unreachable")],
+            {"not_verified": True},
+            "## ⚠️ COULD NOT VERIFY: civicforge-board-service",
+        ),
+    ],
+)
+def test_summary_headline_for_pass_and_not_verified(checks: list[CheckRecord], flags: dict, headline: str) -> None:
+    summary = render_summary(verdict_with(checks, **flags))
+    assert summary.startswith(headline)
+    assert "### Diagnosis" not in summary
+
+
+def test_write_summary_without_a_step_summary_writes_only_the_file(tmp_path: Path) -> None:
+    text = write_summary(tmp_path / "summary.md", verdict_with(PASSING), SecretRegistry(), None)
+    assert (tmp_path / "summary.md").read_text() == text
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.md"]
