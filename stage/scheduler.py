@@ -443,7 +443,7 @@ class Scheduler:
         else:
             faults = task.plan.faults
             argv = [sys.executable, "-m", "stage.standin", "--host", task.ip, "--port", str(PORT),
-                    "--db", str(self._database), "--secret-key", self._secret_key, *faults.app_args()]
+                    "--db", str(self._database), f"--secret-key={self._secret_key}", *faults.app_args()]
             if self._app_version:
                 argv += ["--version", self._app_version]
             if task.plan.behaviour == "hang":

@@ -1,0 +1,84 @@
+"""Run one stand-in "task": ``python -m stage.standin --host H --port P --db PATH [--fault F]...``.
+
+Does what the real container's entrypoint does — migrations and owner
+bootstrap, then uvicorn with its normal logging (access lines on stdout,
+errors and tracebacks on stderr) — bound to exactly H:P. SIGTERM and SIGINT
+end it with exit status 0, at any stage of its life.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from types import FrameType
+
+from stage.faults import APP_FAULTS, FaultError, Faults, parse_faults
+
+PROG = "python -m stage.standin"
+
+
+def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--host", required=True, help="address to bind, e.g. 127.0.0.1")
+    parser.add_argument("--port", required=True, type=int, help="port to bind")
+    parser.add_argument("--db", required=True, help="SQLite file shared by every task of the stage")
+    parser.add_argument("--fault", action="append", default=[], metavar="F",
+                        help="fault switch, repeatable: " + ", ".join(sorted(APP_FAULTS)))
+    parser.add_argument("--version", dest="app_version", default=None,
+                        help="version string to add to the health body (the real service has none)")
+    parser.add_argument("--secret-key", default=None, help="HS256 key for tokens")
+    parser.add_argument("--base-url", default=None, help="invite URL base (default http://HOST:PORT)")
+    return parser.parse_args(argv)
+
+
+def _app_faults(items: list[str]) -> Faults:
+    """Parse the switches, refusing the stage-only ones the app cannot honour."""
+    faults = parse_faults(items)
+    stage_only = sorted(name for name in faults.names if name not in APP_FAULTS)
+    if stage_only:
+        known = ", ".join(sorted(APP_FAULTS))
+        raise FaultError(f"fault {stage_only[0]!r} is a stage fault, not an app fault; app faults: {known}")
+    return faults
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    # uvicorn restores this handler after its graceful shutdown and re-raises
+    # the signal, so this also turns a served SIGTERM into exit status 0.
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the entrypoint's migrations, then serve until a signal."""
+    args = _parse_arguments(argv)
+    try:
+        faults = _app_faults(args.fault)
+    except FaultError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    for handled in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(handled, _exit_cleanly)
+
+    # Imported only now: a typo in --fault fails fast, without loading FastAPI.
+    import uvicorn
+
+    from stage.standin.app import DEFAULT_SECRET_KEY, Settings, create_app, run_entrypoint
+
+    settings = Settings(
+        db_path=args.db,
+        faults=faults,
+        secret_key=args.secret_key or DEFAULT_SECRET_KEY,
+        base_url=args.base_url or f"http://{args.host}:{args.port}",
+        version=args.app_version,
+    )
+    run_entrypoint(settings, echo=lambda line: print(line, flush=True))
+    if faults.warmup_s:
+        # warmup_s: the port stays closed, like a task still booting.
+        time.sleep(faults.warmup_s)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
