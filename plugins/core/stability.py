@@ -1,0 +1,461 @@
+"""Wait until a deploy is really done, and stop at once when it cannot succeed.
+
+The runbook's ``aws ecs wait services-stable`` polls every 15 s for up to 10 min and
+calls a circuit-breaker rollback "stable". Here *stable* means: one deployment left,
+the PRIMARY, rollout COMPLETED (where ECS reports it), running == desired, every
+task of that deployment RUNNING (and HEALTHY where a health check exists), and every
+target answering the health path with 200 on ``consecutive_ok`` polls in a row.
+
+The wait ends early with ``DeployFailed`` on a rollback, on tasks that keep stopping
+(or any "exec format error"), on a health path answering 404 while the server is up,
+and on an image or task-definition mismatch. A passed deadline is ``CouldNotVerify``
+carrying the last observed state.
+
+Call budget: a poll is describe_services + list_tasks + describe_tasks (3 calls),
+plus list_tasks(STOPPED) only when the task set or counts moved, plus one EC2 call
+when the set of ready tasks changes. Polls back off from 0.25 s to a 1.6–2 s gap, so
+a long wait costs under 2 AWS calls a second.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import httpx
+from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception
+
+from plugins.core.aws import AwsClients
+from plugins.core.discovery import (
+    ContainerChoice,
+    Deployment,
+    ServiceObserver,
+    TaskDefinitionRef,
+    build_targets,
+    check_address,
+    check_rollback,
+    choose_container,
+    deployment_from,
+    parse_task_definition_ref,
+    ready_primary_tasks,
+    require_desired,
+    require_primary,
+)
+from plugins.core.errors import CouldNotVerify, DeployFailed
+from plugins.core.observation import DeploymentInfo, Observation, TaskInfo
+from plugins.core.targets import Target
+
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_HEALTH_PATH = "/health"
+KNOWN_HEALTH_PATHS = ("/health", "/api/health", "/healthz")
+FIRST_POLL_GAP_S = 0.25
+MAX_POLL_GAP_S = 2.0
+STOPPED_TASKS_LIMIT = 2  # stopped tasks of the new deployment that mean "it keeps failing"
+FATAL_STOP_MARKERS = ("exec format error",)
+TRANSIENT_STATUSES = frozenset({502, 503, 504})
+HEALTH_TIMEOUT = httpx.Timeout(3.0, connect=2.0)
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One line of what the wait sees, reported before each sleep."""
+
+    elapsed_s: float
+    running: int
+    desired: int
+    rollout_state: str | None
+    healthy_tasks: int
+    total_tasks: int
+    note: str
+
+    def describe(self) -> str:
+        """``[  4.2s] rollout IN_PROGRESS, running 1/2, healthy 1/2: <note>``."""
+        return (
+            f"[{self.elapsed_s:6.1f}s] rollout {self.rollout_state or 'unknown'}, running {self.running}/{self.desired}, "
+            f"healthy {self.healthy_tasks}/{self.total_tasks}: {self.note}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StableResult:
+    """A settled deployment with how long and how many calls it took."""
+
+    deployment: Deployment
+    elapsed_s: float
+    aws_settled_after_s: float
+    polls: int
+    aws_calls: int
+    notes: tuple[str, ...] = ()
+
+
+def parse_image_digest(text: str) -> str:
+    """``sha256:<64 hex>`` (the prefix may be left out); ``ValueError`` otherwise."""
+    digest = text.strip().lower()
+    if not digest.startswith("sha256:"):
+        digest = f"sha256:{digest}"
+    if not _DIGEST.match(digest):
+        raise ValueError(f"expected an image digest like sha256:<64 hex characters>, got {text!r}")
+    return digest
+
+
+def short_digest(digest: str | None) -> str:
+    """``sha256:3f2a1b2c4d5e…`` for messages (None -> "no digest")."""
+    if not digest:
+        return "no digest"
+    return digest[:19] + "…" if len(digest) > 19 else digest
+
+
+class NotSettled(Exception):
+    """The deployment is still moving; the note says on what (retried until the deadline)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthAnswer:
+    """One GET of the health path on one target."""
+
+    target: Target
+    url: str
+    status: int | None
+    error: str | None
+
+    @property
+    def transient(self) -> bool:
+        return self.status is None or self.status in TRANSIENT_STATUSES
+
+    def describe(self) -> str:
+        what = f"answered {self.status}" if self.status is not None else self.error
+        return f"task {self.target.short_id} {self.url}: {what}"
+
+
+def get_health(http: httpx.Client, target: Target, path: str) -> HealthAnswer:
+    """GET ``path`` on ``target``; a connection failure is an answer with ``status=None``."""
+    url = target.base_url + path
+    try:
+        response = http.get(url, timeout=HEALTH_TIMEOUT)
+    except httpx.TransportError as error:
+        return HealthAnswer(target, url, None, type(error).__name__)
+    return HealthAnswer(target, url, response.status_code, None)
+
+
+def poll_gap(attempt: int, rng: random.Random) -> float:
+    """Seconds before poll ``attempt + 1``: 0.25, 0.5, 1, then 2 (each -20 % jitter)."""
+    base = min(MAX_POLL_GAP_S, FIRST_POLL_GAP_S * 2 ** max(0, attempt - 1))
+    return base * rng.uniform(0.8, 1.0)
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Still moving, or AWS throttling / 5xx that outlived botocore's retries."""
+    if isinstance(error, NotSettled):
+        return True
+    return isinstance(error, CouldNotVerify) and bool(error.details.get("transient"))
+
+
+@dataclass(frozen=True, slots=True)
+class WaitOptions:
+    """What ``wait_until_stable`` was asked for (validated)."""
+
+    health_path: str
+    expect_task_definition: TaskDefinitionRef | None
+    expect_image_digest: str | None
+    address: str
+    container: str | None
+    port: int | None
+    consecutive_ok: int
+
+
+@dataclass(slots=True)
+class _Wait:
+    """The state of one wait between polls (not shared, not a value)."""
+
+    observer: ServiceObserver
+    options: WaitOptions
+    http: httpx.Client
+    clock: Callable[[], float]
+    started: float
+    started_wall: datetime
+    ok_streak: int = 0
+    aws_settled_at: float | None = None
+    last: Observation | None = None
+    last_note: str = "no answer from AWS yet"
+    notes: list[str] = field(default_factory=list)
+    stopped_before: frozenset[str] | None = None
+    _targets: tuple[frozenset[str], tuple[Target, ...]] | None = None
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def attempt(self) -> Deployment:
+        """One poll: a settled Deployment, or NotSettled / DeployFailed / CouldNotVerify."""
+        observation = self.observer.poll()
+        self.last = observation
+        if self.stopped_before is None:
+            self.stopped_before = frozenset(task.task_arn for task in observation.stopped_tasks)
+        require_desired(observation)
+        primary = require_primary(observation)
+        check_rollback(observation, primary, self.options.expect_task_definition)
+        check_tasks_stopping(observation, primary, self.stopped_before, self.started_wall)
+        choice = choose_container(
+            self.observer.task_definition(primary.task_definition_arn), self.options.container, self.options.port
+        )
+        waiting_on = aws_not_settled(observation, primary, needs_health=choice.task_has_health_check)
+        if waiting_on:
+            self.ok_streak = 0
+            raise NotSettled(waiting_on)
+        if self.aws_settled_at is None:
+            self.aws_settled_at = self.elapsed()
+        targets = self._resolve(observation, choice)
+        self._check_health(targets, choice)
+        if self.ok_streak < self.options.consecutive_ok:
+            raise NotSettled(f"health path answered on {self.ok_streak}/{self.options.consecutive_ok} polls in a row")
+        check_image(targets, self.options.expect_image_digest)
+        return deployment_from(observation, choice, targets, check_address(self.options.address))
+
+    def _resolve(self, observation: Observation, choice: ContainerChoice) -> tuple[Target, ...]:
+        ready = ready_primary_tasks(observation, needs_health=choice.task_has_health_check)
+        arns = frozenset(task.task_arn for task in ready)
+        if self._targets is None or self._targets[0] != arns:
+            # A new task set means new IPs: look the ENIs up once for it.
+            self.ok_streak = 0
+            targets = build_targets(
+                self.observer.clients, ready, container=choice.name, port=choice.port,
+                address=check_address(self.options.address),
+            )  # fmt: skip
+            self._targets = (arns, targets)
+        return self._targets[1]
+
+    def _check_health(self, targets: tuple[Target, ...], choice: ContainerChoice) -> None:
+        answers = [get_health(self.http, target, self.options.health_path) for target in targets]
+        for answer in answers:
+            if answer.status == 404:
+                raise health_path_missing(self.http, answer, self.options.health_path, choice)
+        waiting = [answer for answer in answers if answer.transient]
+        if waiting:
+            self.ok_streak = 0
+            raise NotSettled("waiting for the health path: " + "; ".join(answer.describe() for answer in waiting))
+        for answer in answers:
+            if answer.status != 200:
+                # A 500 is a finding for the smoke tests to report, not a reason to wait.
+                note = f"{answer.describe()} (not 200; the smoke tests will report it)"
+                if note not in self.notes:
+                    self.notes.append(note)
+        self.ok_streak += 1
+
+    def progress(self) -> Progress:
+        observation = self.last
+        if observation is None:
+            return Progress(self.elapsed(), 0, 0, None, 0, 0, self.last_note)
+        primary = observation.primary
+        own = observation.live_tasks_of(primary) if primary else ()
+        healthy = sum(1 for task in own if task.last_status == "RUNNING" and task.health_status in ("HEALTHY", None))
+        return Progress(
+            elapsed_s=self.elapsed(),
+            running=observation.running,
+            desired=observation.desired,
+            rollout_state=primary.rollout_state if primary else None,
+            healthy_tasks=healthy,
+            total_tasks=primary.desired if primary else observation.desired,
+            note=self.last_note,
+        )
+
+
+def aws_not_settled(observation: Observation, primary: DeploymentInfo, *, needs_health: bool) -> str:
+    """What ECS still shows as moving ("" when the AWS side has settled)."""
+    others = [item for item in observation.deployments if item is not primary]
+    if others:
+        return "old deployment still listed: " + "; ".join(item.describe() for item in others)
+    if primary.rollout_state not in (None, "COMPLETED"):
+        return f"rollout {primary.rollout_state}"
+    if observation.running != observation.desired:
+        return f"running {observation.running} of {observation.desired} tasks"
+    own = observation.live_tasks_of(primary)
+    ready = ready_primary_tasks(observation, needs_health=needs_health)
+    if len(ready) < observation.desired or len(ready) < len(own):
+        states = ", ".join(task.describe_state() for task in own) or "none"
+        wanted = "RUNNING and HEALTHY" if needs_health else "RUNNING"
+        return f"{len(ready)} of {observation.desired} tasks {wanted} ({states})"
+    return ""
+
+
+def check_tasks_stopping(
+    observation: Observation, primary: DeploymentInfo, stopped_before: frozenset[str], since: datetime
+) -> None:
+    """``DeployFailed`` when the new deployment's tasks keep stopping (or one hit exec format error)."""
+    stopped = observation.stopped_tasks_of(primary)
+    fatal = [task for task in stopped if any(m in text.lower() for text in task.stop_texts() for m in FATAL_STOP_MARKERS)]
+    if fatal:
+        raise DeployFailed(
+            f"task {fatal[0].short_id} of {primary.family_revision} cannot start: exec format error "
+            "(image built for another CPU architecture; build with --platform linux/amd64)",
+            kind="tasks_stopping",
+            evidence=stop_evidence(stopped),
+            details={"stopped_tasks": [task.task_id for task in stopped], "cause": "exec_format"},
+        )
+    in_progress = primary.rollout_state not in (None, "COMPLETED")
+    recent = [task for task in stopped if task.task_arn not in stopped_before or in_progress or _after(task, since)]
+    if len(recent) >= STOPPED_TASKS_LIMIT or (in_progress and primary.failed_tasks >= STOPPED_TASKS_LIMIT and recent):
+        raise DeployFailed(
+            f"tasks of {primary.family_revision} keep stopping: {len(recent)} stopped "
+            f"({primary.failed_tasks} failed per ECS), last: {_newest(recent).stopped_reason or 'no reason given'}",
+            kind="tasks_stopping",
+            evidence=stop_evidence(recent),
+            details={"stopped_tasks": [task.task_id for task in recent]},
+        )
+
+
+def stop_evidence(tasks: tuple[TaskInfo, ...] | list[TaskInfo], limit: int = 5) -> list[str]:
+    """One line per stopped task, newest first, at most ``limit`` plus a count of the rest."""
+    newest = sorted(tasks, key=lambda task: task.stopped_at.timestamp() if task.stopped_at else 0.0, reverse=True)
+    lines = [task.describe_stop() for task in newest[:limit]]
+    if len(newest) > limit:
+        lines.append(f"... and {len(newest) - limit} more stopped task(s) of this deployment")
+    return lines
+
+
+def _newest(tasks: list[TaskInfo]) -> TaskInfo:
+    return max(tasks, key=lambda task: task.stopped_at.timestamp() if task.stopped_at else 0.0)
+
+
+def _after(task: TaskInfo, since: datetime) -> bool:
+    return task.stopped_at is not None and task.stopped_at >= since
+
+
+def health_path_missing(http: httpx.Client, answer: HealthAnswer, path: str, choice: ContainerChoice) -> DeployFailed:
+    """The health path is 404 while the server answers: name a known path that works, if any."""
+    working = [
+        other for other in KNOWN_HEALTH_PATHS
+        if other != path and get_health(http, answer.target, other).status == 200
+    ]  # fmt: skip
+    fix = f"{', '.join(working)} answers 200: use --health-path {working[0]}" if working else (
+        f"none of {', '.join(p for p in KNOWN_HEALTH_PATHS if p != path)} answers 200 either"
+    )
+    evidence = [answer.describe()]
+    command = " ".join(str(part) for part in (choice.health_check or {}).get("command", []))
+    if path in command:
+        evidence.append(f"the task definition's container health check probes the same path ({path})")
+    return DeployFailed(
+        f"health path {path} answered 404 on task {answer.target.short_id} ({answer.url}) while the server is up; {fix}",
+        kind="health_path_404",
+        evidence=evidence,
+        details={"path": path, "working_paths": working, "url": answer.url},
+    )
+
+
+def check_image(targets: tuple[Target, ...], expected: str | None) -> None:
+    """``DeployFailed(kind="image_mismatch")`` naming each task's digest and the expected one."""
+    if expected is None:
+        return
+    wrong = [target for target in targets if target.image_digest != expected]
+    if wrong:
+        lines = [
+            f"task {target.short_id} runs {target.image_digest or 'an image with no reported digest'}, expected {expected}"
+            for target in wrong
+        ]
+        first = wrong[0]
+        raise DeployFailed(
+            f"task {first.short_id} runs {short_digest(first.image_digest)}, expected {short_digest(expected)} "
+            f"({len(wrong)} of {len(targets)} tasks run another image)",
+            kind="image_mismatch",
+            evidence=lines,
+            details={"expected": expected, "actual": {t.task_id: t.image_digest for t in wrong}},
+        )
+
+
+def wait_until_stable(
+    clients: AwsClients,
+    *,
+    cluster: str,
+    service: str,
+    health_path: str = DEFAULT_HEALTH_PATH,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    expect_task_definition: str | None = None,
+    expect_image_digest: str | None = None,
+    address: str = "public",
+    container: str | None = None,
+    port: int | None = None,
+    http: httpx.Client | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    consecutive_ok: int = 2,
+    rng: random.Random | None = None,
+) -> StableResult:
+    """Poll until the service's PRIMARY deployment is settled and answers; see the module docstring.
+
+    Raises ``DeployFailed`` as soon as the deploy cannot succeed, ``CouldNotVerify``
+    when AWS cannot be read or the deadline passes (with the last observed state).
+    ``ValueError`` for malformed expectations (the pytest layer turns it into a UsageError).
+    """
+    if not health_path.startswith("/"):
+        raise ValueError(f"health path must start with '/', got {health_path!r}")
+    if consecutive_ok < 1:
+        raise ValueError(f"consecutive_ok must be at least 1, got {consecutive_ok}")
+    options = WaitOptions(
+        health_path=health_path,
+        expect_task_definition=parse_task_definition_ref(expect_task_definition) if expect_task_definition else None,
+        expect_image_digest=parse_image_digest(expect_image_digest) if expect_image_digest else None,
+        address=check_address(address),
+        container=container,
+        port=port,
+        consecutive_ok=consecutive_ok,
+    )
+    own_http = http is None
+    client = http if http is not None else httpx.Client(timeout=HEALTH_TIMEOUT, follow_redirects=False)
+    calls_before = clients.calls.total()
+    start = clock()
+    state = _Wait(ServiceObserver(clients, cluster, service), options, client, clock, start, datetime.now().astimezone())
+    deadline = start + timeout_s
+    jitter = rng or random.Random()
+
+    def wait_strategy(retry_state: RetryCallState) -> float:
+        return max(0.0, min(poll_gap(retry_state.attempt_number, jitter), deadline - clock()))
+
+    def before_sleep(retry_state: RetryCallState) -> None:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        state.last_note = str(error) if error is not None else state.last_note
+        if on_progress is not None:
+            on_progress(state.progress())
+
+    retrying = Retrying(
+        sleep=sleep,
+        stop=lambda _retry_state: clock() >= deadline,
+        wait=wait_strategy,
+        retry=retry_if_exception(is_retryable),
+        before_sleep=before_sleep,
+    )
+    try:
+        deployment = retrying(state.attempt)
+    except RetryError as error:
+        last = error.last_attempt.exception() if error.last_attempt.failed else None
+        raise deadline_passed(state, timeout_s, last) from None
+    finally:
+        if own_http:
+            client.close()
+    return StableResult(
+        deployment=deployment,
+        elapsed_s=state.elapsed(),
+        aws_settled_after_s=state.aws_settled_at if state.aws_settled_at is not None else state.elapsed(),
+        polls=state.observer.polls,
+        aws_calls=clients.calls.total() - calls_before,
+        notes=tuple(state.notes),
+    )
+
+
+def deadline_passed(state: _Wait, timeout_s: float, last: BaseException | None) -> CouldNotVerify:
+    """The deadline outcome, carrying the last observed state."""
+    waiting_on = str(last) if last is not None else state.last_note
+    evidence = [f"waiting on: {waiting_on}"]
+    if state.last is not None:
+        evidence.append(f"last seen: {state.last.describe()}")
+        evidence += stop_evidence(state.last.stopped_tasks, limit=3)
+    return CouldNotVerify(
+        f"deploy not stable after {timeout_s:.0f} s (deadline): {waiting_on}",
+        kind="deadline",
+        evidence=evidence,
+        details={"timeout_s": timeout_s, "polls": state.observer.polls},
+    )
