@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from plugins.core.aws import make_clients
+from botocore.exceptions import BotoCoreError, ClientError
+
+from plugins.core.aws import make_clients, translate_aws_error
 from plugins.core.errors import CouldNotVerify, DeployFailed, HarnessOutcome
 from plugins.core.stability import Progress, wait_until_stable
 from plugins.core.targets import Target, TargetDict, targets_from_urls
@@ -80,6 +82,12 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
         state.deployment = result.deployment.to_dict()
         state.targets = [t.to_dict() for t in result.deployment.targets]
         state.notes += list(result.notes)
+    except (BotoCoreError, ClientError) as error:
+        # Anything the core did not translate (a credential provider failing, say) is still
+        # "could not verify" with one line, never a pytest INTERNALERROR.
+        state.outcome = translate_aws_error(
+            error, region=state.region, cluster=config.ecs_cluster, service=config.ecs_service
+        ).to_dict()
     except HarnessOutcome as outcome:
         state.outcome = outcome.to_dict()
         targets = outcome.details.get("targets")

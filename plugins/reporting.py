@@ -27,6 +27,7 @@ from plugins.core.diagnosis import Diagnosis, Failure, allure_categories, diagno
 from plugins.core.evidence import collect_evidence
 from plugins.core.http import Exchange
 from plugins.core.lint import health_check_path, lint_task_definition
+from plugins.core.metrics import publish_verdict_metrics
 from plugins.core.redact import SecretRegistry
 from plugins.fixtures import exchanges_of, registry_of
 from plugins.options import SmokeConfig
@@ -113,10 +114,10 @@ class CheckCollector:
 
 
 def _first_lines(text: str, limit: int = 600) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    # pytest's repr ends with "E   <message>" lines; those say what broke.
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("All traceback entries")]
+    # A traceback's "E   <message>" lines say what broke; pytest.fail(pytrace=False) gives the message alone.
     errors = [line[1:].strip() for line in lines if line.startswith("E ")]
-    chosen = " | ".join(errors[:4]) if errors else (lines[-1] if lines else "")
+    chosen = " | ".join(errors[:4]) if errors else " | ".join(line.strip() for line in lines[:4])
     return chosen[:limit]
 
 
@@ -206,6 +207,11 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         verdict["verdict"], verdict["exit_code"] = "fail", verdicts.EXIT_FAILED
     if verdict["verdict"] == "pass" and final_exit_status(state, exit_status) != 0:
         verdict["verdict"], verdict["exit_code"] = "error", final_exit_status(state, exit_status)
+    if resolved.canary:
+        # After the verdict is final, before it is written: a failed publish is a warning in it, not a failure.
+        verdict["warnings"] += publish_verdict_metrics(verdict, region=resolved.aws_region,
+                                                       namespace=resolved.metrics_namespace,
+                                                       environment=resolved.environment)
     config.stash[verdict_key] = verdict
     verdicts.write_verdict(report_dir / "verdict.json", verdict, registry)
     verdicts.write_summary(report_dir / "summary.md", verdict, registry, os.environ.get("GITHUB_STEP_SUMMARY"))

@@ -10,7 +10,6 @@ from plugins.preflight import RunState
 @pytest.mark.readonly
 def test_deployment_settled(smoke_preflight: RunState) -> None:
     """The new deployment is the only one, every task running and healthy, image as expected."""
-    __tracebackhide__ = True
     if smoke_preflight.outcome:
         outcome = smoke_preflight.outcome
         evidence = "\n".join(f"  {line}" for line in outcome.get("evidence", []))
