@@ -86,10 +86,47 @@ def smoke_exchanges(request: pytest.FixtureRequest, smoke_secrets: SecretRegistr
 
 
 @pytest.fixture
-def smoke_http(smoke_target: Target, smoke_exchanges: ExchangeLog) -> Iterator[httpx.Client]:
-    """An httpx client for this test's task (``base_url`` is the task's address)."""
-    with recording_client(smoke_target.base_url, smoke_exchanges) as client:
+def smoke_http(request: pytest.FixtureRequest, smoke_target: Target, smoke_exchanges: ExchangeLog
+               ) -> Iterator[httpx.Client]:
+    """An httpx client for this test's task (``base_url`` is the task's address).
+
+    If the task stops answering mid-run (replaced), the client asks ECS once for the
+    replacement and goes on there; the report says so.
+    """
+    reresolve = None
+    if smoke_target.source == "ecs":
+        reresolve = lambda: replacement_for(request.config, smoke_target)  # noqa: E731
+    with recording_client(smoke_target.base_url, smoke_exchanges, reresolve=reresolve) as client:
         yield client
+
+
+replacements_key = pytest.StashKey[dict[str, "tuple[str, str] | None"]]()
+
+
+def replacement_for(config: pytest.Config, target: Target) -> tuple[str, str] | None:
+    """A RUNNING, HEALTHY task of the PRIMARY deployment that was not a target at the start (once per task)."""
+    from plugins.core.discovery import resolve_targets
+    from plugins.smoke_plugin import config_key, state_key
+
+    cache = config.stash.setdefault(replacements_key, {})
+    if target.task_id in cache:
+        return cache[target.task_id]
+    resolved = config.stash[config_key]
+    known = {t["task_id"] for t in config.stash[state_key].targets}
+    found: tuple[str, str] | None = None
+    try:
+        deployment = resolve_targets(make_clients(resolved.aws_region), cluster=resolved.ecs_cluster or "",
+                                     service=resolved.ecs_service or "", container=resolved.ecs_container,
+                                     port=resolved.target_port, address=resolved.address)
+        fresh = sorted((t for t in deployment.targets if t.task_id not in known), key=lambda t: t.task_id)
+        if fresh:
+            new = fresh[0]
+            found = (new.base_url, f"task {target.short_id} stopped answering and was re-resolved once: "
+                                   f"now testing its replacement, task {new.short_id} at {new.base_url}")
+    except HarnessOutcome:
+        found = None
+    cache[target.task_id] = found
+    return found
 
 
 def exchanges_of(item: pytest.Item) -> list[Exchange]:

@@ -29,12 +29,13 @@ from plugins.core.http import Exchange
 from plugins.core.lint import health_check_path, lint_task_definition
 from plugins.core.metrics import publish_verdict_metrics
 from plugins.core.redact import SecretRegistry
-from plugins.fixtures import exchanges_of, registry_of
+from plugins.fixtures import exchanges_key, exchanges_of, registry_of
 from plugins.options import SmokeConfig
 from plugins.preflight import RunState, could_not_verify
 
 SECRETS_OUTPUT_KEY = "smoke_secrets"
 HINT_PROPERTY = "smoke_failure"
+NOTE_PROPERTY = "smoke_note"  # something the report must say, e.g. a target re-resolved mid-run
 MISSING_OWNER_CHECK = "board_has_owner"  # the ContractViolation.check the owner test raises
 checks_key = pytest.StashKey[list[verdicts.CheckRecord]]()
 hints_key = pytest.StashKey[dict[str, dict[str, Any]]]()
@@ -67,6 +68,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "unreachable": error is not None and type(error).__name__ in ("ConnectError", "ConnectTimeout"),
         }
         report.user_properties.append((HINT_PROPERTY, json.dumps(hint)))
+    for note in (item.stash[exchanges_key].notes if exchanges_key in item.stash else []):
+        if report.when == "call" or report.failed:
+            report.user_properties.append((NOTE_PROPERTY, note))
     # Whatever a test printed or asserted reaches the terminal, JUnit and Allure from here.
     if len(registry) and report.longrepr is not None:
         report.longrepr = registry.redact(str(report.longrepr))
@@ -80,6 +84,13 @@ class CheckCollector:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+
+    def _note(self, note: str) -> None:
+        from plugins.smoke_plugin import state_key
+
+        state = self.config.stash.get(state_key, None)
+        if state is not None and note not in state.notes:
+            state.notes.append(note)
 
     def _full_task_id(self, short_id: str) -> str:
         from plugins.smoke_plugin import state_key
@@ -109,6 +120,8 @@ class CheckCollector:
             )
         )
         for key, value in report.user_properties:
+            if key == NOTE_PROPERTY:
+                self._note(value)
             if key == HINT_PROPERTY:
                 self.config.stash.setdefault(hints_key, {})[report.nodeid] = {**json.loads(value), "message": message}
 
@@ -136,20 +149,11 @@ def configure_outputs(config: pytest.Config, resolved: SmokeConfig) -> None:
         config.option.xmlpath = str(report_dir / "junit.xml")
 
 
-@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    config = session.config
-    registry = registry_of(config)
-    workeroutput = getattr(config, "workeroutput", None)
+    """Workers hand the secrets they learned to the controller (which writes every report)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
-        workeroutput[SECRETS_OUTPUT_KEY] = registry.values()
-        return
-    from plugins.smoke_plugin import config_key, state_key
-
-    state = config.stash.get(state_key, None)
-    if state is None:
-        return
-    write_reports(config, config.stash[config_key], state, registry, int(session.exitstatus))
+        workeroutput[SECRETS_OUTPUT_KEY] = registry_of(session.config).values()
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -172,12 +176,14 @@ class RunFindings:
 
 
 def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState, registry: SecretRegistry,
-                  exit_status: int) -> None:
+                  exit_status: int) -> verdicts.Verdict:
+    """Diagnose, then write verdict.json, summary.md and the Allure extras; scrub every report file.
+
+    Returns the verdict; its ``exit_code`` is the run's.
+    """
     checks = config.stash.get(checks_key, [])
     hints = config.stash.get(hints_key, {})
     findings = analyse(resolved, state, checks, hints)
-    from plugins.smoke_plugin import final_exit_status
-
     report_dir = Path(resolved.report_dir)
     deployment = state.deployment or {}
     targets = state.target_objects()
@@ -198,15 +204,17 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         ],
         checks=checks,
         diagnoses=findings.diagnoses,
-        warnings=findings.warnings,
+        warnings=[*findings.warnings, *(f"note: {note}" for note in state.notes)],
         deploy_failed=bool(state.outcome) and not could_not_verify(state),
         not_verified=could_not_verify(state),
     )
-    strict_failure = resolved.strict and findings.warnings and verdict["verdict"] == "pass"
-    if strict_failure:
+    if resolved.strict and findings.warnings and verdict["verdict"] == "pass":
         verdict["verdict"], verdict["exit_code"] = "fail", verdicts.EXIT_FAILED
-    if verdict["verdict"] == "pass" and final_exit_status(state, exit_status) != 0:
-        verdict["verdict"], verdict["exit_code"] = "error", final_exit_status(state, exit_status)
+    if exit_status in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
+        # A run cut short proves nothing, whatever passed before it stopped.
+        verdict["verdict"], verdict["exit_code"] = "error", exit_status
+    elif verdict["verdict"] == "pass" and exit_status != pytest.ExitCode.OK:
+        verdict["verdict"], verdict["exit_code"] = "error", exit_status
     if resolved.canary:
         # After the verdict is final, before it is written: a failed publish is a warning in it, not a failure.
         verdict["warnings"] += publish_verdict_metrics(verdict, region=resolved.aws_region,
@@ -222,6 +230,7 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     scrub_tree(report_dir, registry)
     if allure_dir.resolve() != (report_dir / "allure-results").resolve():
         scrub_tree(allure_dir, registry)
+    return verdict
 
 
 verdict_key = pytest.StashKey[verdicts.Verdict]()

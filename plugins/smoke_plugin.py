@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from plugins import options as smoke_options
-from plugins.core.errors import EXIT_COULD_NOT_VERIFY, EXIT_DEPLOY_FAILED
 from plugins.core.stability import Progress
 from plugins.preflight import RunState, could_not_verify, run_preflight
-from plugins.reporting import configure_outputs
+from plugins.fixtures import registry_of
+from plugins.reporting import configure_outputs, write_reports
 
 
 SMOKE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
@@ -151,16 +151,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(state_key, None)
     if state is None or hasattr(session.config, "workerinput"):
         return
-    session.exitstatus = final_exit_status(state, int(exitstatus))
-
-
-def final_exit_status(state: RunState, pytest_status: int) -> int:
-    """Could-not-verify wins (6); a failed deploy or check is 1; otherwise pytest's own."""
-    if could_not_verify(state):
-        return EXIT_COULD_NOT_VERIFY
-    if state.outcome or pytest_status == pytest.ExitCode.TESTS_FAILED:
-        return EXIT_DEPLOY_FAILED
-    return pytest_status
+    # trylast: pytest's JUnit file is written by now, so the report scrub covers it too.
+    verdict = write_reports(session.config, session.config.stash[config_key], state,
+                            registry_of(session.config), int(exitstatus))
+    session.exitstatus = verdict["exit_code"]
 
 
 class _ProgressLine:

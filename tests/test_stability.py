@@ -11,6 +11,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import httpx
 import pytest
 
 from plugins.core.aws import AwsClients, make_clients
@@ -88,7 +89,7 @@ def test_poll_gaps_start_small_and_stay_bounded() -> None:
     rng = random.Random(7)
     gaps = [poll_gap(attempt, rng) for attempt in range(1, 12)]
     assert all(gap <= 1.0 for gap in gaps[:3])
-    assert all(1.6 <= gap <= 2.0 for gap in gaps[4:])
+    assert all(0.6 <= gap <= 0.75 for gap in gaps[4:])
 
 
 def test_progress_line_names_counts_and_note() -> None:
@@ -173,9 +174,12 @@ def test_healthy_settles_on_both_tasks(stage_factory: Any, aws_env: Any) -> None
     stage = stage_factory("healthy")
     expected = stage.client("ecs").describe_services(cluster="civicforge-cluster",
                                                      services=["civicforge-board-service"])["services"][0]["taskDefinition"]  # fmt: skip
-    result = wait(stage, expect_task_definition=expected, expect_image_digest=stage.expected_image_digest)
+    health_requests: list[str] = []
+    with httpx.Client(event_hooks={"request": [lambda request: health_requests.append(request.url.host)]}) as http:
+        result = wait(stage, expect_task_definition=expected, expect_image_digest=stage.expected_image_digest,
+                      http=http)
     assert {t.ip for t in result.deployment.targets} == set(stage.task_ips().values())
-    assert result.polls >= 2  # two consecutive 200s
+    assert sorted(health_requests) == sorted(list(stage.task_ips().values()) * 2)  # two consecutive 200s each
     assert result.deployment.rollout_state == "COMPLETED"
     assert result.notes == ()
 
@@ -191,8 +195,9 @@ def test_rolling_waits_then_yields_only_the_new_tasks(stage_factory: Any, aws_en
     assert not old_ips & {t.ip for t in result.deployment.targets}
     assert {t.task_definition_arn for t in result.deployment.targets} == {stage.seeded.current_task_definition}
     assert any("old deployment still listed" in line for line in lines)
-    # The call budget: about 3 per poll, ENIs looked up once.
-    assert result.aws_calls <= 4 * result.polls + 3
+    # The call budget: about 3 per full poll, 1 per light poll, ENIs looked up once.
+    assert result.aws_calls <= 4 * result.polls + result.light_polls + 3
+    assert result.light_polls > 0
 
 
 def test_rolling_before_the_new_tasks_start_never_yields_an_old_task(stage_factory: Any, aws_env: Any) -> None:

@@ -13,6 +13,7 @@ batched EC2 call for all ENIs).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -123,18 +124,32 @@ class ServiceObserver:
     _last_live: frozenset[str] = frozenset()
     _last_counts: tuple[int, int, int] | None = None
     _task_definitions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _last_signature: tuple[Any, ...] | None = None
+    _last_tasks: tuple[TaskInfo, ...] = ()
+    _last_full_at: float = 0.0
+    light_polls: int = 0
 
     @property
     def group(self) -> str:
         return f"service:{self.service}"
 
-    def poll(self) -> Observation:
-        """One look: the service, its deployments and events, and its tasks (live and stopped)."""
+    def poll(self, *, light_if_unchanged: bool = False, full_every_s: float = 3.0) -> Observation:
+        """One look: the service, its deployments and events, and its tasks (live and stopped).
+
+        ``light_if_unchanged``: when describe_services shows the same deployments and counts
+        as the last full look (and that look is under ``full_every_s`` old), reuse its tasks:
+        one AWS call instead of three, so the wait can look often and still spend little.
+        """
         ecs = self.clients.ecs
         with aws_errors(self.clients, cluster=self.cluster, service=self.service):
             raw_service = self._describe_service()
             counts = (int(raw_service.get("desiredCount", 0)), int(raw_service.get("runningCount", 0)),
                       int(raw_service.get("pendingCount", 0)))  # fmt: skip
+            signature = _signature(raw_service, counts)
+            fresh = time.monotonic() - self._last_full_at < full_every_s
+            if light_if_unchanged and self.polls and signature == self._last_signature and fresh:
+                self.light_polls += 1
+                return self._observation(raw_service, counts, self._last_tasks)
             live_arns = set(self._list_task_arns("RUNNING"))
             changed = self.polls == 0 or frozenset(live_arns) != self._last_live or counts != self._last_counts
             new_stopped: set[str] = set()
@@ -148,6 +163,8 @@ class ServiceObserver:
         self.polls += 1
         self._last_live = frozenset(live_arns)
         self._last_counts = counts
+        self._last_signature = signature
+        self._last_full_at = time.monotonic()
         live: list[TaskInfo] = []
         for task in described:
             if task.group != self.group:
@@ -156,8 +173,11 @@ class ServiceObserver:
                 self._stopped[task.task_arn] = task
             else:
                 live.append(task)
-        deployments = tuple(parse_deployment(item) for item in raw_service.get("deployments", []))
-        events = tuple(parse_event(item) for item in raw_service.get("events", [])[:20])
+        self._last_tasks = tuple(sorted(live, key=lambda t: t.task_id)) + tuple(self._stopped.values())
+        return self._observation(raw_service, counts, self._last_tasks)
+
+    def _observation(self, raw_service: dict[str, Any], counts: tuple[int, int, int],
+                     tasks: tuple[TaskInfo, ...]) -> Observation:
         return Observation(
             cluster=self.cluster,
             service=self.service,
@@ -166,9 +186,9 @@ class ServiceObserver:
             desired=counts[0],
             running=counts[1],
             pending=counts[2],
-            deployments=deployments,
-            events=events,
-            tasks=tuple(sorted(live, key=lambda t: t.task_id)) + tuple(self._stopped.values()),
+            deployments=tuple(parse_deployment(item) for item in raw_service.get("deployments", [])),
+            events=tuple(parse_event(item) for item in raw_service.get("events", [])[:20]),
+            tasks=tasks,
             observed_at=datetime.now(timezone.utc),
         )
 
@@ -207,6 +227,17 @@ class ServiceObserver:
                 cached = self.clients.ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
             self._task_definitions[arn] = cached
         return cached
+
+
+def _signature(raw_service: Mapping[str, Any], counts: tuple[int, int, int]) -> tuple[Any, ...]:
+    """What must change in describe_services before the tasks are worth listing again."""
+    deployments = tuple(
+        (d.get("id"), d.get("status"), d.get("rolloutState"), d.get("runningCount"), d.get("pendingCount"),
+         d.get("failedTasks"))
+        for d in raw_service.get("deployments", [])
+    )
+    newest_event = (raw_service.get("events") or [{}])[0].get("id")
+    return counts, deployments, newest_event
 
 
 def choose_container(task_definition: Mapping[str, Any], container: str | None, port: int | None) -> ContainerChoice:

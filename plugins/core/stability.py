@@ -11,10 +11,14 @@ The wait ends early with ``DeployFailed`` on a rollback, on tasks that keep stop
 and on an image or task-definition mismatch. A passed deadline is ``CouldNotVerify``
 carrying the last observed state.
 
-Call budget: a poll is describe_services + list_tasks + describe_tasks (3 calls),
+Call budget: a full poll is describe_services + list_tasks + describe_tasks (3 calls),
 plus list_tasks(STOPPED) only when the task set or counts moved, plus one EC2 call
-when the set of ready tasks changes. Polls back off from 0.25 s to a 1.6–2 s gap, so
-a long wait costs under 2 AWS calls a second.
+when the set of ready tasks changes. A full poll happens only when describe_services
+shows a change (deployments, counts, a new event) or the last one is 3 s old; every
+other poll is that one describe_services call. Polls back off from 0.25 s to a
+0.6–0.75 s gap, so a long wait costs about 2 AWS calls a second, and the moment ECS
+settles is seen within 0.75 s. The health streak that follows is HTTP only, 0.25 s
+apart.
 """
 
 from __future__ import annotations
@@ -53,7 +57,10 @@ DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_HEALTH_PATH = "/health"
 KNOWN_HEALTH_PATHS = ("/health", "/api/health", "/healthz")
 FIRST_POLL_GAP_S = 0.25
-MAX_POLL_GAP_S = 2.0
+# Most polls are one describe_services call (the tasks are listed again only when the
+# service changed, or every FULL_POLL_EVERY_S): 0.75 s apart that stays near 2 calls a second.
+MAX_POLL_GAP_S = 0.75
+HEALTH_POLL_GAP_S = 0.25  # once ECS has settled, the rest of the health streak is HTTP only
 STOPPED_TASKS_LIMIT = 2  # stopped tasks of the new deployment that mean "it keeps failing"
 FATAL_STOP_MARKERS = ("exec format error",)
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
@@ -88,9 +95,10 @@ class StableResult:
     deployment: Deployment
     elapsed_s: float
     aws_settled_after_s: float
-    polls: int
+    polls: int  # full polls (describe_services + tasks)
     aws_calls: int
     notes: tuple[str, ...] = ()
+    light_polls: int = 0  # polls that were one describe_services call
 
 
 def parse_image_digest(text: str) -> str:
@@ -143,7 +151,7 @@ def get_health(http: httpx.Client, target: Target, path: str) -> HealthAnswer:
 
 
 def poll_gap(attempt: int, rng: random.Random) -> float:
-    """Seconds before poll ``attempt + 1``: 0.25, 0.5, 1, then 2 (each -20 % jitter)."""
+    """Seconds before poll ``attempt + 1``: 0.25, 0.5, then 0.75 (each -20 % jitter)."""
     base = min(MAX_POLL_GAP_S, FIRST_POLL_GAP_S * 2 ** max(0, attempt - 1))
     return base * rng.uniform(0.8, 1.0)
 
@@ -185,13 +193,22 @@ class _Wait:
     notes: list[str] = field(default_factory=list)
     stopped_before: frozenset[str] | None = None
     _targets: tuple[frozenset[str], tuple[Target, ...]] | None = None
+    _choice: ContainerChoice | None = None
 
     def elapsed(self) -> float:
         return self.clock() - self.started
 
+    @property
+    def in_health_phase(self) -> bool:
+        """AWS has settled and the targets answered: only the health streak is left to finish."""
+        return self.aws_settled_at is not None and 0 < self.ok_streak < self.options.consecutive_ok
+
     def attempt(self) -> Deployment:
         """One poll: a settled Deployment, or NotSettled / DeployFailed / CouldNotVerify."""
-        observation = self.observer.poll()
+        if self.in_health_phase and self.last is not None and self._targets is not None:
+            # ECS said settled a moment ago; the rest of the streak is HTTP only.
+            return self._finish(self.last, self._targets[1])
+        observation = self.observer.poll(light_if_unchanged=True)
         self.last = observation
         if self.stopped_before is None:
             self.stopped_before = frozenset(task.task_arn for task in observation.stopped_tasks)
@@ -205,15 +222,20 @@ class _Wait:
         waiting_on = aws_not_settled(observation, primary, needs_health=choice.task_has_health_check)
         if waiting_on:
             self.ok_streak = 0
+            self.aws_settled_at = None
             raise NotSettled(waiting_on)
         if self.aws_settled_at is None:
             self.aws_settled_at = self.elapsed()
-        targets = self._resolve(observation, choice)
-        self._check_health(targets, choice)
+        self._choice = choice
+        return self._finish(observation, self._resolve(observation, choice))
+
+    def _finish(self, observation: Observation, targets: tuple[Target, ...]) -> Deployment:
+        assert self._choice is not None
+        self._check_health(targets, self._choice)
         if self.ok_streak < self.options.consecutive_ok:
             raise NotSettled(f"health path answered on {self.ok_streak}/{self.options.consecutive_ok} polls in a row")
         check_image(targets, self.options.expect_image_digest)
-        return deployment_from(observation, choice, targets, check_address(self.options.address))
+        return deployment_from(observation, self._choice, targets, check_address(self.options.address))
 
     def _resolve(self, observation: Observation, choice: ContainerChoice) -> tuple[Target, ...]:
         ready = ready_primary_tasks(observation, needs_health=choice.task_has_health_check)
@@ -412,7 +434,8 @@ def wait_until_stable(
     jitter = rng or random.Random()
 
     def wait_strategy(retry_state: RetryCallState) -> float:
-        return max(0.0, min(poll_gap(retry_state.attempt_number, jitter), deadline - clock()))
+        gap = HEALTH_POLL_GAP_S if state.in_health_phase else poll_gap(retry_state.attempt_number, jitter)
+        return max(0.0, min(gap, deadline - clock()))
 
     def before_sleep(retry_state: RetryCallState) -> None:
         outcome = retry_state.outcome
@@ -441,6 +464,7 @@ def wait_until_stable(
         elapsed_s=state.elapsed(),
         aws_settled_after_s=state.aws_settled_at if state.aws_settled_at is not None else state.elapsed(),
         polls=state.observer.polls,
+        light_polls=state.observer.light_polls,
         aws_calls=clients.calls.total() - calls_before,
         notes=tuple(state.notes),
     )

@@ -1,0 +1,68 @@
+"""A task replaced while the suite runs: the harness asks ECS once more, tests the replacement, and says so."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from tests.smoke_runs import ROOT, SmokeRun
+
+# Loaded into the smoke run with -p: before the first health test, hand its task id to this
+# test over a FIFO and block until the task has been replaced (no sleeping, no guessing).
+REPLACE_HOOK = '''
+import os
+
+def pytest_runtest_setup(item):
+    if item.name.startswith("test_health_answers_healthy[") and not getattr(item.config, "_replaced", False):
+        item.config._replaced = True
+        with open(os.environ["SMOKE_TEST_REPLACE"], "w") as request:
+            request.write(item.callspec.id)
+        with open(os.environ["SMOKE_TEST_REPLACED"]) as done:
+            done.read()
+'''
+
+
+def test_a_task_replaced_mid_run_is_re_resolved_once_and_reported(stage_factory: Any, tmp_path: Path) -> None:
+    stage = stage_factory("healthy", restart_delay_s=0.1)
+    request_fifo, done_fifo = tmp_path / "replace", tmp_path / "replaced"
+    os.mkfifo(request_fifo)
+    os.mkfifo(done_fifo)
+    (tmp_path / "replace_hook.py").write_text(REPLACE_HOOK)
+    replaced: dict[str, str] = {}
+
+    def replace_the_task_the_suite_is_about_to_test() -> None:
+        with open(request_fifo) as request:
+            short_id = request.read()
+        victim = next(t for t in stage.scheduler.live_tasks() if t.id.startswith(short_id))
+        replaced["old"] = victim.id
+        victim.process.kill()  # the task dies; the scheduler starts a replacement on a new address
+
+        def replacement_healthy() -> bool:
+            live = [t for t in stage.scheduler.live_tasks() if t.health == "HEALTHY"]
+            return len(live) == 2 and victim.id not in {t.id for t in live}
+
+        replaced["ready"] = str(stage.wait_until(replacement_healthy, 30))
+        with open(done_fifo, "w") as done:
+            done.write("go")
+
+    controller = threading.Thread(target=replace_the_task_the_suite_is_about_to_test, daemon=True)
+    controller.start()
+    env = {**os.environ, **stage.env, "SMOKE_TEST_REPLACE": str(request_fifo), "SMOKE_TEST_REPLACED": str(done_fifo),
+           "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "smoke", "-k", "health", "-p", "replace_hook", "--report-dir",
+         str(tmp_path / "reports"), "-p", "no:cacheprovider"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    controller.join(timeout=5)
+    run = SmokeRun(result.returncode, result.stdout + result.stderr, tmp_path / "reports")
+
+    assert replaced.get("ready") == "True", run.output
+    assert run.returncode == 0, run.output
+    note = f"task {replaced['old'][:8]} stopped answering and was re-resolved once: now testing its replacement"
+    assert note in run.output
+    assert any(note in warning for warning in run.verdict["warnings"])
