@@ -221,8 +221,15 @@ class _Wait:
         )
         waiting_on = aws_not_settled(observation, primary, needs_health=choice.task_has_health_check)
         if waiting_on:
-            self.ok_streak = 0
             self.aws_settled_at = None
+            ready = ready_primary_tasks(observation, needs_health=choice.task_has_health_check)
+            if ready and len(ready) >= primary.desired:
+                # The new tasks are up while ECS still drains the old ones: start their health
+                # streak now, so the run can begin as soon as ECS says settled.
+                self._choice = choice
+                self._check_health(self._resolve(observation, choice), choice)
+            else:
+                self.ok_streak = 0
             raise NotSettled(waiting_on)
         if self.aws_settled_at is None:
             self.aws_settled_at = self.elapsed()
