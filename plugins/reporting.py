@@ -36,7 +36,8 @@ from plugins.preflight import RunState, could_not_verify
 SECRETS_OUTPUT_KEY = "smoke_secrets"
 HINT_PROPERTY = "smoke_failure"
 NOTE_PROPERTY = "smoke_note"  # something the report must say, e.g. a target re-resolved mid-run
-MISSING_OWNER_CHECK = "board_has_owner"  # the ContractViolation.check the owner test raises
+MISSING_OWNER_CHECK = "board_has_owner"
+DEPLOYMENT_CHECK = "::test_deployment_settled"  # smoke/test_deployment.py: reports the preflight outcome  # the ContractViolation.check the owner test raises
 checks_key = pytest.StashKey[list[verdicts.CheckRecord]]()
 hints_key = pytest.StashKey[dict[str, dict[str, Any]]]()
 _PARAM = re.compile(r"\[(?P<id>[^\]]+)\]$")
@@ -63,6 +64,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         hint = {
             "security": bool(getattr(error, "security", False)),
             "check": getattr(error, "check", None),
+            "violation": isinstance(error, AssertionError),
             "status": last.status if last else None,
             "request": f"{last.method} {last.url}" if last else None,
             "unreachable": error is not None and type(error).__name__ in ("ConnectError", "ConnectTimeout"),
@@ -105,6 +107,8 @@ class CheckCollector:
         name = report.nodeid.split("::")[-1]
         match = _PARAM.search(name)
         outcome = "error" if report.failed and report.when != "call" else report.outcome
+        if outcome == "error" and _hint_of(report).get("violation"):
+            outcome = "failed"  # the service answered wrongly while a fixture set up (a login 500, say)
         message = ""
         if report.failed:
             message = _first_lines(str(report.longrepr))
@@ -124,6 +128,10 @@ class CheckCollector:
                 self._note(value)
             if key == HINT_PROPERTY:
                 self.config.stash.setdefault(hints_key, {})[report.nodeid] = {**json.loads(value), "message": message}
+
+
+def _hint_of(report: pytest.TestReport) -> dict[str, Any]:
+    return next((json.loads(value) for key, value in report.user_properties if key == HINT_PROPERTY), {})
 
 
 def _first_lines(text: str, limit: int = 600) -> str:
@@ -183,7 +191,10 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     """
     checks = config.stash.get(checks_key, [])
     hints = config.stash.get(hints_key, {})
-    findings = analyse(resolved, state, checks, hints)
+    try:
+        findings = analyse(resolved, state, checks, hints)
+    except Exception as error:  # noqa: BLE001 - the verdict must be written whatever diagnosis hit
+        findings = RunFindings(notes=[f"diagnosis failed ({type(error).__name__}: {error}); see the checks"])
     report_dir = Path(resolved.report_dir)
     deployment = state.deployment or {}
     targets = state.target_objects()
@@ -204,7 +215,7 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         ],
         checks=checks,
         diagnoses=findings.diagnoses,
-        warnings=[*findings.warnings, *(f"note: {note}" for note in state.notes)],
+        warnings=[*findings.warnings, *(f"note: {note}" for note in [*state.notes, *findings.notes])],
         deploy_failed=bool(state.outcome) and not could_not_verify(state),
         not_verified=could_not_verify(state),
     )
@@ -247,6 +258,8 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
                                 details=dict(state.outcome.get("details") or {})))
     by_short = {t.short_id: t.task_id for t in state.target_objects()}
     for nodeid, hint in hints.items():
+        if state.outcome and nodeid.endswith(DEPLOYMENT_CHECK):
+            continue  # the same failure as the preflight outcome above, already diagnosed
         match = _PARAM.search(nodeid)
         short = match.group("id") if match else None
         kind = "unreachable" if hint.get("unreachable") else (
@@ -255,28 +268,51 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
                                 task_id=by_short.get(short or "", short), message=hint.get("message", ""),
                                 security=bool(hint.get("security")),
                                 details={k: hint[k] for k in ("status", "request") if hint.get(k) is not None}))
-    if not state.deployment or not resolved.uses_discovery:
+    if not resolved.uses_discovery:
         findings.diagnoses = diagnose_all(failures) if failures else []
         return findings
+    cluster, service = resolved.ecs_cluster or "", resolved.ecs_service or ""
     try:
         clients = make_clients(resolved.aws_region)
-        definition = clients.ecs.describe_task_definition(
-            taskDefinition=state.deployment["task_definition_arn"])["taskDefinition"]
+        definition = _task_definition_of(clients, state, cluster, service)
     except Exception as error:  # noqa: BLE001 - a report must still be written
         findings.notes.append(f"could not read the task definition for lint and diagnosis: {error}")
         findings.diagnoses = diagnose_all(failures) if failures else []
         return findings
-    container = state.deployment.get("container")
+    if definition is None:  # the service itself could not be read: nothing to lint or gather
+        findings.diagnoses = diagnose_all(failures) if failures else []
+        return findings
+    container = (state.deployment or {}).get("container") or resolved.ecs_container or _first_serving(definition)
     findings.warnings = [w.message for w in lint_task_definition(
         definition, container=container, health_path_status=_probe_health_check_path(definition, container, state))]
     if failures:
         task_ids = sorted({f.task_id for f in failures if f.task_id} | {t.task_id for t in state.target_objects()})
-        evidence = collect_evidence(ecs=clients.ecs, logs=clients.logs, cluster=state.deployment["cluster"],
-                                    service=state.deployment["service"], task_ids=task_ids,
-                                    task_definition=definition, container=container or "",
+        evidence = collect_evidence(ecs=clients.ecs, logs=clients.logs, cluster=cluster, service=service,
+                                    task_ids=task_ids, task_definition=definition, container=container or "",
                                     around=datetime.now(timezone.utc), ecr=clients.ecr)
         findings.diagnoses = diagnose_all(failures, evidence)
     return findings
+
+
+def _task_definition_of(clients: Any, state: RunState, cluster: str, service: str) -> dict[str, Any] | None:
+    """The PRIMARY deployment's task definition (also when the wait ended before settling)."""
+    arn = (state.deployment or {}).get("task_definition_arn")
+    if arn is None:
+        if state.outcome and state.outcome["exit_code"] == 6 and state.outcome["kind"] != "deadline":
+            return None
+        services = clients.ecs.describe_services(cluster=cluster, services=[service]).get("services", [])
+        primary = next((d for d in services[0].get("deployments", []) if d.get("status") == "PRIMARY"), None) \
+            if services else None
+        arn = primary["taskDefinition"] if primary else None
+    if arn is None:
+        return None
+    return clients.ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+
+
+def _first_serving(definition: dict[str, Any]) -> str | None:
+    containers = definition.get("containerDefinitions", [])
+    serving = [c for c in containers if c.get("portMappings")] or containers
+    return serving[0]["name"] if serving else None
 
 
 def _kind(kind: str) -> str:

@@ -487,3 +487,28 @@ def test_allure_categories_match_the_tagged_failure_messages() -> None:
 def test_diagnosis_as_dict_has_the_verdict_fields() -> None:
     found = diagnose(CASES[0].failure, CASES[0].evidence)
     assert set(found.as_dict()) == {"category", "task_id", "summary", "evidence", "next_step"}
+
+
+def test_a_health_check_path_that_404s_is_read_from_the_stopped_tasks_access_log() -> None:
+    """The dead tasks cannot be probed any more; their own access lines say what the check got."""
+    evidence = Evidence(
+        logs=logs(*STARTUP, 'INFO:     127.0.0.1:40000 - "GET /health HTTP/1.1" 404 Not Found', task=STOPPED),
+        stopped_tasks=(stopped("Task failed container health checks"),),
+        health_check=URLLIB,
+    )
+    found = diagnose(Failure(kind="tasks_stopping", check="deployment"), evidence)
+    assert found.category == "health_path_mismatch"
+    assert "GET /health -> 404" in found.evidence
+
+
+def test_a_missing_owner_absorbs_the_owner_accounts_refusals_on_the_same_task() -> None:
+    owner_missing = Failure(kind="missing_owner", check="test_board_has_an_owner", task_id=TASK,
+                            message="board_001 has no owner")
+    refused = Failure(kind="check_failed", check="test_single_use_invite", task_id=TASK,
+                      message='expected 200, got 403 "No permission to create invites"', details={"status": 403})
+    elsewhere = Failure(kind="check_failed", check="test_single_use_invite", task_id=OTHER,
+                        message='expected 200, got 403 "No permission to create invites"', details={"status": 403})
+    found = diagnose_all([owner_missing, refused, elsewhere], Evidence())
+    assert [(d.category, d.task_id) for d in found] == [
+        ("missing_board_owner", TASK), ("contract_violation", OTHER)
+    ]

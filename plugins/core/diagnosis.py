@@ -301,6 +301,19 @@ def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
             f"the service runs {details.get('actual', 'another revision')}, not {details.get('expected', 'the new one')}",
             failure.message or f"expected {details.get('expected')}, running {details.get('actual')}",
         )
+    if failure.kind == "rolled_back":
+        # The rollback is the finding; why the new tasks died is its evidence, not another category.
+        rollback = next((d for d in evidence.deployments if "rolloutState=FAILED" in d), None) or next(
+            (e for e in evidence.service_events if _ROLLBACK_EVENT.search(e)), None
+        )
+        stops = list(stop_texts(evidence))
+        why = f"; its tasks stopped: {stops[0][1]}" if stops else ""
+        return _make(
+            "deployment_rolled_back",
+            failure.task_id,
+            "the deployment failed and ECS rolled it back to the previous task definition",
+            (rollback or failure.message or "deployment rolled back") + why,
+        )
     if failure.kind == "missing_owner":
         return _make(
             "missing_board_owner",
@@ -329,10 +342,19 @@ def _health_check_command(failure: Failure, evidence: Evidence, *, require_healt
     )
 
 
+def _answered_404(line: str, path: str) -> bool:
+    access = _ACCESS_LINE.search(line)
+    return access is not None and access["path"] == path and access["status"] == "404"
+
+
 def _health_path_stop(failure: Failure, evidence: Evidence) -> Diagnosis | None:
     stops = _health_stops(evidence)
     probed = _probed_path(evidence)
-    statuses = failure.details.get("health_path_status") or {}
+    statuses = dict(failure.details.get("health_path_status") or {})
+    if probed is not None and probed not in statuses:
+        # The dead tasks cannot be asked any more, but their access logs show what the check got.
+        lines = (line for task_lines in evidence.logs.values() for line in task_lines)
+        statuses.update({probed: 404 for line in lines if _answered_404(line, probed)})
     if not stops or probed is None or statuses.get(probed) != 404:
         return None
     answering = sorted(p for p, code in statuses.items() if 200 <= int(code) < 400)
@@ -490,13 +512,19 @@ def diagnose(failure: Failure, evidence: Evidence | None = None) -> Diagnosis:
 
 
 def diagnose_all(failures: Iterable[Failure], evidence: Evidence | None = None) -> list[Diagnosis]:
-    """Diagnose each failure; identical diagnoses (same category, task and evidence) are listed once."""
+    """Diagnose each failure; identical diagnoses (same category, task and evidence) are listed once,
+    and a missing board owner absorbs the 403s it causes on the same task."""
+    pairs = [(failure, diagnose(failure, evidence)) for failure in failures]
+    # Without a board owner the owner account is refused everywhere: its 403s and the owner
+    # checks are that one cause, not separate contract violations (runbook lesson 3).
+    ownerless = {found.task_id for _failure, found in pairs if found.category == "missing_board_owner"}
     seen: set[tuple[str, str | None, str]] = set()
     result: list[Diagnosis] = []
-    for failure in failures:
-        found = diagnose(failure, evidence)
+    for failure, found in pairs:
+        consequence = (found.category == "contract_violation" and found.task_id in ownerless
+                       and (failure.details.get("status") == 403 or "owner" in failure.check))
         key = (found.category, found.task_id, found.evidence)
-        if key not in seen:
+        if key not in seen and not consequence:
             seen.add(key)
             result.append(found)
     return result
