@@ -1,12 +1,20 @@
 # Two entry points, each doing all set-up on a fresh machine:
 #   make demo   the harness against a local stand-in of the CivicForge deployment
 #   make test   the harness's own tests
+#   make report the HTML report of the last run (reports/allure-results -> reports/allure-report)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The Allure 3 command line from npm, pinned, in a project-local folder (needs Node.js 20+).
+ALLURE_VERSION := 3.18.0
+TOOLS := .tools
+ALLURE := $(TOOLS)/node_modules/.bin/allure
+ALLURE_STAMP := $(TOOLS)/.allure-$(ALLURE_VERSION)
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench clean
+.PHONY: demo test report browser bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +25,26 @@ $(STAMP): requirements.txt requirements-dev.txt
 demo: $(STAMP)
 	$(PY) -m stage.demo
 
-test: $(STAMP)
+$(ALLURE_STAMP):
+	npm install --prefix $(TOOLS) --no-audit --no-fund --silent allure@$(ALLURE_VERSION)
+	touch $(ALLURE_STAMP)
+
+# tests/test_html_report.py renders with the Allure CLI and opens the result in Chromium (make browser).
+test: $(STAMP) $(ALLURE_STAMP)
 	$(PY) -m pytest tests
+
+report: $(ALLURE_STAMP)
+	@test -d reports/allure-results || { echo "report: no reports/allure-results: run make demo first" >&2; exit 1; }
+	rm -rf reports/allure-report
+	$(ALLURE) generate reports/allure-results -o reports/allure-report --name "CivicForge smoke"
+	@echo "report: serve it, e.g. python3 -m http.server -d reports/allure-report, and open the URL it prints"
+
+# Headless Chromium for tests/test_html_report.py (Debian/Ubuntu; CI calls this before make test).
+browser:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 bench: $(STAMP)
 	for script in bench/bench_*.py; do $(PY) $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) reports allure-report
+	rm -rf $(VENV) $(TOOLS) reports allure-report
