@@ -9,6 +9,7 @@ The harness reaches it exactly as it reaches AWS: boto3 through
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 import time
@@ -22,11 +23,12 @@ import boto3
 from stage import scenarios
 from stage.faults import FaultError, parse_faults
 from stage.moto_quirks import MotoServer
-from stage.scheduler import PORT, Scheduler, StageError, StageTask, port_is_free
+from stage.scheduler import PORT, Scheduler, StageError, StageTask, WarmPool, port_is_free
 from stage.seed import CLUSTER, CONTAINER, LOG_GROUP, LOG_PREFIX, REGION, SERVICE, SMOKE_SECRET, Seeded, seed
 
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 DEFAULT_TIME_SCALE = 0.01  # 30 s health-check interval -> 0.3 s
+WARM_TASKS = 2  # stand-in processes kept booted: the first two tasks of any scenario start at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class Stage:
             raise StageError(f"--health-check-path must start with '/' (got {options.health_check_path!r})")
         self.options = options
         self._moto: MotoServer | None = None
+        self._warm: WarmPool | None = None
         self._scheduler: Scheduler | None = None
         self._workdir: Path | None = None
         self._clients: dict[str, Any] = {}
@@ -86,6 +89,9 @@ class Stage:
     def _start(self) -> None:
         options = self.options
         self._workdir = Path(tempfile.mkdtemp(prefix="civicforge-stage-"))
+        secret_key = secrets.token_urlsafe(32)
+        # Warm task processes import FastAPI on the other core while moto loads and is seeded.
+        self._warm = WarmPool(0 if options.app_cmd else WARM_TASKS, secret_key)
         self._moto = MotoServer(port=options.moto_port)
         self._moto.start()
         session = boto3.session.Session(region_name=REGION, aws_access_key_id="testing",
@@ -93,7 +99,7 @@ class Stage:
         for name in ("ecs", "ec2", "ecr", "logs", "secretsmanager", "cloudwatch"):
             self._clients[name] = session.client(name, endpoint_url=self._moto.endpoint)
         self.seeded = seed(self._clients, health_check_path=options.health_check_path,
-                           curl_health_check="curl_health_check" in self.faults)
+                           curl_health_check="curl_health_check" in self.faults, secret_key=secret_key)
         database = self._workdir / "civicforge.db"
         if not options.app_cmd:
             # Like the real start-up migrations, but once, before any task, so the
@@ -105,9 +111,9 @@ class Stage:
                                            "securityGroups": [self.seeded.security_group_id],
                                            "assignPublicIp": "ENABLED"}}
         self._scheduler = Scheduler(
-            clients=self._clients, network=network, database=database, secret_key=self.seeded.secret_key,
+            clients=self._clients, network=network, database=database,
             app_cmd=options.app_cmd, time_scale=options.time_scale, restart_delay_s=options.restart_delay_s,
-            start_period_floor_s=options.start_period_floor_s, app_version=options.app_version,
+            start_period_floor_s=options.start_period_floor_s, warm=self._warm, app_version=options.app_version,
         )
         plan = scenarios.build(options.scenario, self.faults, self.seeded)
         self._scheduler.start(plan.deployments, plan.events)
@@ -156,6 +162,9 @@ class Stage:
         if self._scheduler is not None:
             self._scheduler.shutdown()
             self._scheduler = None
+        if self._warm is not None:
+            self._warm.close()
+            self._warm = None
         if self._moto is not None:
             self._moto.stop()
             self._moto = None

@@ -14,6 +14,8 @@ what is missing, stops what is unwanted and finishes roll-outs.
 
 from __future__ import annotations
 
+import json
+import os
 import queue
 import random
 import re
@@ -260,19 +262,19 @@ class Scheduler:
         clients: dict[str, Any],
         network: dict[str, Any],
         database: Path,
-        secret_key: str,
         app_cmd: str | None,
         time_scale: float,
         restart_delay_s: float,
         start_period_floor_s: float,
+        warm: WarmPool,
         app_version: str | None = None,
     ) -> None:
         self._ecs, self._ec2, self._logs = clients["ecs"], clients["ec2"], clients["logs"]
         self._network = network
         self._database = database
-        self._secret_key = secret_key
         self._app_cmd = app_cmd
         self._app_version = app_version
+        self._warm = warm
         self._time_scale = time_scale
         self._restart_delay_s = restart_delay_s
         self._start_period_floor_s = start_period_floor_s
@@ -318,6 +320,7 @@ class Scheduler:
                 task.stopping = True
         for task in tasks:
             _terminate(task.process)
+        self._warm.close()
         if self._timer.is_alive():
             self._timer.join(timeout=5)
         self._shipper.close()
@@ -440,19 +443,15 @@ class Scheduler:
     def _spawn(self, task: StageTask, stream: str) -> subprocess.Popen[bytes]:
         if self._app_cmd:
             argv = shlex.split(self._app_cmd.format(host=task.ip, port=PORT))
+            process = _popen(argv)
         else:
             faults = task.plan.faults
-            argv = [sys.executable, "-m", "stage.standin", "--host", task.ip, "--port", str(PORT),
-                    "--db", str(self._database), f"--secret-key={self._secret_key}", *faults.app_args()]
+            args = ["--host", task.ip, "--port", str(PORT), "--db", str(self._database), *faults.app_args()]
             if self._app_version:
-                argv += ["--version", self._app_version]
+                args += ["--version", self._app_version]
             if task.plan.behaviour == "hang":
-                argv += ["--fault", "warmup_s=86400"]
-        try:
-            process = subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       stdin=subprocess.DEVNULL)
-        except OSError as error:
-            raise StageError(f"cannot start the app command {argv[0]!r}: {error.strerror}") from None
+                args += ["--fault", "warmup_s=86400"]
+            process = self._warm.take(args)
         readers = [self._shipper.follow(stream, process.stdout), self._shipper.follow(stream, process.stderr)]
         threading.Thread(target=self._watch_exit, args=(task, process, readers), name=f"exit-{task.short}",
                          daemon=True).start()
@@ -576,6 +575,57 @@ class Scheduler:
             pending=pending_total, task_definition_arn=self._primary().task_definition_arn,
         )
         self._changed.notify_all()
+
+
+def _popen(argv: list[str], *, stdin: int = subprocess.DEVNULL, env: dict[str, str] | None = None
+           ) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin,
+                                env=env)
+    except OSError as error:
+        raise StageError(f"cannot start the app command {argv[0]!r}: {error.strerror}") from None
+
+
+class WarmPool:
+    """Stand-in processes that have already imported FastAPI, waiting for their task's arguments.
+
+    A task then "boots" as fast as a real container that is already pulled; the pool refills
+    itself in the background. Started before moto is seeded, so both costs overlap.
+    """
+
+    def __init__(self, size: int, secret_key: str) -> None:
+        self._size = size
+        self._env = {**os.environ, "CIVICFORGE_SECRET_KEY": secret_key}
+        self._ready: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._fill()
+
+    def _fill(self) -> None:
+        with self._lock:
+            while not self._closed and len(self._ready) < self._size:
+                self._ready.append(_popen([sys.executable, "-m", "stage.standin", "--warm"], stdin=subprocess.PIPE,
+                                          env=self._env))
+
+    def take(self, args: list[str]) -> subprocess.Popen[bytes]:
+        with self._lock:
+            process = self._ready.pop(0) if self._ready else None
+        if process is None:
+            process = _popen([sys.executable, "-m", "stage.standin", "--warm"], stdin=subprocess.PIPE, env=self._env)
+        assert process.stdin is not None
+        process.stdin.write((json.dumps(args) + "\n").encode())
+        process.stdin.close()
+        threading.Thread(target=self._fill, name="warm-pool", daemon=True).start()
+        return process
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._ready = self._ready, []
+        for process in idle:
+            if process.stdin is not None:
+                process.stdin.close()  # an empty line: the process exits at once
+            _terminate(process)
 
 
 def _terminate(process: subprocess.Popen[bytes] | None) -> None:

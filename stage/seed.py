@@ -60,7 +60,7 @@ def health_check(path: str, *, curl: bool) -> dict[str, Any]:
     return {"command": ["CMD-SHELL", command], "interval": 30, "timeout": 5, "retries": 3, "startPeriod": 60}
 
 
-def seed(clients: dict[str, Any], *, health_check_path: str, curl_health_check: bool) -> Seeded:
+def seed(clients: dict[str, Any], *, health_check_path: str, curl_health_check: bool, secret_key: str) -> Seeded:
     ec2, ecs, ecr, logs, sm = (clients[name] for name in ("ec2", "ecs", "ecr", "logs", "secretsmanager"))
 
     vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -87,7 +87,6 @@ def seed(clients: dict[str, Any], *, health_check_path: str, curl_health_check: 
         "owner": {"username": "smoke-owner", "password": secrets.token_urlsafe(18)},
         "participant": {"username": "smoke-participant", "password": secrets.token_urlsafe(18)},
     }
-    secret_key = secrets.token_urlsafe(32)
     secret_arns = {}
     for name, value in (
         ("DATABASE_URL", "sqlite:///shared/civicforge.db"),

@@ -9,6 +9,8 @@ end it with exit status 0, at any stage of its life.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
 import sys
 import time
@@ -17,6 +19,7 @@ from types import FrameType
 from stage.faults import APP_FAULTS, FaultError, Faults, parse_faults
 
 PROG = "python -m stage.standin"
+SECRET_KEY_ENV = "CIVICFORGE_SECRET_KEY"
 
 
 def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -68,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         db_path=args.db,
         faults=faults,
-        secret_key=args.secret_key or DEFAULT_SECRET_KEY,
+        # Like the real task: the key arrives as CIVICFORGE_SECRET_KEY (from Secrets Manager),
+        # which keeps it out of the process list.
+        secret_key=args.secret_key or os.environ.get(SECRET_KEY_ENV) or DEFAULT_SECRET_KEY,
         base_url=args.base_url or f"http://{args.host}:{args.port}",
         version=args.app_version,
     )
@@ -80,5 +85,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def warm_then_main() -> int:
+    """``--warm``: load FastAPI and uvicorn now, then wait for this task's arguments on stdin.
+
+    The stage keeps a few of these ready so a task starts in milliseconds instead of
+    paying a second of imports after ECS "starts" it.
+    """
+    import uvicorn  # noqa: F401 - imported for its cost, used by main()
+
+    import stage.standin.app  # noqa: F401
+
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0  # the stage stopped before it needed this process
+    return main(json.loads(line))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(warm_then_main() if sys.argv[1:] == ["--warm"] else main())
