@@ -181,6 +181,7 @@ class RunFindings:
     diagnoses: list[Diagnosis] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    duration_s: float = 0.0  # diagnosis and lint together (bench/bench_diagnosis.py reads it)
 
 
 def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState, registry: SecretRegistry,
@@ -191,10 +192,14 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     """
     checks = config.stash.get(checks_key, [])
     hints = config.stash.get(hints_key, {})
+    began = time.monotonic()
     try:
         findings = analyse(resolved, state, checks, hints)
     except Exception as error:  # noqa: BLE001 - the verdict must be written whatever diagnosis hit
         findings = RunFindings(notes=[f"diagnosis failed ({type(error).__name__}: {error}); see the checks"])
+    findings.duration_s = time.monotonic() - began
+    if findings.diagnoses:
+        findings.notes.append(f"diagnosis took {findings.duration_s:.2f} s")
     report_dir = Path(resolved.report_dir)
     deployment = state.deployment or {}
     targets = state.target_objects()

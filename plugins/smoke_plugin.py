@@ -26,7 +26,7 @@ from plugins import options as smoke_options
 from plugins.core.stability import Progress
 from plugins.preflight import RunState, could_not_verify, run_preflight
 from plugins.fixtures import registry_of
-from plugins.reporting import configure_outputs, write_reports
+from plugins.reporting import configure_outputs, verdict_key, write_reports
 
 
 SMOKE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
@@ -126,10 +126,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """What was verified, and when it failed, why: the same story as summary.md, for the CI log."""
     state = config.stash.get(state_key, None)
     if state is None or hasattr(config, "workerinput"):
         return
-    write = terminalreporter.write_line
+    redact = registry_of(config).redact
+
+    def write(line: str, **markup: bool) -> None:
+        terminalreporter.write_line(redact(line), **markup)
+
     terminalreporter.section("smoke harness")
     if state.deployment:
         d = state.deployment
@@ -144,6 +149,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         write(f"{label}: {state.outcome['message']}", red=True, bold=True)
         for line in state.outcome.get("evidence", [])[:12]:
             write(f"  {line}")
+    verdict = config.stash.get(verdict_key, None)
+    if verdict is None:
+        return
+    for diagnosis in verdict["diagnoses"]:
+        task = f" task {diagnosis['task_id'][:8]}" if diagnosis["task_id"] else ""
+        write(f"why [{diagnosis['category']}]{task}: {diagnosis['summary']}", red=True)
+        write(f"    evidence: {diagnosis['evidence']}")
+        write(f"    next step: {diagnosis['next_step']}")
+    for warning in verdict["warnings"]:
+        write(f"warning: {warning}", yellow=True)
+    colour = {"pass": "green", "fail": "red"}.get(verdict["verdict"], "yellow")
+    write(f"verdict: {verdict['verdict'].upper()} (exit {verdict['exit_code']}); reports in "
+          f"{config.stash[config_key].report_dir}/ (verdict.json, summary.md, junit.xml, allure-results/)",
+          bold=True, **{colour: True})
 
 
 @pytest.hookimpl(trylast=True)

@@ -1,0 +1,293 @@
+"""Logged-in smoke accounts, serialised membership writes, and the clean-up that always runs.
+
+Fixtures (all ``smoke_*``):
+
+- ``smoke_login``: the owner's and participant's sessions on this test's task
+  (one login per account per task per process; tokens registered as secrets first).
+- ``smoke_owner`` / ``smoke_participant``: :class:`BoardApi` for each account on the task.
+- ``smoke_anonymous``: the same routes without credentials.
+- ``smoke_ledger``: the run's :class:`Ledger` (``.smoke/ledger.jsonl``, shared by workers).
+- ``smoke_memberships``: holds the inter-process write lock for the whole test and records
+  every join and removal; at teardown it removes what the test added, pass or fail.
+
+Hooks: the controller sweeps leftover smoke memberships before the tests and at the
+very end (also after Ctrl-C); SIGTERM is turned into KeyboardInterrupt in smoke runs so
+it gets the same clean-up. ``--read-only`` runs write nothing, sweeps included.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import ssl
+import uuid
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import pytest
+
+from contracts import check_auth
+from plugins.core.accounts import Account, SmokeAccounts, load_accounts
+from plugins.core.aws import make_clients
+from plugins.core.board_api import Anonymous, BoardApi, Session, guard_secrets, login, register
+from plugins.core.errors import HarnessOutcome
+from plugins.core.http import DEFAULT_TIMEOUT
+from plugins.core.ledger import DEFAULT_LEDGER_PATH, Ledger, MembershipWrites, SweepResult, sweep_memberships
+from plugins.core.redact import SecretRegistry
+from plugins.core.targets import Target
+from plugins.fixtures import registry_of
+from plugins.options import SmokeConfig
+from plugins.smoke_plugin import config_key, smoke_run_key, state_key
+
+LEDGER_ENV = "SMOKE_LEDGER"
+RUN_ID_KEY = "smoke_run_id"
+END_SWEEP_LOCK_TIMEOUT_S = 30.0  # at the end no worker writes any more; do not hang a cancelled job
+ledger_key = pytest.StashKey[Ledger]()
+sweeps_key = pytest.StashKey[list[str]]()
+previous_sigterm_key = pytest.StashKey[Any]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("smoke").addoption(
+        "--ledger", dest="smoke_ledger", default=None, metavar="PATH",
+        help=f"JSON-lines ledger of smoke memberships [env {LEDGER_ENV}] (default {DEFAULT_LEDGER_PATH})")
+
+
+def _is_smoke_run(config: pytest.Config) -> bool:
+    return config.stash.get(smoke_run_key, False)
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _is_smoke_run(config):
+        return
+    workerinput = getattr(config, "workerinput", {})
+    run_id = workerinput.get(RUN_ID_KEY) or uuid.uuid4().hex[:12]
+    chosen = config.getoption("smoke_ledger") or os.environ.get(LEDGER_ENV, "").strip() or DEFAULT_LEDGER_PATH
+    path = Path(chosen)
+    path = path if path.is_absolute() else Path(config.invocation_params.dir) / path
+    config.stash[ledger_key] = Ledger(path, run_id)
+    config.stash[sweeps_key] = []
+    try:
+        config.stash[previous_sigterm_key] = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    except ValueError:  # not the main thread (an embedding runner): leave SIGTERM alone
+        pass
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(previous_sigterm_key, None)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # CI cancels a job with SIGTERM: unwind exactly like Ctrl-C, so teardowns and the sweep run.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker writes under the controller's run id."""
+    ledger = node.config.stash.get(ledger_key, None)
+    if ledger is not None:
+        node.workerinput[RUN_ID_KEY] = ledger.run_id
+
+
+# -- the sweeps (controller) -------------------------------------------------------------------
+
+
+@pytest.hookimpl(trylast=True)  # after the preflight found the targets
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    if _is_smoke_run(config) and _is_controller(config):
+        _sweep(config, "before the tests")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    # After everything else (xdist has stopped its workers; the reports are written), also after Ctrl-C.
+    try:
+        return (yield)
+    finally:
+        config = session.config
+        if _is_smoke_run(config) and _is_controller(config):
+            _sweep(config, "after the tests", lock_timeout_s=END_SWEEP_LOCK_TIMEOUT_S)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    for line in config.stash.get(sweeps_key, []):
+        terminalreporter.write_line(line)
+
+
+def _sweep(config: pytest.Config, when: str, *, lock_timeout_s: float | None = None) -> None:
+    result = sweep_deployment(config, lock_timeout_s=lock_timeout_s)
+    if result is None:
+        return
+    # pytest prints the terminal summary after this (also after Ctrl-C), end sweep included.
+    config.stash.setdefault(sweeps_key, []).append(f"{result.describe()} ({when})")
+
+
+def sweep_deployment(config: pytest.Config, *, lock_timeout_s: float | None = None) -> SweepResult | None:
+    """Remove leftover smoke memberships through the first task that lets the owner do it.
+
+    None when there is nothing to sweep with (no targets, no accounts, a read-only run).
+    """
+    resolved: SmokeConfig | None = config.stash.get(config_key, None)
+    state = config.stash.get(state_key, None)
+    ledger = config.stash.get(ledger_key, None)
+    if resolved is None or state is None or ledger is None or resolved.read_only or state.blocks_tests:
+        return None  # a read-only run writes nothing; a failed deploy is not touched
+    targets = state.target_objects()
+    if not targets:
+        return None
+    secrets = registry_of(config)
+    try:
+        accounts = _load_accounts(resolved, secrets)
+    except HarnessOutcome:
+        return None  # the tests report the missing accounts
+    problems = []
+    kwargs = {} if lock_timeout_s is None else {"timeout_s": lock_timeout_s}
+    try:
+        with ledger.write_lock(**kwargs):
+            for target in targets:
+                result = _sweep_through(target, accounts, resolved.board_id, ledger, secrets)
+                if result.problem is None:
+                    return result
+                problems.append(result.problem)
+    except (TimeoutError, OSError) as error:
+        return SweepResult(problem=str(error))
+    return SweepResult(problem="; ".join(problems))
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    return ssl.create_default_context()  # ~65 ms to build: once per process, not once per client
+
+
+def _sweep_through(target: Target, accounts: SmokeAccounts, board_id: str, ledger: Ledger,
+                   secrets: SecretRegistry) -> SweepResult:
+    with httpx.Client(base_url=target.base_url, timeout=DEFAULT_TIMEOUT, verify=_ssl_context()) as client:
+        guard_secrets(client, secrets)
+        try:
+            answer = login(client, accounts.owner.username, accounts.owner.password)
+            if answer.status_code != 200:
+                return SweepResult(problem=f"the owner's login answered {answer.status_code} on task {target.short_id}")
+            body = answer.json()
+            owner = BoardApi(client, Session(accounts.owner.username, body["user_id"], body["token"]), board_id)
+            return sweep_memberships(ledger, owner, [accounts.participant.username], task=target.short_id)
+        except (httpx.HTTPError, ValueError, KeyError) as error:
+            return SweepResult(problem=f"task {target.short_id}: {type(error).__name__}")
+
+
+def _load_accounts(resolved: SmokeConfig, secrets: SecretRegistry) -> SmokeAccounts:
+    secretsmanager = make_clients(resolved.aws_region).secretsmanager if resolved.smoke_secret else None
+    return load_accounts(os.environ, secret_name=resolved.smoke_secret, secretsmanager=secretsmanager,
+                         secrets=secrets)
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+class SmokeLogins:
+    """Both smoke accounts on one task, each logged in on first use and then cached.
+
+    Lazy on purpose: a login the task refuses (a 500 when migrations never ran)
+    fails the test that needed it, a proven breakage, instead of erroring its
+    set-up, which would read as "could not verify".
+    """
+
+    def __init__(self, client: httpx.Client, accounts: SmokeAccounts, config: SmokeConfig, target: Target,
+                 cache: dict[tuple[str, str], Session]) -> None:
+        self._client = client
+        self._accounts = accounts
+        self._config = config
+        self._target = target
+        self._cache = cache
+
+    @property
+    def owner(self) -> Session:
+        return self._session(self._accounts.owner)
+
+    @property
+    def participant(self) -> Session:
+        return self._session(self._accounts.participant)
+
+    def _session(self, account: Account) -> Session:
+        __tracebackhide__ = True
+        key = (self._target.base_url, account.role)
+        if key not in self._cache:
+            self._cache[key] = _log_in(self._client, account, self._config, self._target)
+        return self._cache[key]
+
+
+@pytest.fixture(scope="session")
+def smoke_ledger(pytestconfig: pytest.Config, smoke_config: SmokeConfig) -> Ledger:
+    """The run's ledger of smoke memberships (shared by every xdist worker)."""
+    return pytestconfig.stash[ledger_key]
+
+
+@pytest.fixture(scope="session")
+def smoke_session_cache() -> dict[tuple[str, str], Session]:
+    """Sessions by (task base URL, account role): one login per account per task per process."""
+    return {}
+
+
+@pytest.fixture
+def smoke_login(smoke_target: Target, smoke_http: httpx.Client, smoke_accounts: SmokeAccounts,
+                smoke_config: SmokeConfig, smoke_secrets: SecretRegistry,
+                smoke_session_cache: dict[tuple[str, str], Session]) -> SmokeLogins:
+    """The owner and the participant on this task (``check_auth`` on each login, done on first use)."""
+    guard_secrets(smoke_http, smoke_secrets)  # the token is a secret before anything can print it
+    return SmokeLogins(smoke_http, smoke_accounts, smoke_config, smoke_target, smoke_session_cache)
+
+
+def _log_in(client: httpx.Client, account: Account, config: SmokeConfig, target: Target) -> Session:
+    __tracebackhide__ = True
+    response = login(client, account.username, account.password)
+    if response.status_code == 401 and account.role == "participant" and config.bootstrap_accounts:
+        if config.environment == "production":
+            pytest.fail(f"--bootstrap-accounts would register {account.username!r} on production: "
+                        "create the participant account by hand, or pass --environment NAME for a test stage",
+                        pytrace=False)
+        response = register(client, account.username, account.password, real_name="Smoke Participant")
+    body = check_auth(response, username=account.username, task=target.short_id)
+    return Session(account.username, body.user_id, body.token)
+
+
+@pytest.fixture
+def smoke_owner(smoke_login: SmokeLogins, smoke_http: httpx.Client, smoke_config: SmokeConfig) -> BoardApi:
+    """The owner smoke account on this task, for ``--board-id``."""
+    return BoardApi(smoke_http, lambda: smoke_login.owner, smoke_config.board_id)
+
+
+@pytest.fixture
+def smoke_participant(smoke_login: SmokeLogins, smoke_http: httpx.Client, smoke_config: SmokeConfig) -> BoardApi:
+    """The participant smoke account (no membership at rest) on this task."""
+    return BoardApi(smoke_http, lambda: smoke_login.participant, smoke_config.board_id)
+
+
+@pytest.fixture
+def smoke_anonymous(smoke_http: httpx.Client, smoke_config: SmokeConfig) -> Anonymous:
+    """The board routes without any credentials."""
+    return Anonymous(smoke_http, smoke_config.board_id)
+
+
+@pytest.fixture
+def smoke_memberships(smoke_ledger: Ledger, smoke_owner: BoardApi, smoke_target: Target) -> Iterator[MembershipWrites]:
+    """Membership writes for this test: under the inter-process lock, recorded, undone at teardown."""
+    with smoke_ledger.write_lock():
+        writes = MembershipWrites(smoke_ledger, smoke_owner, task=smoke_target.short_id)
+        try:
+            yield writes
+        finally:
+            problems = writes.undo()
+    if problems:
+        pytest.fail("clean-up left a smoke membership behind (the next run's sweep retries): "
+                    + "; ".join(problems), pytrace=False)
