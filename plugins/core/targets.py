@@ -35,7 +35,7 @@ class TargetDict(TypedDict):
     source: TargetSource
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Target:
     """One address the smoke tests talk to, with what is known about the task behind it."""
 
@@ -51,6 +51,10 @@ class Target:
     task_definition_arn: str | None
     started_at: str | None
     source: TargetSource
+
+    def __repr__(self) -> str:
+        # Short: it is the test parameter Allure and pytest show next to every check.
+        return f"Target(task {self.short_id} at {self.base_url})"
 
     def to_dict(self) -> TargetDict:
         """The target as JSON-able data."""
