@@ -1,0 +1,135 @@
+"""The HTML report a person opens: Allure 3 renders a real smoke run, headless Chromium shows it.
+
+One run against the stage's ``one_bad_task`` scenario (its default fault: invite creation is a
+500 on one of the two tasks) gives passing tests and one failure with evidence. The Allure 3
+command line (``make report`` installs it into ``.tools/``) renders the HTML, a loopback HTTP
+server serves it, and Chromium's ``--dump-dom`` is what a browser would show once the
+single-page app has loaded its data.
+
+Skipped only when Chromium or Node.js is missing (``make browser`` and CI install them); a
+missing Allure CLI is a failure that names the make target installing it.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import StageFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+ALLURE_CLI = ROOT / ".tools" / "node_modules" / ".bin" / "allure"
+CHROMIUM = Path("/usr/bin/chromium")
+PAGE_TIMEOUT_S = 120
+# Flags for a quiet, offline, throw-away browser; the virtual time budget lets the
+# single-page app fetch its data and render before the DOM is dumped.
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--virtual-time-budget=10000")
+
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not installed at {CHROMIUM}: run `make browser`"),
+    pytest.mark.skipif(shutil.which("node") is None, reason="Node.js not installed: the Allure 3 CLI needs it"),
+]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@contextmanager
+def served(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` on a free loopback port; yield its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def visible_text(url: str) -> str:
+    """What Chromium shows at ``url``: the rendered DOM without scripts, styles and tags, one space apart."""
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        done = subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+                              capture_output=True, text=True, timeout=PAGE_TIMEOUT_S)
+    assert done.returncode == 0 and done.stdout, f"chromium failed on {url}: {done.stderr[-2000:]}"
+    markup = re.sub(r"<(script|style)\b[^>]*>.*?</\1>", " ", done.stdout, flags=re.S | re.I)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _run_smoke(stage_env: dict[str, str], report_dir: Path) -> dict[str, Any]:
+    env = {key: value for key, value in {**os.environ, **stage_env}.items() if key != "AWS_PROFILE"}
+    command = [sys.executable, "-m", "pytest", "smoke", "-p", "no:cacheprovider", "--report-dir", str(report_dir)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, f"expected a failed smoke run (exit 1), got {done.returncode}:\n{done.stdout[-3000:]}"
+    return json.loads((report_dir / "verdict.json").read_text(encoding="utf-8"))
+
+
+def _render(results: Path, output: Path) -> None:
+    if not ALLURE_CLI.exists():
+        pytest.fail(f"the Allure 3 CLI is not installed at {ALLURE_CLI}: run `make report` or `make test` "
+                    "(both install it)", pytrace=False)
+    done = subprocess.run([str(ALLURE_CLI), "generate", str(results), "-o", str(output)], cwd=output.parent,
+                          capture_output=True, text=True, timeout=PAGE_TIMEOUT_S)
+    assert done.returncode == 0 and (output / "index.html").exists(), f"allure generate failed: {done.stderr[-2000:]}"
+
+
+def _result_id(report: Path, name: str) -> str:
+    """The rendered report's id of the test result called ``name`` (its page is ``index.html#<id>``)."""
+    for path in (report / "data" / "test-results").glob("*.json"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("name") == name:
+            return str(data["id"])
+    raise AssertionError(f"no test result named {name!r} in the rendered report")
+
+
+def test_the_html_report_shows_every_test_and_the_failures_evidence(stage_factory: StageFactory,
+                                                                     tmp_path: Path) -> None:
+    stage = stage_factory("one_bad_task")
+    verdict = _run_smoke(stage.env, tmp_path / "reports")
+    checks = verdict["checks"]
+    passed = [c for c in checks if c["outcome"] == "passed"]
+    failed = [c for c in checks if c["outcome"] == "failed"]
+    assert passed and len(failed) == 1, f"the scenario should fail exactly one check: {checks}"
+    failure = failed[0]
+    failed_name = f"{failure['name']}[{failure['task_id'][:8]}]"
+    report = tmp_path / "allure-report"
+
+    _render(tmp_path / "reports" / "allure-results", report)
+    with served(report) as base_url:
+        overview = visible_text(f"{base_url}/index.html")
+        details = visible_text(f"{base_url}/index.html#{_result_id(report, failed_name)}")
+
+    assert f"Total {len(checks)} Failed 1 Passed {len(passed)}" in overview
+    assert failed_name in overview
+    assert f"verdict {verdict['verdict']}" in overview  # environment.properties, as the report's metadata
+    assert failed_name in details and "Failed" in details
+    # The failure's evidence as pytest reported it (expected vs actual, the task), under its diagnosis.
+    first_error = failure["message"].split(" | ")[0]
+    assert _one_line(first_error) in details
+    diagnosis = next(d for d in verdict["diagnoses"] if d["task_id"] == failure["task_id"])
+    assert f"[{diagnosis['category']}]" in details

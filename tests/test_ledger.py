@@ -1,0 +1,240 @@
+"""The ledger of smoke memberships, its inter-process lock, the sweep and the per-test undo.
+
+The ledger and the lock are exercised across real processes (what xdist workers
+are). The sweep and ``MembershipWrites`` talk through a real ``BoardApi`` and
+httpx client to a small in-memory board served by ``httpx.MockTransport``: the
+board is the stand-in here, the code under test is not mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from plugins.core.board_api import BoardApi, Session, guard_secrets
+from plugins.core.ledger import Ledger, LedgerLockTimeout, MembershipWrites, sweep_memberships
+from plugins.core.redact import SecretRegistry
+
+BOARD = "board_001"
+OWNER_ID, PARTICIPANT_ID = 1, 2
+PROCESS_DEADLINE_S = 30.0
+
+
+# -- the ledger file -----------------------------------------------------------------------------------
+
+
+def test_outstanding_lists_begun_and_not_removed(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl", "run-a")
+    ledger.record("joining", board=BOARD, user_id=PARTICIPANT_ID, task="t1")
+    ledger.record("created", board=BOARD, user_id=PARTICIPANT_ID, task="t1")
+    assert [(o.board, o.user_id, o.run_id) for o in ledger.outstanding()] == [(BOARD, PARTICIPANT_ID, "run-a")]
+    Ledger(ledger.path, "run-b").record("removed", board=BOARD, user_id=PARTICIPANT_ID, task="t2")
+    assert ledger.outstanding() == []
+
+
+def test_entries_record_run_board_user_task_time_and_what(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "nested" / "ledger.jsonl", "run-a")
+    ledger.record("created", board=BOARD, user_id=PARTICIPANT_ID, task="3f2a")
+    line = json.loads(ledger.path.read_text().splitlines()[0])
+    assert {k: line[k] for k in ("run_id", "board", "user_id", "task", "event", "what")} == {
+        "run_id": "run-a", "board": BOARD, "user_id": PARTICIPANT_ID, "task": "3f2a", "event": "created",
+        "what": "membership"}
+    assert line["at"].endswith("+00:00")
+
+
+def test_a_torn_last_line_from_a_crash_is_skipped(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl", "run-a")
+    ledger.record("created", board=BOARD, user_id=PARTICIPANT_ID, task="t1")
+    with open(ledger.path, "a", encoding="utf-8") as handle:
+        handle.write('{"run_id": "run-b", "board": "boa')
+    assert len(ledger.entries()) == 1
+    assert len(ledger.outstanding()) == 1
+
+
+def test_outstanding_of_one_run(tmp_path: Path) -> None:
+    Ledger(tmp_path / "l.jsonl", "old").record("created", board=BOARD, user_id=7, task="t")
+    current = Ledger(tmp_path / "l.jsonl", "new")
+    current.record("created", board=BOARD, user_id=8, task="t")
+    assert [o.user_id for o in current.outstanding(run_id="new")] == [8]
+    assert sorted(o.user_id for o in current.outstanding()) == [7, 8]
+
+
+def _append_many(path: str, run_id: str, count: int) -> None:
+    ledger = Ledger(path, run_id)
+    for number in range(count):
+        ledger.record("created", board=BOARD, user_id=number, task=run_id)
+
+
+def test_appends_from_several_processes_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_many, args=(str(path), f"w{n}", 50)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(PROCESS_DEADLINE_S)
+        assert worker.exitcode == 0
+    lines = path.read_text().splitlines()
+    assert len(lines) == 200
+    assert all(json.loads(line)["what"] == "membership" for line in lines)
+
+
+# -- the inter-process lock ---------------------------------------------------------------------------
+
+
+def _hold_lock(path: str, held: multiprocessing.synchronize.Event, release: multiprocessing.synchronize.Event) -> None:
+    with Ledger(path, "holder").write_lock():
+        held.set()
+        release.wait(PROCESS_DEADLINE_S)
+
+
+@pytest.fixture
+def lock_holder(tmp_path: Path) -> Iterator[tuple[Ledger, multiprocessing.synchronize.Event]]:
+    context = multiprocessing.get_context("spawn")
+    held, release = context.Event(), context.Event()
+    ledger = Ledger(tmp_path / "ledger.jsonl", "waiter")
+    holder = context.Process(target=_hold_lock, args=(str(ledger.path), held, release))
+    holder.start()
+    assert held.wait(PROCESS_DEADLINE_S), "the holder process never took the lock"
+    try:
+        yield ledger, release
+    finally:
+        release.set()
+        holder.join(PROCESS_DEADLINE_S)
+
+
+def test_the_write_lock_excludes_another_process(lock_holder: tuple[Ledger, multiprocessing.synchronize.Event]) -> None:
+    ledger, _ = lock_holder
+    with pytest.raises(LedgerLockTimeout, match=r"held for over 0 s by another process"):
+        with ledger.write_lock(timeout_s=0.2):
+            pass
+
+
+def test_the_write_lock_is_taken_once_the_holder_lets_go(
+    lock_holder: tuple[Ledger, multiprocessing.synchronize.Event],
+) -> None:
+    ledger, release = lock_holder
+    release.set()
+    with ledger.write_lock(timeout_s=PROCESS_DEADLINE_S):
+        ledger.record("created", board=BOARD, user_id=PARTICIPANT_ID, task="t")
+    assert ledger.lock_path.name == "ledger.jsonl.lock"
+    assert ledger.lock_path.parent == ledger.path.parent
+
+
+# -- the sweep and the per-test undo ------------------------------------------------------------------
+
+
+@dataclass
+class FakeBoard:
+    """Just enough of the board API for membership clean-up."""
+
+    members: dict[int, str] = field(default_factory=lambda: {OWNER_ID: "owner"})
+    usernames: dict[int, str] = field(default_factory=lambda: {OWNER_ID: "smoke-owner", PARTICIPANT_ID: "smoke-participant"})
+    delete_status: int | None = None  # force an answer to DELETE (e.g. 500)
+    requests: list[str] = field(default_factory=list)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(f"{request.method} {request.url.path}")
+        assert request.headers["Authorization"] == "Bearer owner-session-token"
+        if request.method == "GET" and request.url.path == f"/api/boards/{BOARD}/members":
+            body = [{"id": n, "user_id": uid, "username": self.usernames[uid], "role": role}
+                    for n, (uid, role) in enumerate(self.members.items())]
+            return httpx.Response(200, json=body)
+        if request.method == "DELETE":
+            user_id = int(request.url.path.rsplit("/", 1)[1])
+            if self.delete_status is not None:
+                return httpx.Response(self.delete_status, text="Internal Server Error")
+            if self.members.pop(user_id, None) is None:
+                return httpx.Response(404, json={"detail": "Member not found"})
+            return httpx.Response(200, json={"message": "Member removed successfully"})
+        if request.method == "POST" and request.url.path == f"/api/boards/{BOARD}/join":
+            self.members[PARTICIPANT_ID] = "participant"
+            return httpx.Response(200, json={"message": "Successfully joined board", "role": "participant"})
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+
+def owner_on(board: FakeBoard) -> BoardApi:
+    client = httpx.Client(base_url="http://task.test:8000", transport=httpx.MockTransport(board.handle))
+    return BoardApi(client, Session("smoke-owner", OWNER_ID, "owner-session-token"), BOARD)
+
+
+def test_sweep_removes_a_leftover_membership_and_closes_the_record(tmp_path: Path) -> None:
+    board = FakeBoard(members={OWNER_ID: "owner", PARTICIPANT_ID: "participant"})
+    crashed = Ledger(tmp_path / "ledger.jsonl", "crashed-run")
+    crashed.record("created", board=BOARD, user_id=PARTICIPANT_ID, task="t1")
+    ledger = Ledger(crashed.path, "next-run")
+    result = sweep_memberships(ledger, owner_on(board), ["smoke-participant"], task="t2")
+    assert result.removed == (PARTICIPANT_ID,) and result.settled_records == 1 and result.problem is None
+    assert PARTICIPANT_ID not in board.members and OWNER_ID in board.members
+    assert ledger.outstanding() == []
+    assert "removed leftover membership(s) of user 2" in result.describe()
+
+
+def test_sweep_without_leftovers_deletes_nothing(tmp_path: Path) -> None:
+    board = FakeBoard()
+    result = sweep_memberships(Ledger(tmp_path / "l.jsonl", "r"), owner_on(board), ["smoke-participant"], task="t")
+    assert result.removed == () and result.problem is None
+    assert board.requests == [f"GET /api/boards/{BOARD}/members"]
+    assert result.describe() == "smoke clean-up: no smoke membership left behind"
+
+
+def test_sweep_reports_a_removal_it_could_not_make(tmp_path: Path) -> None:
+    board = FakeBoard(members={OWNER_ID: "owner", PARTICIPANT_ID: "participant"}, delete_status=500)
+    ledger = Ledger(tmp_path / "l.jsonl", "r")
+    ledger.record("created", board=BOARD, user_id=PARTICIPANT_ID, task="t")
+    result = sweep_memberships(ledger, owner_on(board), ["smoke-participant"], task="abcd")
+    assert result.problem == f"removing user {PARTICIPANT_ID} from {BOARD} answered 500 on task abcd"
+    assert len(ledger.outstanding()) == 1  # still open: the next run retries
+
+
+def test_membership_writes_record_before_joining_and_undo_what_was_left(tmp_path: Path) -> None:
+    board = FakeBoard()
+    owner = owner_on(board)
+    participant = BoardApi(owner.client, Session("smoke-participant", PARTICIPANT_ID, "owner-session-token"), BOARD)
+    ledger = Ledger(tmp_path / "l.jsonl", "run")
+    writes = MembershipWrites(ledger, owner, task="t1")
+    assert writes.join(participant, "invite-token").status_code == 200
+    assert [e.event for e in ledger.entries()] == ["joining", "created"]
+    assert PARTICIPANT_ID in board.members
+    assert writes.undo() == []  # the test "failed" before removing: teardown removes it
+    assert PARTICIPANT_ID not in board.members
+    assert [e.event for e in ledger.entries()] == ["joining", "created", "removed"]
+    assert writes.undo() == [] and board.requests.count(f"DELETE /api/boards/{BOARD}/members/2") == 1
+
+
+def test_membership_writes_undo_reports_a_failed_removal(tmp_path: Path) -> None:
+    board = FakeBoard()
+    owner = owner_on(board)
+    participant = BoardApi(owner.client, Session("smoke-participant", PARTICIPANT_ID, "owner-session-token"), BOARD)
+    writes = MembershipWrites(Ledger(tmp_path / "l.jsonl", "run"), owner, task="t1")
+    writes.join(participant, "invite-token")
+    board.delete_status = 500
+    assert writes.undo() == [f"removing user {PARTICIPANT_ID} answered 500"]
+
+
+def test_secrets_in_answers_are_registered_before_other_hooks_see_them() -> None:
+    seen_unregistered: list[str] = []
+    secrets = SecretRegistry()
+    invite_url = "http://task.test/board/board_001/join?token=" + "A" * 43
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"invite_url": invite_url, "token": "session-token-value"})
+
+    def recorder(response: httpx.Response) -> None:
+        response.read()
+        if "A" * 43 not in secrets.values():
+            seen_unregistered.append(response.text)
+
+    client = httpx.Client(transport=httpx.MockTransport(handler), event_hooks={"response": [recorder]})
+    guard_secrets(guard_secrets(client, secrets), secrets)
+    assert len(client.event_hooks["response"]) == 2  # installed once
+    client.get("http://task.test/x")
+    assert seen_unregistered == []
+    assert {invite_url, "A" * 43, "session-token-value"} <= set(secrets.values())
+    assert "A" * 43 not in secrets.redact(f"joined with {invite_url}")

@@ -1,0 +1,302 @@
+"""The smoke suite end to end: ``pytest smoke`` as a real subprocess against the local stage.
+
+One stage per scenario and fault (module-scoped, parametrised indirectly, so pytest
+runs one stage at a time: moto's state is process-wide), reused by every assertion
+about it. Outcomes come from the run's ``verdict.json``; memberships are counted
+through the API as the owner; "no user added" is read from the tasks' CloudWatch
+access logs, which must show logins and no registration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from plugins.core.ledger import Ledger
+from stage import Stage, StageOptions
+from stage.seed import LOG_GROUP
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RUN_TIMEOUT_S = 180.0
+LEDGER_DEADLINE_S = 60.0
+LOG_DEADLINE_S = 15.0
+POLL_S = 0.05
+SMOKE_TESTS = {
+    "test_deployment_settled", "test_health_answers_healthy", "test_single_use_invite_admits_the_participant_once",
+    "test_board_has_an_owner", "test_owner_account_is_an_owner", "test_owner_can_invite_and_manage_members",
+    "test_participant_cannot_create_invites", "test_participant_cannot_remove_members",
+    "test_requests_without_credentials_are_refused", "test_removing_a_non_member_answers_404",
+}
+EXIT_INTERRUPTED = 2
+
+# (scenario, faults, task definition health-check path)
+HEALTHY = ("healthy", (), "/health")
+SLOW = ("healthy", ("slow_ms=150",), "/health")  # room to interrupt between the join and the removal
+NO_ROOT_HEALTH = ("healthy", ("no_root_health",), "/api/health")  # tasks stay up; the harness probes /health
+NO_MIGRATIONS = ("one_bad_task", ("no_migrations",), "/health")
+NO_OWNER = ("healthy", ("no_owner",), "/health")
+ROWCOUNT = ("one_bad_task", ("rowcount",), "/health")
+URLSAFE = ("one_bad_task", ("urlsafe",), "/health")
+PARTICIPANT_CAN_INVITE = ("one_bad_task", ("participant_can_invite",), "/health")
+
+
+@pytest.fixture(scope="module")
+def stage(request: pytest.FixtureRequest) -> Iterator[Stage]:
+    scenario, faults, health_path = request.param
+    with Stage(StageOptions(scenario=scenario, faults=faults, health_check_path=health_path)) as running:
+        yield running
+
+
+def in_stage(*plans: tuple[str, tuple[str, ...], str]) -> pytest.MarkDecorator:
+    return pytest.mark.parametrize("stage", plans, indirect=True, ids=lambda p: "-".join([p[0], *p[1]]))
+
+
+# -- running the suite ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SmokeRun:
+    exit_code: int
+    verdict: dict[str, Any]
+    output: str
+
+    def outcomes(self) -> dict[tuple[str, str | None], str]:
+        """(test name, task id) -> outcome."""
+        return {(c["name"], c["task_id"]): c["outcome"] for c in self.verdict["checks"]}
+
+    def failing(self) -> dict[tuple[str, str | None], str]:
+        """(test name, task id) -> message, for every check that did not pass."""
+        return {(c["name"], c["task_id"]): c["message"] for c in self.verdict["checks"] if c["outcome"] != "passed"}
+
+    def diagnoses(self, category: str) -> list[dict[str, Any]]:
+        return [d for d in self.verdict["diagnoses"] if d["category"] == category]
+
+
+def smoke_command(report_dir: Path, ledger: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "smoke", "--report-dir", str(report_dir), "--ledger", str(ledger),
+            "-p", "no:cacheprovider", *args]
+
+
+def smoke_env(stage: Stage) -> dict[str, str]:
+    env = {**os.environ, **stage.env}
+    env.pop("AWS_PROFILE", None)
+    return env
+
+
+def run_smoke(stage: Stage, workdir: Path, *args: str) -> SmokeRun:
+    report_dir = workdir / f"report-{len(list(workdir.glob('report-*')))}"
+    completed = subprocess.run(smoke_command(report_dir, workdir / "ledger.jsonl", *args), cwd=REPO_ROOT,
+                               env=smoke_env(stage), capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    verdict_path = report_dir / "verdict.json"
+    assert verdict_path.exists(), f"no verdict.json (exit {completed.returncode}):\n{completed.stdout[-3000:]}"
+    return SmokeRun(completed.returncode, json.loads(verdict_path.read_text()), completed.stdout + completed.stderr)
+
+
+def faulty_task_ids(stage: Stage) -> set[str]:
+    return {t.id for t in stage.scheduler.live_tasks() if t.plan.faults.names}
+
+
+# -- the API, as the owner -------------------------------------------------------------------------
+
+
+def participant_memberships(stage: Stage) -> int:
+    """How many memberships of board_001 the smoke participant holds, read through the API."""
+    accounts = stage.smoke_accounts
+    ip = sorted(stage.task_ips().values())[0]
+    with httpx.Client(base_url=f"http://{ip}:{stage.port}", timeout=10.0) as client:
+        login = client.post("/api/auth/login", json=accounts["owner"])
+        assert login.status_code == 200, login.text
+        members = client.get("/api/boards/board_001/members",
+                             headers={"Authorization": f"Bearer {login.json()['token']}"})
+        assert members.status_code == 200, members.text
+    return sum(1 for m in members.json() if m["username"] == accounts["participant"]["username"])
+
+
+def access_log_lines(stage: Stage, fragment: str) -> list[str]:
+    logs = stage.client("logs")
+    lines = []
+    for stream in logs.describe_log_streams(logGroupName=LOG_GROUP)["logStreams"]:
+        events = logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream["logStreamName"],
+                                     startFromHead=True)["events"]
+        lines += [e["message"] for e in events if fragment in e["message"]]
+    return lines
+
+
+def wait_for(condition: Any, deadline_s: float, what: str) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up after {deadline_s:.0f} s waiting for {what}"
+        time.sleep(POLL_S)  # polling an outside process's file/log: no event to wait on
+
+
+# -- healthy ----------------------------------------------------------------------------------------
+
+
+@in_stage(HEALTHY)
+def test_healthy_passes_and_xdist_gives_the_same_outcomes(stage: Stage, tmp_path: Path) -> None:
+    serial = run_smoke(stage, tmp_path)
+    assert serial.exit_code == 0, serial.output[-3000:]
+    assert serial.verdict["verdict"] == "pass"
+    assert {name for name, _ in serial.outcomes()} == SMOKE_TESTS
+    per_task = [key for key in serial.outcomes() if key[1] is not None]
+    assert {task for _, task in per_task} == set(stage.task_ips())
+    parallel = run_smoke(stage, tmp_path, "-n", "4")
+    assert parallel.exit_code == 0, parallel.output[-3000:]
+    assert parallel.outcomes() == serial.outcomes()
+    assert participant_memberships(stage) == 0
+
+
+@in_stage(HEALTHY)
+def test_twenty_runs_add_no_user_and_leave_no_membership(stage: Stage, tmp_path: Path) -> None:
+    for number in range(20):
+        run = run_smoke(stage, tmp_path)
+        assert run.exit_code == 0, f"run {number + 1}:\n{run.output[-3000:]}"
+        assert participant_memberships(stage) == 0, f"a smoke membership was left after run {number + 1}"
+    assert Ledger(tmp_path / "ledger.jsonl", "reader").outstanding() == []
+    # The access logs show the runs logged in (so the log search works) and never registered anyone.
+    wait_for(lambda: len(access_log_lines(stage, "POST /api/auth/login")) >= 20, LOG_DEADLINE_S, "login access lines")
+    assert access_log_lines(stage, "POST /api/auth/register") == []
+
+
+@in_stage(HEALTHY)
+def test_read_only_runs_only_readonly_tests_and_writes_nothing(stage: Stage, tmp_path: Path) -> None:
+    run = run_smoke(stage, tmp_path, "--read-only")
+    assert run.exit_code == 0, run.output[-3000:]
+    names = {name for name, _ in run.outcomes()}
+    assert "test_single_use_invite_admits_the_participant_once" not in names
+    assert "test_removing_a_non_member_answers_404" not in names
+    assert "test_board_has_an_owner" in names
+    assert not (tmp_path / "ledger.jsonl").exists()
+
+
+@in_stage(HEALTHY)
+def test_a_leftover_membership_is_swept_by_the_next_run(stage: Stage, tmp_path: Path) -> None:
+    """A crashed run's membership (made here by hand through the API) is gone after the next run starts."""
+    accounts = stage.smoke_accounts
+    ip = sorted(stage.task_ips().values())[0]
+    with httpx.Client(base_url=f"http://{ip}:{stage.port}", timeout=10.0) as client:
+        owner = client.post("/api/auth/login", json=accounts["owner"]).json()["token"]
+        participant = client.post("/api/auth/login", json=accounts["participant"]).json()["token"]
+        invite = client.post("/api/boards/board_001/invites", json={"role": "participant", "expires_hours": 1},
+                             headers={"Authorization": f"Bearer {owner}"}).json()
+        token = httpx.URL(invite["invite_url"]).params["token"]
+        joined = client.post("/api/boards/board_001/join", json={"token": token},
+                             headers={"Authorization": f"Bearer {participant}"})
+        assert joined.status_code == 200, joined.text
+    assert participant_memberships(stage) == 1
+    run = run_smoke(stage, tmp_path)
+    assert run.exit_code == 0, run.output[-3000:]  # the 404 test needs the participant gone: the sweep ran first
+    assert "smoke clean-up removed leftover membership(s)" in run.output
+    assert participant_memberships(stage) == 0
+
+
+@in_stage(SLOW)
+@pytest.mark.parametrize(("signum", "workers"), [(signal.SIGINT, "0"), (signal.SIGTERM, "0"), (signal.SIGINT, "2")],
+                         ids=["SIGINT", "SIGTERM", "SIGINT-xdist"])
+def test_interrupted_invite_flow_leaves_no_membership(stage: Stage, tmp_path: Path, signum: int, workers: str) -> None:
+    """Interrupted between the join and the removal (the controller alone gets the signal, as from CI)."""
+    ledger_path = tmp_path / "ledger.jsonl"
+    ledger = Ledger(ledger_path, "reader")
+    command = smoke_command(tmp_path / "report", ledger_path, "smoke/test_invites.py", "-n", workers)
+    process = subprocess.Popen(command,
+                               cwd=REPO_ROOT, env=smoke_env(stage), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: any(e.event == "created" for e in ledger.entries()) or process.poll() is not None,
+                 LEDGER_DEADLINE_S, "the ledger to record a membership")
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        assert participant_memberships(stage) == 1  # caught mid-flow: joined, not yet removed
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == EXIT_INTERRUPTED, output[-3000:]
+    assert participant_memberships(stage) == 0, output[-3000:]
+    assert ledger.outstanding() == []
+
+
+# -- each fault is caught and named ------------------------------------------------------------------
+
+
+@in_stage(NO_ROOT_HEALTH)
+def test_no_root_health_is_named_as_the_health_path(stage: Stage, tmp_path: Path) -> None:
+    run = run_smoke(stage, tmp_path)
+    assert run.exit_code == 1, run.output[-3000:]
+    # The preflight already finds it: /health is 404 while /api/health answers (runbook lesson 1).
+    [finding] = run.diagnoses("health_path_mismatch")
+    assert "/health" in finding["summary"] and "404" in finding["summary"], finding
+    assert "test_health_answers_healthy" not in {name for name, _ in run.outcomes()}
+
+
+@in_stage(NO_MIGRATIONS)
+def test_no_migrations_fails_only_the_bad_task_and_is_named(stage: Stage, tmp_path: Path) -> None:
+    run = run_smoke(stage, tmp_path)
+    assert run.exit_code == 1, run.output[-3000:]
+    bad = faulty_task_ids(stage)
+    failing = run.failing()
+    assert failing and {task for _, task in failing} == bad
+    assert ("test_health_answers_healthy", next(iter(bad))) not in failing  # health runs only SELECT 1
+    assert all("500" in message for message in failing.values())
+    [finding] = run.diagnoses("migrations_not_applied")
+    assert finding["task_id"] in bad and "no such table" in finding["evidence"]
+
+
+@in_stage(NO_OWNER)
+def test_no_owner_is_named_in_the_runbook_words(stage: Stage, tmp_path: Path) -> None:
+    run = run_smoke(stage, tmp_path)
+    assert run.exit_code == 1, run.output[-3000:]
+    failing = run.failing()
+    for task in stage.task_ips():
+        message = failing[("test_board_has_an_owner", task)]
+        assert "board_001 has no owner: Missing Initial Board Owner (runbook lesson 3)" in message
+    assert {d["task_id"] for d in run.diagnoses("missing_board_owner")} == set(stage.task_ips())
+
+
+@in_stage(ROWCOUNT)
+def test_rowcount_is_named_as_lesson_7_on_the_bad_task_only(stage: Stage, tmp_path: Path) -> None:
+    run = run_smoke(stage, tmp_path)
+    assert run.exit_code == 1, run.output[-3000:]
+    [bad] = faulty_task_ids(stage)
+    assert set(run.failing()) == {("test_removing_a_non_member_answers_404", bad)}
+    assert "runbook lesson 7" in run.failing()[("test_removing_a_non_member_answers_404", bad)]
+    assert [d["task_id"] for d in run.diagnoses("db_adapter_error")] == [bad]
+
+
+@in_stage(URLSAFE)
+def test_urlsafe_fails_the_invite_test_on_the_bad_task_and_is_named(stage: Stage, tmp_path: Path) -> None:
+    run = run_smoke(stage, tmp_path)
+    assert run.exit_code == 1, run.output[-3000:]
+    [bad] = faulty_task_ids(stage)
+    assert set(run.failing()) == {("test_single_use_invite_admits_the_participant_once", bad)}
+    assert "500" in run.failing()[("test_single_use_invite_admits_the_participant_once", bad)]
+    named = [d for d in run.verdict["diagnoses"] if d["task_id"] == bad and "urlsafe" in json.dumps(d)]
+    assert named, run.verdict["diagnoses"]
+    assert participant_memberships(stage) == 0
+
+
+@in_stage(PARTICIPANT_CAN_INVITE)
+def test_participant_can_invite_is_a_security_failure(stage: Stage, tmp_path: Path) -> None:
+    run = run_smoke(stage, tmp_path)
+    assert run.exit_code == 1, run.output[-3000:]
+    [bad] = faulty_task_ids(stage)
+    failing = run.failing()
+    assert set(failing) == {("test_participant_cannot_create_invites", bad)}
+    message = failing[("test_participant_cannot_create_invites", bad)]
+    assert message.startswith("contracts.errors.ContractViolation: SECURITY: permission granted that must be denied")
+    assert [d["task_id"] for d in run.diagnoses("permission_regression")] == [bad]
+    # The invite the regression let through is a secret: its URL never reaches a report file.
+    reports = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())
+    assert "token=" not in reports.replace("token=***", "")
