@@ -41,7 +41,7 @@ def one_run(scenario: str, faults: tuple[str, ...]) -> tuple[float, float | None
         run = run_smoke(stage.env, Path(reports), "--stable-timeout", "90")
         wall = time.perf_counter() - began
         took = next((float(m.group(1)) for w in run.verdict["warnings"] if (m := TOOK.search(w))), None)
-        return wall, took, run.returncode
+        return wall, took, run.exit_code
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stage import Stage, StageOptions  # noqa: E402  (after the path set-up: bench/ runs as a script)
+from tests.smoke_runs import smoke_command, smoke_env  # noqa: E402
 
 REPEATS = 3
 LATENCIES_MS = (0, 100)
@@ -30,12 +31,9 @@ SESSION_TIME = re.compile(r" in (\d+(?:\.\d+)?)s")  # pytest's final "19 passed 
 
 def time_run(stage: Stage, workdir: Path, extra: list[str]) -> tuple[float, float, int]:
     """Wall seconds for one ``pytest smoke``, pytest's own session seconds, and the exit code."""
-    env = {**os.environ, **stage.env}
-    env.pop("AWS_PROFILE", None)
-    command = [sys.executable, "-m", "pytest", "smoke", "-q", "-p", "no:cacheprovider",
-               "--report-dir", str(workdir / "report"), "--ledger", str(workdir / "ledger.jsonl"), *extra]
+    command = smoke_command(workdir / "report", "-q", *extra, ledger=workdir / "ledger.jsonl")
     began = time.perf_counter()
-    completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    completed = subprocess.run(command, cwd=ROOT, env=smoke_env(stage.env), capture_output=True, text=True)
     wall = time.perf_counter() - began
     found = SESSION_TIME.findall(completed.stdout)
     return wall, float(found[-1]) if found else float("nan"), completed.returncode

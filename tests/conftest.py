@@ -35,3 +35,12 @@ def stage_factory() -> Iterator[StageFactory]:
 @pytest.fixture
 def healthy_stage(stage_factory: StageFactory) -> Stage:
     return stage_factory("healthy")
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Dummy credentials for clients the code under test makes (the stage's own clients carry theirs)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return monkeypatch

@@ -180,13 +180,6 @@ def healthy(request: pytest.FixtureRequest) -> Iterator[Stage]:
         yield stage
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """Dummy credentials for the stage's moto (the stage's own clients carry theirs)."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return monkeypatch
 
 
 def test_healthy_service_gives_both_tasks_with_one_eni_lookup(healthy: Stage, aws_env: Any) -> None:

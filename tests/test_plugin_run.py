@@ -21,7 +21,7 @@ STAGE_ONLY = ("-k", "deployment or health")  # the checks that need no smoke acc
 def test_healthy_passes_with_every_task_tested_under_its_short_id(stage_factory: Any, tmp_path: Path) -> None:
     stage = stage_factory("healthy")
     run = run_smoke(stage.env, tmp_path, "-v", *STAGE_ONLY)
-    assert run.returncode == 0, run.output
+    assert run.exit_code == 0, run.output
     for task_id in stage.task_ips():
         assert f"test_health_answers_healthy[{task_id[:8]}] PASSED" in run.output
     assert run.verdict["verdict"] == "pass"
@@ -32,7 +32,7 @@ def test_rolling_waits_then_tests_only_the_new_tasks(stage_factory: Any, tmp_pat
     stage = stage_factory("rolling", rolling_delay_s=1.0)
     old_tasks = set(stage.task_ips())
     run = run_smoke(stage.env, tmp_path, *STAGE_ONLY)
-    assert run.returncode == 0, run.output
+    assert run.exit_code == 0, run.output
     tested = {t["task_id"] for t in run.verdict["tasks"]}
     assert len(tested) == 2 and not tested & old_tasks
     assert tested == set(stage.task_ips())
@@ -52,7 +52,7 @@ def test_a_deploy_that_cannot_succeed_fails_at_once_with_its_evidence(
 ) -> None:
     stage = stage_factory(scenario, restart_delay_s=0.2)
     run = run_smoke(stage.env, tmp_path, "--stable-timeout", "120")
-    assert run.returncode == 1, run.output
+    assert run.exit_code == 1, run.output
     assert "deploy failed:" in run.output and evidence in run.output
     check = run.outcomes()
     assert check[("test_deployment_settled", None)] == "failed"
@@ -63,7 +63,7 @@ def test_a_deploy_that_cannot_succeed_fails_at_once_with_its_evidence(
 def test_a_stale_image_fails_naming_both_digests(stage_factory: Any, tmp_path: Path) -> None:
     stage = stage_factory("stale_image")
     run = run_smoke(stage.env, tmp_path, "--expect-image-digest", stage.expected_image_digest, *STAGE_ONLY)
-    assert run.returncode == 1, run.output
+    assert run.exit_code == 1, run.output
     running = stage.client("ecs")
     assert stage.expected_image_digest[:19] in run.output
     message = next(c["message"] for c in run.verdict["checks"] if c["name"] == "test_deployment_settled")
@@ -90,7 +90,7 @@ def test_bad_input_is_one_line_and_exit_4(tmp_path: Path, args: tuple[str, ...],
                                           line: str) -> None:
     clean = {"ECS_CLUSTER": "", "ECS_SERVICE": "", "API_BASE_URL": "", **env}
     run = run_smoke(clean, tmp_path, *args)
-    assert run.returncode == 4
+    assert run.exit_code == 4
     assert any(out.startswith(line) for out in run.output.splitlines()), run.output
     assert "Traceback" not in run.output
 
@@ -121,7 +121,7 @@ def no_credentials_env(tmp_path: Path) -> dict[str, str]:
 def test_could_not_verify_without_aws_is_one_line_and_exit_6(tmp_path: Path, env_of: Any, args: tuple[str, ...],
                                                             line: str) -> None:
     run = run_smoke(env_of(tmp_path), tmp_path, "--ecs-cluster", "c", "--ecs-service", "s", *args)
-    assert run.returncode == 6, run.output
+    assert run.exit_code == 6, run.output
     assert any(out.startswith(line) for out in run.output.splitlines()), run.output
     assert "Traceback" not in run.output
     assert run.verdict["verdict"] == "error" and run.verdict["exit_code"] == 6
@@ -138,12 +138,12 @@ def test_could_not_verify_against_the_stage(stage_factory: Any, tmp_path: Path) 
     ]
     for number, (args, line) in enumerate(cases):
         run = run_smoke(stage.env, tmp_path / str(number), *args)
-        assert run.returncode == 6, run.output
+        assert run.exit_code == 6, run.output
         assert any(out.startswith(line) for out in run.output.splitlines()), run.output
     stage.client("ecs").update_service(cluster="civicforge-cluster", service="civicforge-board-service",
                                        desiredCount=0)
     run = run_smoke(stage.env, tmp_path / "zero")
-    assert run.returncode == 6 and "has desired count 0" in run.output, run.output
+    assert run.exit_code == 6 and "has desired count 0" in run.output, run.output
 
 
 def test_xdist_workers_share_one_discovery_and_wait(stage_factory: Any, tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ def test_xdist_workers_share_one_discovery_and_wait(stage_factory: Any, tmp_path
     def describe_services_during(*args: str) -> int:
         before = stage.aws_calls.get("ecs.DescribeServices", 0)
         run = run_smoke(stage.env, tmp_path / str(len(args)), *STAGE_ONLY, *args)
-        assert run.returncode == 0, run.output
+        assert run.exit_code == 0, run.output
         return stage.aws_calls.get("ecs.DescribeServices", 0) - before
 
     serial = describe_services_during()

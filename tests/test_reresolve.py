@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from tests.smoke_runs import ROOT, SmokeRun
+from tests.smoke_runs import ROOT, run_smoke
 
 # Loaded into the smoke run with -p: before the first health test, hand its task id to this
 # test over a FIFO and block until the task has been replaced (no sleeping, no guessing).
@@ -51,18 +49,13 @@ def test_a_task_replaced_mid_run_is_re_resolved_once_and_reported(stage_factory:
 
     controller = threading.Thread(target=replace_the_task_the_suite_is_about_to_test, daemon=True)
     controller.start()
-    env = {**os.environ, **stage.env, "SMOKE_TEST_REPLACE": str(request_fifo), "SMOKE_TEST_REPLACED": str(done_fifo),
+    env = {**stage.env, "SMOKE_TEST_REPLACE": str(request_fifo), "SMOKE_TEST_REPLACED": str(done_fifo),
            "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "smoke", "-k", "health", "-p", "replace_hook", "--report-dir",
-         str(tmp_path / "reports"), "-p", "no:cacheprovider"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )
+    run = run_smoke(env, tmp_path / "reports", "-k", "health", "-p", "replace_hook", timeout_s=120)
     controller.join(timeout=5)
-    run = SmokeRun(result.returncode, result.stdout + result.stderr, tmp_path / "reports")
 
     assert replaced.get("ready") == "True", run.output
-    assert run.returncode == 0, run.output
+    assert run.exit_code == 0, run.output
     note = f"task {replaced['old'][:8]} stopped answering and was re-resolved once: now testing its replacement"
     assert note in run.output
     assert any(note in warning for warning in run.verdict["warnings"])

@@ -44,7 +44,7 @@ def test_no_secret_in_any_report_or_in_the_terminal(stage_factory: Any, tmp_path
     stage = stage_factory("healthy", faults=faults)
     env = {**stage.env, "AWS_SECRET_ACCESS_KEY": PLANTED_AWS_SECRET}
     run = run_smoke(env, tmp_path / "reports", "-v", "-rA", "--showlocals")
-    assert run.returncode == exit_code, run.output
+    assert run.exit_code == exit_code, run.output
 
     secrets = [account["password"] for account in stage.smoke_accounts.values()]
     secrets += [PLANTED_AWS_SECRET, *issued_invite_tokens(stage)]

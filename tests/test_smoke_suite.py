@@ -10,13 +10,10 @@ access logs, which must show logins and no registration.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +23,10 @@ import pytest
 from plugins.core.ledger import Ledger
 from stage import Stage, StageOptions
 from stage.seed import LOG_GROUP
+from tests.smoke_runs import ROOT as REPO_ROOT
+from tests.smoke_runs import RUN_TIMEOUT_S, SmokeRun, smoke_command, smoke_env
+from tests.smoke_runs import run_smoke as run_stage_smoke
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RUN_TIMEOUT_S = 180.0
 LEDGER_DEADLINE_S = 60.0
 LOG_DEADLINE_S = 15.0
 POLL_S = 0.05
@@ -65,42 +63,12 @@ def in_stage(*plans: tuple[str, tuple[str, ...], str]) -> pytest.MarkDecorator:
 # -- running the suite ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SmokeRun:
-    exit_code: int
-    verdict: dict[str, Any]
-    output: str
-
-    def outcomes(self) -> dict[tuple[str, str | None], str]:
-        """(test name, task id) -> outcome."""
-        return {(c["name"], c["task_id"]): c["outcome"] for c in self.verdict["checks"]}
-
-    def failing(self) -> dict[tuple[str, str | None], str]:
-        """(test name, task id) -> message, for every check that did not pass."""
-        return {(c["name"], c["task_id"]): c["message"] for c in self.verdict["checks"] if c["outcome"] != "passed"}
-
-    def diagnoses(self, category: str) -> list[dict[str, Any]]:
-        return [d for d in self.verdict["diagnoses"] if d["category"] == category]
-
-
-def smoke_command(report_dir: Path, ledger: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", "smoke", "--report-dir", str(report_dir), "--ledger", str(ledger),
-            "-p", "no:cacheprovider", *args]
-
-
-def smoke_env(stage: Stage) -> dict[str, str]:
-    env = {**os.environ, **stage.env}
-    env.pop("AWS_PROFILE", None)
-    return env
-
-
 def run_smoke(stage: Stage, workdir: Path, *args: str) -> SmokeRun:
+    """One run with its own report folder; every run in ``workdir`` shares that folder's ledger."""
     report_dir = workdir / f"report-{len(list(workdir.glob('report-*')))}"
-    completed = subprocess.run(smoke_command(report_dir, workdir / "ledger.jsonl", *args), cwd=REPO_ROOT,
-                               env=smoke_env(stage), capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    verdict_path = report_dir / "verdict.json"
-    assert verdict_path.exists(), f"no verdict.json (exit {completed.returncode}):\n{completed.stdout[-3000:]}"
-    return SmokeRun(completed.returncode, json.loads(verdict_path.read_text()), completed.stdout + completed.stderr)
+    run = run_stage_smoke(stage.env, report_dir, *args, ledger=workdir / "ledger.jsonl")
+    assert run.verdict is not None  # a run always writes its verdict (the property asserts it)
+    return run
 
 
 def faulty_task_ids(stage: Stage) -> set[str]:
@@ -208,9 +176,9 @@ def test_interrupted_invite_flow_leaves_no_membership(stage: Stage, tmp_path: Pa
     """Interrupted between the join and the removal (the controller alone gets the signal, as from CI)."""
     ledger_path = tmp_path / "ledger.jsonl"
     ledger = Ledger(ledger_path, "reader")
-    command = smoke_command(tmp_path / "report", ledger_path, "smoke/test_invites.py", "-n", workers)
+    command = smoke_command(tmp_path / "report", "smoke/test_invites.py", "-n", workers, ledger=ledger_path)
     process = subprocess.Popen(command,
-                               cwd=REPO_ROOT, env=smoke_env(stage), stdout=subprocess.PIPE,
+                               cwd=REPO_ROOT, env=smoke_env(stage.env), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: any(e.event == "created" for e in ledger.entries()) or process.poll() is not None,

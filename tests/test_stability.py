@@ -151,12 +151,6 @@ def test_aws_side_waits_for_old_deployment_and_health() -> None:
 # -- against the stage ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return monkeypatch
 
 
 def clients_for(stage: Any, **kwargs: Any) -> AwsClients:

@@ -56,7 +56,7 @@ def test_the_verdict_names_the_cause(stage_factory: Any, tmp_path: Path, row: Ro
     run = run_smoke(stage.env, tmp_path, "--stable-timeout", "90", *args)
 
     verdict = run.verdict
-    assert (run.returncode, verdict["exit_code"]) == (row.exit_code, row.exit_code), run.output
+    assert (run.exit_code, verdict["exit_code"]) == (row.exit_code, row.exit_code), run.output
     assert verdict["verdict"] == ("pass" if row.exit_code == 0 else "fail")
     assert run.categories() == row.categories, verdict["diagnoses"]
     for diagnosis in verdict["diagnoses"]:
