@@ -35,6 +35,10 @@ def test_rolling_waits_then_tests_only_the_new_tasks(stage_factory: Any, tmp_pat
     assert run.exit_code == 0, run.output
     tested = {t["task_id"] for t in run.verdict["tasks"]}
     assert len(tested) == 2 and not tested & old_tasks
+    # Without a terminal (as in CI) the wait still says what it is waiting on, in plain lines.
+    progress = [line for line in run.output.splitlines() if line.startswith("waiting for the deployment: ")]
+    assert progress and "\r" not in run.output
+    assert "deployment settled after" in run.output
     assert tested == set(stage.task_ips())
     assert all(t["task_definition"].endswith(":2") for t in [run.verdict["target"]])
 
