@@ -24,6 +24,7 @@ from plugins.core.redact import SecretRegistry
 from plugins.core.targets import Target
 from plugins.options import SmokeConfig
 from plugins.preflight import RunState
+from plugins.stash import config_key, state_key
 
 secrets_key = pytest.StashKey[SecretRegistry]()
 exchanges_key = pytest.StashKey[ExchangeLog]()
@@ -43,8 +44,6 @@ def smoke_secrets(pytestconfig: pytest.Config) -> SecretRegistry:
 
 @pytest.fixture(scope="session")
 def smoke_config(pytestconfig: pytest.Config) -> SmokeConfig:
-    from plugins.smoke_plugin import config_key
-
     if config_key not in pytestconfig.stash:
         pytest.skip("not a smoke run: run `pytest smoke` with a target")
     return pytestconfig.stash[config_key]
@@ -52,8 +51,6 @@ def smoke_config(pytestconfig: pytest.Config) -> SmokeConfig:
 
 @pytest.fixture(scope="session")
 def smoke_preflight(pytestconfig: pytest.Config) -> RunState:
-    from plugins.smoke_plugin import state_key
-
     return pytestconfig.stash[state_key]
 
 
@@ -106,8 +103,6 @@ replacements_key = pytest.StashKey[dict[str, "tuple[str, str] | None"]]()
 def replacement_for(config: pytest.Config, target: Target) -> tuple[str, str] | None:
     """A RUNNING, HEALTHY task of the PRIMARY deployment that was not a target at the start (once per task)."""
     from plugins.core.discovery import resolve_targets
-    from plugins.smoke_plugin import config_key, state_key
-
     cache = config.stash.setdefault(replacements_key, {})
     if target.task_id in cache:
         return cache[target.task_id]

@@ -32,12 +32,13 @@ from plugins.core.redact import SecretRegistry
 from plugins.fixtures import exchanges_key, exchanges_of, registry_of
 from plugins.options import SmokeConfig
 from plugins.preflight import RunState, could_not_verify
+from plugins.stash import state_key
 
 SECRETS_OUTPUT_KEY = "smoke_secrets"
 HINT_PROPERTY = "smoke_failure"
 NOTE_PROPERTY = "smoke_note"  # something the report must say, e.g. a target re-resolved mid-run
-MISSING_OWNER_CHECK = "board_has_owner"
-DEPLOYMENT_CHECK = "::test_deployment_settled"  # smoke/test_deployment.py: reports the preflight outcome  # the ContractViolation.check the owner test raises
+MISSING_OWNER_CHECK = "board_has_owner"  # the ContractViolation.check the owner test raises
+DEPLOYMENT_CHECK = "::test_deployment_settled"  # smoke/test_deployment.py: reports the preflight outcome
 checks_key = pytest.StashKey[list[verdicts.CheckRecord]]()
 hints_key = pytest.StashKey[dict[str, dict[str, Any]]]()
 _PARAM = re.compile(r"\[(?P<id>[^\]]+)\]$")
@@ -88,15 +89,11 @@ class CheckCollector:
         self.config = config
 
     def _note(self, note: str) -> None:
-        from plugins.smoke_plugin import state_key
-
         state = self.config.stash.get(state_key, None)
         if state is not None and note not in state.notes:
             state.notes.append(note)
 
     def _full_task_id(self, short_id: str) -> str:
-        from plugins.smoke_plugin import state_key
-
         state = self.config.stash.get(state_key, None)
         targets = state.target_objects() if state is not None else []
         return next((t.task_id for t in targets if t.short_id == short_id), short_id)

@@ -41,7 +41,7 @@ from plugins.core.redact import SecretRegistry
 from plugins.core.targets import Target
 from plugins.fixtures import registry_of
 from plugins.options import SmokeConfig
-from plugins.smoke_plugin import config_key, smoke_run_key, state_key
+from plugins.stash import config_key, smoke_run_key, state_key
 
 LEDGER_ENV = "SMOKE_LEDGER"
 RUN_ID_KEY = "smoke_run_id"

@@ -24,16 +24,13 @@ import pytest
 
 from plugins import options as smoke_options
 from plugins.core.stability import Progress
-from plugins.preflight import RunState, could_not_verify, run_preflight
 from plugins.fixtures import registry_of
+from plugins.preflight import RunState, could_not_verify, run_preflight
 from plugins.reporting import configure_outputs, verdict_key, write_reports
-
+from plugins.stash import config_key, smoke_run_key, state_key
 
 SMOKE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
 WORKER_KEY = "smoke_run_state"
-config_key = pytest.StashKey[smoke_options.SmokeConfig]()
-state_key = pytest.StashKey[RunState]()
-smoke_run_key = pytest.StashKey[bool]()
 PROGRESS_EVERY_S = 10.0  # without a terminal, one progress line this often
 
 
@@ -54,7 +51,6 @@ def is_smoke_run(config: pytest.Config) -> bool:
 
 @pytest.hookimpl(tryfirst=True)  # before allure and junitxml read their output paths
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "smoke_target: parametrised over the deployment's tasks")
     smoke_run = is_smoke_run(config)
     config.stash[smoke_run_key] = smoke_run
     if not smoke_run:

@@ -1,0 +1,12 @@
+"""The keys under which a smoke run keeps its state in ``config.stash`` (never module globals: xdist)."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugins.options import SmokeConfig
+from plugins.preflight import RunState
+
+smoke_run_key = pytest.StashKey[bool]()  # do this run's arguments reach the smoke suite?
+config_key = pytest.StashKey[SmokeConfig]()  # the options, resolved once
+state_key = pytest.StashKey[RunState]()  # what the controller's discovery and wait found
