@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from plugins.core.redact import scrub_patterns
+
 # Keys whose values never appear in a message (compared case-insensitively).
 SECRET_KEYS = frozenset(
     {"token", "password", "invite_url", "access_token", "refresh_token", "authorization", "secret", "database_url"}
@@ -28,22 +30,15 @@ DEFAULT_HEADLINE_TEXT_LIMIT = 160
 SECURITY_PERMISSION_GRANTED = "permission granted that must be denied"
 SECURITY_NO_CREDENTIALS = "request without credentials was accepted"
 
-# Secrets that can hide inside plain text: query tokens, bearer tokens, JWTs, passwords in
-# connection strings, and `"token": "..."` fragments of a body that is not valid JSON.
-_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?i)\b(token|invite_token|password|access_token|refresh_token)=[^&\s\"']*"), rf"\1={REDACTED}"),
-    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), f"Bearer {REDACTED}"),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"), REDACTED),
-    # A database error quoted in a 503 health detail may carry DATABASE_URL: scheme://user:password@host.
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/\s@]+:)[^@\s/]+@"), rf"\1{REDACTED}@"),
-    (re.compile(rf'(?i)("(?:{"|".join(sorted(SECRET_KEYS))})"\s*:\s*)"[^"]*"?'), rf'\1"{REDACTED}"'),
-)
+# A `"token": "..."` fragment of a body that is not valid JSON; every other credential shape
+# (bearer tokens, JWTs, token=/password= values, passwords in connection strings, AWS key ids)
+# is the harness-wide rule in plugins.core.redact.
+_SECRET_JSON_FRAGMENT = re.compile(rf'(?i)("(?:{"|".join(sorted(SECRET_KEYS))})"\s*:\s*)"[^"]*"?')
 
 
 def scrub_text(text: str, limit: int | None = DEFAULT_BODY_LIMIT) -> str:
     """Remove secrets from free text, then cut it to ``limit`` characters."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
+    text = _SECRET_JSON_FRAGMENT.sub(rf'\1"{REDACTED}"', scrub_patterns(text))
     if limit is not None and len(text) > limit:
         text = text[:limit] + f"... ({len(text)} chars)"
     return text

@@ -45,8 +45,9 @@ _SECRET_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1" + MASK),
     # JWT-shaped tokens (the board API's session tokens).
     (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), MASK),
-    # Invite links and other tokens passed in a query string.
-    (re.compile(r"(?i)([?&](?:token|access_token|invite_token|api_key|signature)=)[^&\s\"'#]+"), r"\1" + MASK),
+    # Invite links and other tokens or passwords passed as key=value (query strings, form bodies, logs).
+    (re.compile(r"(?i)(\b(?:token|access_token|refresh_token|invite_token|api_key|signature|password)=)[^&\s\"'#]+"),
+     r"\1" + MASK),
     # Passwords embedded in connection strings: scheme://user:password@host.
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/\s@]+:)[^@\s/]+@"), r"\1" + MASK + "@"),
     # AWS access key ids (long-term and temporary).
