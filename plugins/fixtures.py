@@ -60,14 +60,18 @@ def smoke_deployment(smoke_preflight: RunState) -> dict[str, Any] | None:
     return smoke_preflight.deployment
 
 
+def configured_accounts(resolved: SmokeConfig, secrets: SecretRegistry) -> SmokeAccounts:
+    """The smoke accounts from SMOKE_OWNER_*/SMOKE_PARTICIPANT_* or ``--smoke-secret`` (passwords registered)."""
+    secretsmanager = make_clients(resolved.aws_region).secretsmanager if resolved.smoke_secret else None
+    return load_accounts(os.environ, secret_name=resolved.smoke_secret, secretsmanager=secretsmanager,
+                         secrets=secrets)
+
+
 @pytest.fixture(scope="session")
 def smoke_accounts(smoke_config: SmokeConfig, smoke_secrets: SecretRegistry) -> SmokeAccounts:
-    secretsmanager = None
-    if smoke_config.smoke_secret:
-        secretsmanager = make_clients(smoke_config.aws_region).secretsmanager
+    """The owner-capable and the participant smoke accounts (reused across runs, never created per run)."""
     try:
-        return load_accounts(os.environ, secret_name=smoke_config.smoke_secret, secretsmanager=secretsmanager,
-                             secrets=smoke_secrets)
+        return configured_accounts(smoke_config, smoke_secrets)
     except HarnessOutcome as outcome:
         pytest.fail(f"could not verify: {outcome}", pytrace=False)
 

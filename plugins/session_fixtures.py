@@ -17,10 +17,8 @@ it gets the same clean-up. ``--read-only`` runs write nothing, sweeps included.
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
-import ssl
 import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -31,15 +29,14 @@ import httpx
 import pytest
 
 from contracts import check_auth
-from plugins.core.accounts import Account, SmokeAccounts, load_accounts
-from plugins.core.aws import make_clients
+from plugins.core.accounts import Account, SmokeAccounts
 from plugins.core.board_api import Anonymous, BoardApi, Session, guard_secrets, login, register
 from plugins.core.errors import HarnessOutcome
-from plugins.core.http import DEFAULT_TIMEOUT
+from plugins.core.http import DEFAULT_TIMEOUT, shared_ssl_context
 from plugins.core.ledger import DEFAULT_LEDGER_PATH, Ledger, MembershipWrites, SweepResult, sweep_memberships
 from plugins.core.redact import SecretRegistry
 from plugins.core.targets import Target
-from plugins.fixtures import registry_of
+from plugins.fixtures import configured_accounts, registry_of
 from plugins.options import SmokeConfig
 from plugins.stash import config_key, smoke_run_key, state_key
 
@@ -149,7 +146,7 @@ def sweep_deployment(config: pytest.Config, *, lock_timeout_s: float | None = No
         return None
     secrets = registry_of(config)
     try:
-        accounts = _load_accounts(resolved, secrets)
+        accounts = configured_accounts(resolved, secrets)
     except HarnessOutcome:
         return None  # the tests report the missing accounts
     problems = []
@@ -166,14 +163,9 @@ def sweep_deployment(config: pytest.Config, *, lock_timeout_s: float | None = No
     return SweepResult(problem="; ".join(problems))
 
 
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    return ssl.create_default_context()  # ~65 ms to build: once per process, not once per client
-
-
 def _sweep_through(target: Target, accounts: SmokeAccounts, board_id: str, ledger: Ledger,
                    secrets: SecretRegistry) -> SweepResult:
-    with httpx.Client(base_url=target.base_url, timeout=DEFAULT_TIMEOUT, verify=_ssl_context()) as client:
+    with httpx.Client(base_url=target.base_url, timeout=DEFAULT_TIMEOUT, verify=shared_ssl_context()) as client:
         guard_secrets(client, secrets)
         try:
             answer = login(client, accounts.owner.username, accounts.owner.password)
@@ -184,12 +176,6 @@ def _sweep_through(target: Target, accounts: SmokeAccounts, board_id: str, ledge
             return sweep_memberships(ledger, owner, [accounts.participant.username], task=target.short_id)
         except (httpx.HTTPError, ValueError, KeyError) as error:
             return SweepResult(problem=f"task {target.short_id}: {type(error).__name__}")
-
-
-def _load_accounts(resolved: SmokeConfig, secrets: SecretRegistry) -> SmokeAccounts:
-    secretsmanager = make_clients(resolved.aws_region).secretsmanager if resolved.smoke_secret else None
-    return load_accounts(os.environ, secret_name=resolved.smoke_secret, secretsmanager=secretsmanager,
-                         secrets=secrets)
 
 
 # -- fixtures ------------------------------------------------------------------------------------
