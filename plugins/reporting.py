@@ -24,6 +24,8 @@ import pytest
 from plugins.core import verdict as verdicts
 from plugins.core.aws import make_clients
 from plugins.core.diagnosis import Diagnosis, Failure, allure_categories, diagnose_all
+from plugins.core.discovery import choose_container
+from plugins.core.errors import HarnessOutcome
 from plugins.core.evidence import collect_evidence
 from plugins.core.http import Exchange
 from plugins.core.lint import health_check_path, lint_task_definition
@@ -284,7 +286,7 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
     if definition is None:  # the service itself could not be read: nothing to lint or gather
         findings.diagnoses = diagnose_all(failures) if failures else []
         return findings
-    container = (state.deployment or {}).get("container") or resolved.ecs_container or _first_serving(definition)
+    container = (state.deployment or {}).get("container") or _container_of(definition, resolved)
     findings.warnings = [w.message for w in lint_task_definition(
         definition, container=container, health_path_status=_probe_health_check_path(definition, container, state))]
     if failures:
@@ -311,10 +313,12 @@ def _task_definition_of(clients: Any, state: RunState, cluster: str, service: st
     return clients.ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
 
 
-def _first_serving(definition: dict[str, Any]) -> str | None:
-    containers = definition.get("containerDefinitions", [])
-    serving = [c for c in containers if c.get("portMappings")] or containers
-    return serving[0]["name"] if serving else None
+def _container_of(definition: dict[str, Any], resolved: SmokeConfig) -> str | None:
+    """The container the tests talk to, by the same rule discovery uses."""
+    try:
+        return choose_container(definition, resolved.ecs_container, resolved.target_port).name
+    except HarnessOutcome:
+        return None
 
 
 def _kind(kind: str) -> str:

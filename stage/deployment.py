@@ -13,7 +13,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -44,7 +44,6 @@ class StageOptions:
     start_period_floor_s: float = 8.0
     rolling_delay_s: float = 3.0
     ready_timeout_s: float = 30.0
-    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 class Stage:

@@ -108,7 +108,6 @@ class StageTask:
     process: subprocess.Popen[bytes] | None = None
     stopping: bool = False
     stop_reason: str = ""
-    launched_at: float = field(default_factory=time.monotonic)
 
     @property
     def short(self) -> str:
@@ -181,9 +180,6 @@ class LogShipper:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=5)
-
-    def flushed(self) -> bool:
-        return self._queue.unfinished_tasks == 0
 
     def _run(self) -> None:
         done = False
@@ -353,8 +349,7 @@ class Scheduler:
                 ids = " ".join(f"(task {t.id})" for t in started)
                 self._event(f"(service {SERVICE}) has started {len(started)} tasks: {ids}.")
             elif missing < 0:
-                for task in live[:-missing]:
-                    self._stop_task(task, f"Scaling activity initiated by (deployment {self._primary().id})")
+                self._scale_down(live[:-missing])
         self._advance_rollout()
         self._publish()
 
@@ -373,7 +368,7 @@ class Scheduler:
         for deployment in old:
             deployment.desired = 0
         if any(self.live_tasks(d) for d in old):
-            self._reconcile_stops(old)
+            self._scale_down([task for d in old for task in self.live_tasks(d)])
             return
         self.deployments = [d for d in self.deployments if d not in old]
         primary.rollout_state = "COMPLETED"
@@ -383,10 +378,9 @@ class Scheduler:
         self._event(f"(service {SERVICE}) has reached a steady state.")
         self.stable_at = time.time()
 
-    def _reconcile_stops(self, deployments: list[Deployment]) -> None:
-        for deployment in deployments:
-            for task in self.live_tasks(deployment):
-                self._stop_task(task, f"Scaling activity initiated by (deployment {self._primary().id})")
+    def _scale_down(self, tasks: list[StageTask]) -> None:
+        for task in tasks:
+            self._stop_task(task, f"Scaling activity initiated by (deployment {self._primary().id})")
 
     # -- task life ---------------------------------------------------------------------------------
 

@@ -39,7 +39,6 @@ DEFAULT_READ_TIMEOUT_S = 10.0
 # jittered backoff; bounding the attempts keeps a dead endpoint from eating the
 # whole time budget.
 DEFAULT_MAX_ATTEMPTS = 4
-SERVICE_NAMES = ("ecs", "ec2", "logs", "ecr", "secretsmanager", "cloudwatch")
 
 FIX_CREDENTIALS = "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
 FIX_REGION = "pass --aws-region us-east-1 or set AWS_REGION"
