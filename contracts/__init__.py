@@ -55,6 +55,7 @@ from contracts.roles import (
     NO_MEMBERSHIP_PERMISSIONS,
     PERMISSION_NAMES,
     ROLE_PERMISSIONS,
+    granted_permissions,
     permissions_for,
     roles_with,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "check_status",
     "check_unauthenticated",
     "invite_token",
+    "granted_permissions",
     "permissions_for",
     "quote_body",
     "raise_violations",

@@ -235,22 +235,22 @@ def check_permissions_equal(
     method: str | None = None,
     url: str | None = None,
 ) -> None:
-    """The permissions are exactly the role table's row for ``role``.
+    """The permissions granted are exactly the role table's row for ``role``.
 
-    A permission true where the table says false (or unknown to the table) is a
-    security violation; a missing or withheld one is an ordinary violation. The
-    location comes from ``response`` or from ``method``/``url``.
+    The real service lists granted permissions only, each ``true``: a permission
+    absent from the dict (or ``false``) is not granted. A permission granted that the
+    role must not have (or unknown to the table) is a security violation; one the
+    role must have and lacks is an ordinary violation. The location comes from
+    ``response`` or from ``method``/``url``.
     """
     __tracebackhide__ = True
     if role not in ROLE_PERMISSIONS:
         raise ValueError(f"unknown board role {role!r}; known roles: {', '.join(BOARD_ROLES)}")
     table = ROLE_PERMISSIONS[role]
     granted = [name for name, value in actual.items() if value is True and not table.get(name, False)]
-    withheld = [name for name in PERMISSION_NAMES if table[name] and actual.get(name, True) is not True]
-    absent = [name for name in PERMISSION_NAMES if name not in actual]
-    differences = [f"{name}=true (must be false)" for name in granted]
-    differences += [f"{name}={_json_value(actual[name])} (must be true)" for name in withheld]
-    differences += [f"{name} absent" for name in absent]
+    lacking = [name for name in PERMISSION_NAMES if table[name] and actual.get(name) is not True]
+    differences = [f"{name} granted (must not be)" for name in granted]
+    differences += [f"{_not_granted(actual, name)} (must be granted)" for name in lacking]
     if differences:
         raise _located_violation(
             check="permissions",
@@ -279,11 +279,7 @@ def check_permissions_include(
     unknown = [name for name in wanted if name not in PERMISSION_NAMES]
     if unknown:
         raise ValueError(f"unknown permissions {unknown}; known permissions: {', '.join(PERMISSION_NAMES)}")
-    lacking = [
-        f"{name} absent" if name not in actual else f"{name}={_json_value(actual[name])}"
-        for name in wanted
-        if actual.get(name) is not True
-    ]
+    lacking = [_not_granted(actual, name) for name in wanted if actual.get(name) is not True]
     if lacking:
         raise _located_violation(
             check="permissions",
@@ -465,6 +461,11 @@ def _render_input(value: Any) -> str:
         return f"{type(value).__name__} {scrub_text(json.dumps(scrub_json(value)), 80)}"
     plain = isinstance(value, (str, int, float, bool, type(None)))
     return scrub_text(json.dumps(value) if plain else repr(value), 80)
+
+
+def _not_granted(actual: Mapping[str, Any], name: str) -> str:
+    """``name absent`` or ``name=<value>`` for a permission that is not granted."""
+    return f"{name} absent" if name not in actual else f"{name}={_json_value(actual[name])}"
 
 
 def _json_value(value: Any) -> str:

@@ -4,6 +4,10 @@ Copied from the service's role table (shared/civicforge-api.md, "Roles and
 permissions"). A member's permissions are the snapshot stored when they joined, so
 a member who joined with a role must show exactly that role's row.
 
+On the wire the service lists granted permissions only, each ``true`` (recorded:
+shared/civicforge-real-exchanges.jsonl): absent means not granted.
+:func:`granted_permissions` is that form of a row.
+
 A user with no membership row gets participant permissions (view_board,
 claim_quest, submit_work), except the creator of the earliest quest, who gets
 owner permissions: :data:`NO_MEMBERSHIP_PERMISSIONS` is that default.
@@ -76,6 +80,11 @@ def permissions_for(role: str) -> dict[str, bool]:
         return dict(ROLE_PERMISSIONS[role])
     except KeyError:
         raise ValueError(f"unknown board role {role!r}; known roles: {', '.join(BOARD_ROLES)}") from None
+
+
+def granted_permissions(role: str) -> dict[str, bool]:
+    """The permissions of ``role`` as the service sends them: granted ones only, each ``True``."""
+    return {name: True for name, granted in permissions_for(role).items() if granted}
 
 
 def roles_with(permission: str) -> tuple[str, ...]:

@@ -31,6 +31,7 @@ from contracts import (
     check_permissions_include,
     check_status,
     check_unauthenticated,
+    granted_permissions,
     invite_token,
     permissions_for,
     quote_body,
@@ -73,7 +74,7 @@ def me_body(**overrides: Any) -> dict[str, Any]:
 
 def member_body(user_id: int, joined_at: str, role: str = "friend") -> dict[str, Any]:
     names = {"username": f"user{user_id}", "real_name": f"User {user_id}"}
-    permissions = dict(ROLE_PERMISSIONS[role])
+    permissions = granted_permissions(role)
     return {"id": user_id + 100, "user_id": user_id, **names, "role": role, "permissions": permissions, "joined_at": joined_at}
 
 
@@ -109,7 +110,7 @@ def test_me_accepts_naive_and_aware_timestamps_and_extra_fields(created_at: str)
 
 
 def test_me_accepts_a_membership_with_permissions() -> None:
-    membership = {"id": 3, "role": "owner", "permissions": dict(ROLE_PERMISSIONS["owner"])}
+    membership = {"id": 3, "role": "owner", "permissions": granted_permissions("owner")}
     me = check_me(respond(200, json=me_body(board_membership=membership)))
     assert me.board_membership is not None and me.board_membership.role == "owner"
 
@@ -416,35 +417,50 @@ def test_member_removed_with_another_message() -> None:
 
 
 @pytest.mark.parametrize("role", BOARD_ROLES)
-def test_each_role_row_passes_its_own_check_and_tolerates_extra_false_keys(role: str) -> None:
+def test_each_role_as_the_service_sends_it_passes_granted_only(role: str) -> None:
+    check_permissions_equal(granted_permissions(role), role)
+    assert all(value is True for value in granted_permissions(role).values())
+
+
+@pytest.mark.parametrize("role", BOARD_ROLES)
+def test_a_permission_listed_as_false_or_absent_is_not_granted(role: str) -> None:
     check_permissions_equal({**ROLE_PERMISSIONS[role], "beta_feature": False}, role)
 
 
+def test_the_recorded_participant_and_owner_dicts_pass() -> None:
+    check_permissions_equal({"view_board": True, "claim_quest": True, "submit_work": True}, "participant")
+    owner = dict.fromkeys(["view_board", "create_quest", "edit_any_quest", "delete_any_quest", "verify_quest",
+                           "manage_members", "create_invites", "view_analytics"], True)
+    check_permissions_equal(owner, "owner")
+
+
 def test_permission_granted_beyond_the_role_is_a_security_violation() -> None:
-    actual = {**ROLE_PERMISSIONS["participant"], "create_invites": True, "submit_work": False, "admin": True}
+    actual = {**granted_permissions("participant"), "create_invites": True, "submit_work": False, "admin": True}
     del actual["view_board"]
     with pytest.raises(ContractViolation) as caught:
         check_permissions_equal(actual, "participant", task="3f2a", method="GET", url=f"{BASE}/api/me")
     assert first_line(caught) == (
         "SECURITY: permission granted that must be denied: GET http://10.0.0.5:8000/api/me [task 3f2a]: "
-        "expected permissions of role 'participant', got create_invites=true (must be false), admin=true (must be false), "
-        "submit_work=false (must be true), view_board absent"
+        "expected permissions of role 'participant', got create_invites granted (must not be), "
+        "admin granted (must not be), view_board absent (must be granted), submit_work=false (must be granted)"
     )
     assert caught.value.security is True
 
 
 def test_permission_withheld_is_not_a_security_violation() -> None:
     response = respond(200, json=me_body())
+    owner = granted_permissions("owner")
+    del owner["manage_members"]
     with pytest.raises(ContractViolation) as caught:
-        check_permissions_equal({**ROLE_PERMISSIONS["owner"], "manage_members": False}, "owner", response=response)
+        check_permissions_equal(owner, "owner", response=response)
     assert first_line(caught) == (
-        "GET http://10.0.0.5:8000/api/me: expected permissions of role 'owner', got manage_members=false (must be true)"
+        "GET http://10.0.0.5:8000/api/me: expected permissions of role 'owner', got manage_members absent (must be granted)"
     )
     assert (caught.value.security, caught.value.status) == (False, 200)
 
 
 def test_permissions_include() -> None:
-    check_permissions_include(ROLE_PERMISSIONS["organizer"], ["create_invites", "view_board"])
+    check_permissions_include(granted_permissions("organizer"), ["create_invites", "view_board"])
     with pytest.raises(ContractViolation) as caught:
         check_permissions_include({"create_invites": False}, ["create_invites", "manage_members"])
     assert first_line(caught) == (
