@@ -98,6 +98,33 @@ def check_unauthenticated(response: httpx.Response, *, task: str | None = None) 
 # --- body checks ---------------------------------------------------------------------------
 
 
+def check_rejected_input(response: httpx.Response, *locations: tuple[str | int, ...],
+                         task: str | None = None) -> None:
+    """A request the service's validation refused: 422 with a pydantic 2 ``detail`` list.
+
+    Each item carries ``type``, ``loc`` and ``msg`` (the real service adds ``input`` and
+    ``url``); every location in ``locations`` (e.g. ``("body", "password")``) is among them.
+    """
+    __tracebackhide__ = True
+    if response.status_code != 422:
+        raise _status_violation(response, {422}, None, task, expected="422 with a validation error list")
+    payload = _json_or_none(response)
+    items = payload.get("detail") if isinstance(payload, dict) else None
+    shaped = isinstance(items, list) and bool(items) and all(
+        isinstance(item, dict) and {"type", "loc", "msg"} <= item.keys() and isinstance(item["loc"], list)
+        for item in items
+    )
+    if not shaped:
+        raise _violation(response, "validation", "body.detail a list of {type, loc, msg} items",
+                         f"body {quote_body(response, limit=120)}", task)
+    found = {tuple(item["loc"]) for item in items}
+    missing = [location for location in locations if tuple(location) not in found]
+    if missing:
+        expected = "validation errors at " + ", ".join(".".join(map(str, loc)) for loc in locations)
+        actual = "errors at " + ", ".join(".".join(map(str, loc)) for loc in sorted(found, key=str))
+        raise _violation(response, "validation", expected, actual, task)
+
+
 def check_health(response: httpx.Response, *, task: str | None = None) -> HealthBody:
     """``GET <health path>`` → 200 ``{"status": "healthy", "database": "connected"}``."""
     __tracebackhide__ = True
@@ -140,6 +167,27 @@ def check_me(response: httpx.Response, *, task: str | None = None) -> Me:
     raise_violations(violations)
     assert body is not None
     return body
+
+
+def check_membership(response: httpx.Response, role: str | None, *, task: str | None = None) -> Me:
+    """``GET /api/me`` → 200 whose ``board_membership`` is ``role`` with exactly its permissions.
+
+    ``role=None``: not a member, so ``board_membership`` is null (the real service shows
+    null, never the participant fallback permissions). /api/me reports board_001 only.
+    """
+    __tracebackhide__ = True
+    me = check_me(response, task=task)
+    membership = me.board_membership
+    if role is None:
+        if membership is not None:
+            raise _violation(response, "membership", "board_membership null (not a member)",
+                             f"a membership with role {membership.role!r}", task)
+        return me
+    if membership is None or membership.role != role:
+        actual = "board_membership null" if membership is None else f"role {membership.role!r}"
+        raise _violation(response, "membership", f"board_membership with role {role!r}", actual, task)
+    check_permissions_equal(membership.permissions, role, response=response, task=task)
+    return me
 
 
 def check_invite_created(
