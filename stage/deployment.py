@@ -9,8 +9,10 @@ The harness reaches it exactly as it reaches AWS: boto3 through
 
 from __future__ import annotations
 
+import math
 import secrets
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,6 +30,8 @@ from stage.seed import CLUSTER, CONTAINER, LOG_GROUP, LOG_PREFIX, REGION, SERVIC
 
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 DEFAULT_TIME_SCALE = 0.01  # 30 s health-check interval -> 0.3 s
+# startPeriod is the app's time to boot, which the stage cannot shorten: real seconds by default.
+DEFAULT_START_PERIOD_SCALE = 1.0
 WARM_TASKS = 2  # stand-in processes kept booted: the first two tasks of any scenario start at once
 
 
@@ -39,11 +43,22 @@ class StageOptions:
     app_cmd: str | None = None
     app_version: str | None = None
     moto_port: int = 0
-    time_scale: float = DEFAULT_TIME_SCALE
+    time_scale: float = DEFAULT_TIME_SCALE  # health-check interval and timeout
+    start_period_scale: float = DEFAULT_START_PERIOD_SCALE  # health-check startPeriod
     restart_delay_s: float = 0.5
-    start_period_floor_s: float = 8.0
     rolling_delay_s: float = 3.0
     ready_timeout_s: float = 30.0
+
+
+def clock_factor(flag: str, value: str | float) -> float:
+    """The one rule for ``--time-scale`` and ``--start-period-scale``: a finite number above zero."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise StageError(f"{flag} must be a positive number, e.g. 0.1 or 1 (got {value!r})")
+    return number
 
 
 class Stage:
@@ -61,6 +76,8 @@ class Stage:
             raise StageError(f"port {options.moto_port} on 127.0.0.1 is already in use; pick another --moto-port")
         if not options.health_check_path.startswith("/"):
             raise StageError(f"--health-check-path must start with '/' (got {options.health_check_path!r})")
+        clock_factor("--time-scale", options.time_scale)
+        clock_factor("--start-period-scale", options.start_period_scale)
         self.options = options
         self._moto: MotoServer | None = None
         self._warm: WarmPool | None = None
@@ -112,9 +129,11 @@ class Stage:
         self._scheduler = Scheduler(
             clients=self._clients, network=network, database=database,
             app_cmd=options.app_cmd, time_scale=options.time_scale, restart_delay_s=options.restart_delay_s,
-            start_period_floor_s=options.start_period_floor_s, warm=self._warm, app_version=options.app_version,
+            start_period_scale=options.start_period_scale, warm=self._warm, app_version=options.app_version,
         )
         plan = scenarios.build(options.scenario, self.faults, self.seeded)
+        # Before the wait for readiness, which can last a whole startPeriod: say how long it counts.
+        print(f"stage: {self.health_clock}", file=sys.stderr, flush=True)
         self._scheduler.start(plan.deployments, plan.events)
         for index, reason, exit_code in plan.stopped_history:
             self._scheduler.add_stopped_task(plan.deployments[index], reason, exit_code)
@@ -139,7 +158,11 @@ class Stage:
             enough = len(tasks) >= sum(d.desired for d in initial)
             return enough and all(t.health == "HEALTHY" or t.status == "STOPPED" for t in tasks)
 
-        timeout = self.options.ready_timeout_s + self.faults.warmup_s
+        # Booting (warmup_s) and being judged (startPeriod, then retries) bound how long a first task
+        # can take to turn HEALTHY or be stopped; ready_timeout_s is the margin on a busy machine.
+        checks = [scheduler.health_check(d.task_definition_arn) for d in initial]
+        judged = max((c.judged_within_s for c in checks if c is not None), default=0.0)
+        timeout = self.options.ready_timeout_s + self.faults.warmup_s + judged
         if not scheduler.wait_for(settled, timeout):
             states = ", ".join(f"{t.short} {t.status}/{t.health}" for t in first_tasks())
             raise StageError(f"the scenario's tasks did not settle within {timeout:.0f} s ({states or 'no tasks'})")
@@ -222,6 +245,13 @@ class Stage:
     def smoke_accounts(self) -> dict[str, dict[str, str]]:
         assert self.seeded is not None
         return self.seeded.smoke_accounts
+
+    @property
+    def health_clock(self) -> str:
+        """One line: the deploy under test's health check as the stage counts it (intervals, startPeriod)."""
+        assert self.seeded is not None, "the stage is not running"
+        check = self.scheduler.health_check(self.seeded.current_task_definition)
+        return check.describe() if check else "no container health check: a running task counts as healthy"
 
     def task_ips(self) -> dict[str, str]:
         return {t.id: t.ip for t in self.scheduler.live_tasks() if t.status == "RUNNING"}

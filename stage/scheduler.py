@@ -3,7 +3,8 @@
 moto stores ECS resources but runs nothing. This module runs the service's
 tasks as real processes bound to their own loopback address, ships their
 output to CloudWatch Logs, earns health the way ECS does (the task
-definition's own health check, on a scaled-down clock) and keeps
+definition's own health check: intervals on a scaled-down clock, the
+startPeriod in real seconds unless told otherwise) and keeps
 deployments, task fields and service events what real ECS would show, so
 the harness under test reads them through unmodified boto3 calls.
 
@@ -44,6 +45,7 @@ EXEC_FORMAT_REASON = (
     "exec format error: unknown"
 )
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIN_HEALTH_CHECK_TIMEOUT_S = 1.0
 
 
 def now() -> datetime:
@@ -209,17 +211,27 @@ class LogShipper:
 
 @dataclass(frozen=True, slots=True)
 class HealthCheck:
-    """The task definition's container health check, on the stage's clock."""
+    """The task definition's container health check, on the stage's clock.
+
+    Two factors make the clock: ``time_scale`` shortens the interval and the timeout
+    (30 s checks x 0.01 = every 0.3 s), ``start_period_scale`` the startPeriod. They are
+    separate because the startPeriod is the app's time to boot, which does not shrink
+    with the stage's clock: counted in real seconds (x 1.0) a build that needs 15 s of
+    its 60 s is HEALTHY, as on ECS; a smaller factor is for tests of tasks that never
+    answer, which would otherwise wait out the whole startPeriod.
+    """
 
     path: str | None  # None: the command cannot succeed in this image (curl/wget)
-    interval_s: float
-    timeout_s: float
+    interval: float  # the next four as the task definition declares them (seconds, count)
+    timeout: float
     retries: int
-    start_period_s: float
+    start_period: float
+    time_scale: float = 1.0
+    start_period_scale: float = 1.0
 
     @classmethod
     def from_task_definition(
-        cls, container: dict[str, Any], time_scale: float, start_period_floor_s: float
+        cls, container: dict[str, Any], time_scale: float, start_period_scale: float
     ) -> HealthCheck | None:
         check = container.get("healthCheck")
         if not check:
@@ -229,14 +241,41 @@ class HealthCheck:
         has_tool = not re.search(r"\b(curl|wget)\b", command)
         match = re.search(r"https?://[^/'\" ]+(/[^'\" )]*)?", command)
         path = (match.group(1) or "/") if (match and has_tool) else None
+        # ECS's defaults for fields a task definition leaves out.
         return cls(
             path=path,
-            interval_s=check.get("interval", 30) * time_scale,
-            timeout_s=max(1.0, check.get("timeout", 5) * time_scale),
+            interval=check.get("interval", 30),
+            timeout=check.get("timeout", 5),
             retries=check.get("retries", 3),
-            # A Python app needs a second or two to start here whatever the scale, as the
-            # real one needs its startPeriod: never fail a task for booting.
-            start_period_s=max(check.get("startPeriod", 0) * time_scale, start_period_floor_s),
+            start_period=check.get("startPeriod", 0),
+            time_scale=time_scale,
+            start_period_scale=start_period_scale,
+        )
+
+    @property
+    def interval_s(self) -> float:
+        return self.interval * self.time_scale
+
+    @property
+    def timeout_s(self) -> float:
+        # A live Python app answers in milliseconds, but not in 50 ms on a busy machine.
+        return max(MIN_HEALTH_CHECK_TIMEOUT_S, self.timeout * self.time_scale)
+
+    @property
+    def start_period_s(self) -> float:
+        return self.start_period * self.start_period_scale
+
+    @property
+    def judged_within_s(self) -> float:
+        """The longest a started task can take to become HEALTHY or be stopped as UNHEALTHY."""
+        return self.start_period_s + self.retries * (self.interval_s + self.timeout_s)
+
+    def describe(self) -> str:
+        """One line for a person: what the stage's clock makes of the declared check."""
+        return (
+            f"health checks every {self.interval_s:g} s (interval {self.interval:g} s x {self.time_scale:g}), "
+            f"timeout {self.timeout_s:g} s, {self.retries} retries; startPeriod {self.start_period:g} s "
+            f"counted as {self.start_period_s:.1f} s (x {self.start_period_scale:g})"
         )
 
     def passes(self, ip: str, port: int) -> bool:
@@ -261,7 +300,7 @@ class Scheduler:
         app_cmd: str | None,
         time_scale: float,
         restart_delay_s: float,
-        start_period_floor_s: float,
+        start_period_scale: float,
         warm: WarmPool,
         app_version: str | None = None,
     ) -> None:
@@ -273,7 +312,7 @@ class Scheduler:
         self._warm = warm
         self._time_scale = time_scale
         self._restart_delay_s = restart_delay_s
-        self._start_period_floor_s = start_period_floor_s
+        self._start_period_scale = start_period_scale
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -451,15 +490,19 @@ class Scheduler:
                          daemon=True).start()
         return process
 
+    def health_check(self, task_definition_arn: str) -> HealthCheck | None:
+        """The container health check of a task definition, on the stage's clock (None: it has none)."""
+        with self._lock:
+            if task_definition_arn not in self._health_checks:
+                definition = self._ecs.describe_task_definition(taskDefinition=task_definition_arn)["taskDefinition"]
+                container = next(c for c in definition["containerDefinitions"] if c["name"] == CONTAINER)
+                self._health_checks[task_definition_arn] = HealthCheck.from_task_definition(
+                    container, self._time_scale, self._start_period_scale
+                )
+            return self._health_checks[task_definition_arn]
+
     def _health_check(self, task: StageTask) -> HealthCheck | None:
-        arn = task.deployment.task_definition_arn
-        if arn not in self._health_checks:
-            definition = self._ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
-            container = next(c for c in definition["containerDefinitions"] if c["name"] == CONTAINER)
-            self._health_checks[arn] = HealthCheck.from_task_definition(
-                container, self._time_scale, self._start_period_floor_s
-            )
-        return self._health_checks[arn]
+        return self.health_check(task.deployment.task_definition_arn)
 
     def _watch_health(self, task: StageTask) -> None:
         with self._lock:
@@ -478,6 +521,7 @@ class Scheduler:
                     failures = 0
                     if task.health != "HEALTHY":
                         self._set_health(task, "HEALTHY")
+                # As on ECS: a failure inside startPeriod does not count, unless a check has passed already.
                 elif not in_start_period or task.ever_healthy:
                     failures += 1
                     if failures >= check.retries:
