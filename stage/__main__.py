@@ -1,7 +1,9 @@
 """``python -m stage up --scenario NAME [--fault F]... [--app-cmd CMD]``: a local ECS in the foreground.
 
-Prints ``export KEY=VALUE`` lines for a harness, then ``stage ready``; Ctrl-C or
-SIGTERM stops everything it started. Bad input: one line on stderr, exit 2.
+Prints ``export KEY=VALUE`` lines for a harness, then ``stage ready``, on stdout;
+on stderr, first, how the health checks are counted (``stage: health checks every
+...``). Ctrl-C or SIGTERM stops everything it started. Bad input: one line on
+stderr, exit 2.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import signal
 import sys
 import threading
 
-from stage.deployment import Stage, StageOptions
+from stage.deployment import DEFAULT_START_PERIOD_SCALE, DEFAULT_TIME_SCALE, Stage, StageOptions, clock_factor
 from stage.faults import ALL_FAULTS
 from stage.scenarios import SCENARIOS
 from stage.scheduler import StageError
@@ -32,20 +34,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     up.add_argument("--app-version", help="version string the stand-in reports in its health body")
     up.add_argument("--moto-port", type=int, default=0, help="port for the simulated AWS endpoint (default: free)")
     up.add_argument("--rolling-delay", type=float, default=3.0, help="seconds before the rolling deploy begins")
+    # Read as text and checked by clock_factor, the rule Stage applies too: a bad value is one line, exit 2.
+    up.add_argument("--time-scale", default=DEFAULT_TIME_SCALE, metavar="F",
+                    help=f"factor on the health check's interval and timeout (default {DEFAULT_TIME_SCALE:g})")
+    up.add_argument("--start-period-scale", default=DEFAULT_START_PERIOD_SCALE, metavar="F",
+                    help="factor on the health check's startPeriod (default 1: real seconds, as the app "
+                         "needs them to boot)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    options = StageOptions(
-        scenario=args.scenario, faults=tuple(args.fault), health_check_path=args.health_check_path,
-        app_cmd=args.app_cmd, app_version=args.app_version, moto_port=args.moto_port,
-        rolling_delay_s=args.rolling_delay,
-    )
     stopping = threading.Event()
     # SIGTERM ends the stage like Ctrl-C does, so a CI job that kills it leaves nothing behind.
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
+        options = StageOptions(
+            scenario=args.scenario, faults=tuple(args.fault), health_check_path=args.health_check_path,
+            app_cmd=args.app_cmd, app_version=args.app_version, moto_port=args.moto_port,
+            rolling_delay_s=args.rolling_delay, time_scale=clock_factor("--time-scale", args.time_scale),
+            start_period_scale=clock_factor("--start-period-scale", args.start_period_scale),
+        )
         stage = Stage(options)
         stage.start()
     except StageError as error:

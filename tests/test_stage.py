@@ -171,6 +171,9 @@ def test_app_cmd_runs_any_app_as_the_services_tasks(stage_factory: Any) -> None:
         ({"faults": ("slow",)}, "unknown fault 'slow'; known faults:"),
         ({"faults": ("slow_ms=abc",)}, "fault slow_ms needs a number"),
         ({"health_check_path": "health"}, "--health-check-path must start with '/'"),
+        ({"time_scale": 0}, "--time-scale must be a positive number, e.g. 0.1 or 1 (got 0)"),
+        ({"start_period_scale": -1.0}, "--start-period-scale must be a positive number, e.g. 0.1 or 1 (got -1.0)"),
+        ({"start_period_scale": float("inf")}, "--start-period-scale must be a positive number"),
     ],
 )
 def test_bad_options_are_refused_before_anything_starts(options: dict[str, Any], message: str) -> None:
@@ -200,6 +203,16 @@ def test_cli_bad_input_is_one_line_and_exit_2() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--time-scale", "0"), ("--time-scale", "fast"), ("--start-period-scale", "-0.5")]
+)
+def test_cli_bad_clock_factor_is_one_line_and_exit_2(flag: str, value: str) -> None:
+    result = run_cli("up", flag, value)
+    assert result.returncode == 2
+    expected = f"stage: {flag} must be a positive number, e.g. 0.1 or 1 (got {value!r})"
+    assert result.stderr.strip().splitlines() == [expected]
+
+
 def test_cli_refuses_a_port_in_use(stage_factory: Any) -> None:
     stage = stage_factory("healthy")
     port = int(stage.endpoint.rsplit(":", 1)[1])
@@ -210,8 +223,9 @@ def test_cli_refuses_a_port_in_use(stage_factory: Any) -> None:
 
 
 def test_cli_prints_the_environment_then_ready_and_sigterm_stops_everything() -> None:
-    process = subprocess.Popen([sys.executable, "-m", "stage", "up"], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = [sys.executable, "-m", "stage", "up", "--time-scale", "0.02", "--start-period-scale", "0.5"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         lines = []
         for line in process.stdout:  # type: ignore[union-attr]
@@ -226,5 +240,9 @@ def test_cli_prints_the_environment_then_ready_and_sigterm_stops_everything() ->
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+    errors = process.stderr.read().splitlines()  # type: ignore[union-attr]
+    clock = ("stage: health checks every 0.6 s (interval 30 s x 0.02), timeout 1 s, 3 retries; "
+             "startPeriod 60 s counted as 30.0 s (x 0.5)")
+    assert clock in errors and errors[-1] == "stage stopped", errors
     with pytest.raises(httpx.ConnectError):
         httpx.get(endpoint + "/moto-api/", timeout=2)
