@@ -3,7 +3,8 @@
 Several stand-in "tasks" share one prepared SQLite file per module, as ECS
 tasks share one database; each task may carry its own fault switches. The
 tests pin the API doc's status codes and ``detail`` strings, and for every
-fault the status, the body and the line it leaves in the task's log.
+fault the status, the body and the line it leaves in the task's log. The
+recorded exchanges of the real service are replayed in test_replay_standin.py.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from stage.standin.app import DEFAULT_SECRET_KEY, SlowResponses, Settings, creat
 from stage.standin.db import (
     PERMISSION_NAMES,
     ROLE_PERMISSIONS,
+    add_membership,
     connect,
     insert_user,
     migrate,
@@ -45,8 +47,12 @@ ACCOUNTS = {
 STARTUP_DEADLINE_S = 30.0
 LOG_DEADLINE_S = 10.0
 POLL_INTERVAL_S = 0.05
-ACCESS_LINE = re.compile(r'INFO: +127\.0\.0\.1:\d+ - "GET /api/health HTTP/1\.1" 200 OK')
+# The real service logs its mounted API without the /api prefix (recorded).
+ACCESS_LINE = re.compile(r'INFO: +127\.0\.0\.1:\d+ - "GET /health HTTP/1\.1" 200 OK')
 INVITE_TOKEN = r"[A-Za-z0-9_-]{43}"
+REAL_INVITE_BASE = "http://localhost:8000"  # BASE_URL is unset in the real deployment (recorded)
+TABLE_LINES = ["", "Database initialized with tables:", "  ✓ users", "  ✓ quests", "  ✓ verifications",
+               "  ✓ experience_ledger", "  ✓ board_config", "  ✓ board_invites", "  ✓ board_memberships"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +219,8 @@ def _is_naive_iso(text: str) -> bool:
 # --- database and tokens (no process) ---------------------------------------------------
 
 
-def test_role_table_matches_the_api_doc() -> None:
-    granted = {role: {name for name, allowed in perms.items() if allowed} for role, perms in ROLE_PERMISSIONS.items()}
+def test_role_table_matches_the_api_doc_and_holds_granted_permissions_only() -> None:
+    granted = {role: set(perms) for role, perms in ROLE_PERMISSIONS.items()}
     assert granted == {
         "owner": {"view_board", "create_quest", "verify_quest", "create_invites", "manage_members",
                   "view_analytics", "edit_any_quest", "delete_any_quest"},
@@ -224,7 +230,12 @@ def test_role_table_matches_the_api_doc() -> None:
         "friend": {"view_board", "create_quest", "claim_quest", "verify_quest"},
         "participant": {"view_board", "claim_quest", "submit_work"},
     }
-    assert all(list(perms) == list(PERMISSION_NAMES) for perms in ROLE_PERMISSIONS.values())
+    # Recorded: no false entries; the owner's keys in the real service's order.
+    assert all(set(perms.values()) == {True} for perms in ROLE_PERMISSIONS.values())
+    assert list(ROLE_PERMISSIONS["owner"]) == ["view_board", "create_quest", "edit_any_quest", "delete_any_quest",
+                                               "verify_quest", "manage_members", "create_invites", "view_analytics"]
+    assert list(ROLE_PERMISSIONS["participant"]) == ["view_board", "claim_quest", "submit_work"]
+    assert set().union(*ROLE_PERMISSIONS.values()) == set(PERMISSION_NAMES)
     assert len(PERMISSION_NAMES) == 12
 
 
@@ -281,15 +292,27 @@ def test_slow_ms_installs_the_delay_middleware(tmp_path: Path) -> None:
 # --- health and start-up -------------------------------------------------------------------
 
 
-def test_health_answers_like_the_real_service(healthy: Task, api: httpx.Client) -> None:
+def test_health_answers_like_the_real_service(healthy: Task, api: httpx.Client, shared_db: Path) -> None:
     assert api.get("/api/health").json() == {"status": "healthy", "database": "connected"}
     assert api.get("/health").json() == {"status": "healthy", "database": "connected"}
     head = api.head("/api/health")
     assert (head.status_code, head.headers["allow"]) == (405, "GET")
-    assert ACCESS_LINE.search(_wait_for_log(healthy, "stdout", '"GET /api/health HTTP/1.1" 200 OK'))
+    assert ACCESS_LINE.search(_wait_for_log(healthy, "stdout", '"GET /health HTTP/1.1" 200 OK'))
+    assert '"GET /api/health' not in healthy.stdout()
     lines = healthy.stdout().splitlines()
-    assert lines[:3] == ["Running database migrations...", "Migrations complete!", "Starting the application..."]
+    # The database was prepared (config and owner exist): no "Creating ..." nor "Added user" line.
+    assert lines[:12] == [f"Running migrations on sqlite:///{shared_db}", "Applying SQLite schema...",
+                          "Migrations complete!", *TABLE_LINES]
     assert "Uvicorn running on http://127.0.0.1:" in healthy.stderr()
+
+
+def test_the_api_is_mounted_at_api_like_the_real_service(api: httpx.Client) -> None:
+    redirect = api.get("/api/health/")
+    assert (redirect.status_code, redirect.headers["location"]) == (307, str(api.base_url.join("/api/health")))
+    paths = api.get("/api/openapi.json").json()["paths"]
+    assert "/me" in paths and "/health" in paths and not any(path.startswith("/api") for path in paths)
+    quests = api.get("/api/quests")  # listed by the real service, never exercised by a recording
+    assert (quests.status_code, quests.json()) == (501, {"detail": "GET /quests is not modelled by the stand-in"})
 
 
 def test_startup_bootstraps_the_first_organizer_and_sigterm_exits_cleanly(tmp_path: Path) -> None:
@@ -307,9 +330,12 @@ def test_startup_bootstraps_the_first_organizer_and_sigterm_exits_cleanly(tmp_pa
         returncode = _stop(task, signal.SIGTERM)
     # The earliest *Organizer* becomes owner, not the earliest user.
     assert (participant_id, organizer_id) == (1, 2)
-    assert stdout.splitlines()[:4] == [
-        "Running database migrations...", f"Added user {organizer_id} as board owner",
-        "Migrations complete!", "Starting the application...",
+    # A database whose migrations never ran to the end: the default board configuration is
+    # created too, then the owner bootstrap, on this run only (as recorded).
+    assert stdout.splitlines()[:14] == [
+        f"Running migrations on sqlite:///{db}", "Applying SQLite schema...",
+        "Creating default board configuration...", f"Added user {organizer_id} as board owner",
+        "Migrations complete!", *TABLE_LINES,
     ]
     assert returncode == 0
     assert "Finished server process" in task.stderr()
@@ -318,7 +344,7 @@ def test_startup_bootstraps_the_first_organizer_and_sigterm_exits_cleanly(tmp_pa
 def test_warmup_keeps_the_port_closed_then_serves_and_sigint_exits_cleanly(shared_db: Path, tmp_path: Path) -> None:
     task = _launch(shared_db, tmp_path, "warmup", "--fault", "warmup_s=2")
     try:
-        _wait_for_log(task, "stdout", "Starting the application...", deadline_s=STARTUP_DEADLINE_S)
+        _wait_for_log(task, "stdout", TABLE_LINES[-1], deadline_s=STARTUP_DEADLINE_S)
         with pytest.raises(httpx.ConnectError):
             httpx.get(task.base_url + "/api/health", timeout=2.0)
         _wait_until_answering(task)
@@ -415,8 +441,15 @@ def test_me_for_the_owner_and_a_participant(api: httpx.Client, owner: dict[str, 
     assert _is_naive_iso(me["created_at"])
     assert me["board_membership"]["role"] == "owner"
     assert me["board_membership"]["permissions"] == ROLE_PERMISSIONS["owner"]
+    assert set(me["board_membership"]["permissions"].values()) == {True}
     other = api.get("/api/me", headers=participant).json()
     assert (other["role"], other["board_membership"], other["experience_balance"]) == ("Participant", None, 0)
+
+
+def test_me_for_a_validly_signed_token_of_a_missing_user_is_404(api: httpx.Client) -> None:
+    ghost = {"Authorization": "Bearer " + issue_token(999_999, "ghost", DEFAULT_SECRET_KEY)}
+    response = api.get("/api/me", headers=ghost)
+    assert (response.status_code, response.json()) == (404, {"detail": "user not found"})
 
 
 # --- invites, joining, members ------------------------------------------------------------------
@@ -424,12 +457,16 @@ def test_me_for_the_owner_and_a_participant(api: httpx.Client, owner: dict[str, 
 
 def test_create_invite(healthy: Task, api: httpx.Client, owner: dict[str, str],
                        participant: dict[str, str]) -> None:
+    no_body = api.post("/api/boards/board_001/invites", headers=owner)
+    assert (no_body.status_code, no_body.json()) == (422, {"detail": [{
+        "type": "missing", "loc": ["body"], "msg": "Field required", "input": None,
+        "url": "https://errors.pydantic.dev/2.11/v/missing"}]})
     before = utc_now_naive()
-    response = api.post("/api/boards/board_001/invites", headers=owner)
+    response = api.post("/api/boards/board_001/invites", headers=owner, json={})
     assert response.status_code == 200
     body = response.json()
     assert list(body) == ["invite_url", "expires_at", "role"] and body["role"] == "friend"
-    assert re.fullmatch(rf"{re.escape(healthy.base_url)}/board/board_001/join\?token={INVITE_TOKEN}",
+    assert re.fullmatch(rf"{re.escape(REAL_INVITE_BASE)}/board/board_001/join\?token={INVITE_TOKEN}",
                         body["invite_url"])
     expires = datetime.fromisoformat(body["expires_at"])
     assert expires.tzinfo is None
@@ -437,12 +474,14 @@ def test_create_invite(healthy: Task, api: httpx.Client, owner: dict[str, str],
 
     reviewer = api.post("/api/boards/board_001/invites", headers=owner, json={"role": "reviewer", "max_uses": 3})
     assert reviewer.json()["role"] == "reviewer"
-    denied = api.post("/api/boards/board_001/invites", headers=participant)
+    denied = api.post("/api/boards/board_001/invites", headers=participant, json={})
     assert (denied.status_code, denied.json()) == (403, {"detail": "No permission to create invites"})
 
     bad_role = _once(healthy, "POST", "/api/boards/board_001/invites", headers=owner, json={"role": "Owner"})
     assert (bad_role.status_code, bad_role.text) == (500, "Internal Server Error")
-    assert "Exception in ASGI application" in _wait_for_log(healthy, "stderr", "KeyError: 'Owner'")
+    stderr = _wait_for_log(healthy, "stderr", "ValueError: Invalid role: Owner")
+    assert "Exception in ASGI application" in stderr
+    assert stderr.rstrip().splitlines()[-1] == "ValueError: Invalid role: Owner"
 
 
 def test_join_checks_in_the_documented_order(api: httpx.Client, owner: dict[str, str]) -> None:
@@ -486,16 +525,60 @@ def test_remove_member(api: httpx.Client, owner: dict[str, str], participant: di
     assert remove(owner, "abc")[0] == 422
 
 
+CONCURRENT_JOINS = 6
+
+
+def test_concurrent_joins_of_one_user_end_like_the_real_service(healthy: Task, shared_db: Path, api: httpx.Client,
+                                                                 owner: dict[str, str]) -> None:
+    # Recorded: one 200; the others 400 "Already a board member" or a plain-text 500 when
+    # both passed the check and the unique constraint stopped the second INSERT.
+    lena_id, lena = _register(api, "lena")
+    token = _invite(api, owner, max_uses=CONCURRENT_JOINS * 2)
+    start = threading.Barrier(CONCURRENT_JOINS)
+    answers: list[tuple[int, str]] = []
+
+    def join() -> None:
+        start.wait()
+        response = _once(healthy, "POST", "/api/boards/board_001/join", headers=lena, json={"token": token})
+        answers.append((response.status_code, response.text))
+
+    threads = [threading.Thread(target=join) for _ in range(CONCURRENT_JOINS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ok = (200, json.dumps({"message": "Successfully joined board", "role": "friend"}, separators=(",", ":")))
+    allowed_losers = {(400, '{"detail":"Already a board member"}'), (500, "Internal Server Error")}
+    assert len(answers) == CONCURRENT_JOINS
+    assert answers.count(ok) == 1
+    assert set(answers) - {ok} <= allowed_losers
+    conn = connect(str(shared_db))
+    (rows,) = conn.execute("SELECT COUNT(*) FROM board_memberships WHERE user_id = ?", (lena_id,)).fetchone()
+    conn.close()
+    assert rows == 1
+
+
+def test_a_second_membership_of_one_user_is_an_integrity_error(tmp_path: Path) -> None:
+    # What a lost join race runs into (and the real service lets escape as a 500).
+    conn = connect(str(tmp_path / "unique.db"))
+    migrate(conn)
+    user_id = insert_user(conn, username="u", email="u@x.test", password="pw", real_name="U", role="Participant")
+    add_membership(conn, board_id="board_001", user_id=user_id, role="participant")
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed"):
+        add_membership(conn, board_id="board_001", user_id=user_id, role="friend")
+    conn.close()
+
+
 def test_the_earliest_quest_creator_gets_owner_permissions(shared_db: Path, api: httpx.Client,
                                                            owner: dict[str, str]) -> None:
     frank_id, frank = _register(api, "frank")
-    denied = api.post("/api/boards/board_001/invites", headers=frank)
+    denied = api.post("/api/boards/board_001/invites", headers=frank, json={})
     assert denied.status_code == 403
     conn = connect(str(shared_db))
     conn.execute("INSERT INTO quests (title, creator_id, created_at) VALUES ('first', ?, '2000-01-01T00:00:00')",
                  (frank_id,))
     conn.close()
-    assert api.post("/api/boards/board_001/invites", headers=frank).status_code == 200
+    assert api.post("/api/boards/board_001/invites", headers=frank, json={}).status_code == 200
 
 
 # --- faults, each over HTTP, on tasks that share the database with a healthy one -------------
@@ -510,11 +593,11 @@ def test_no_root_health_and_version(fleet: dict[str, Task]) -> None:
 
 def test_urlsafe_is_a_real_attribute_error(fleet: dict[str, Task], owner: dict[str, str]) -> None:
     task = fleet["faulty"]
-    response = _once(task, "POST", "/api/boards/board_001/invites", headers=owner)
+    response = _once(task, "POST", "/api/boards/board_001/invites", headers=owner, json={})
     assert (response.status_code, response.text) == (500, "Internal Server Error")
     stderr = _wait_for_log(task, "stderr", "AttributeError: module 'secrets' has no attribute 'urlsafe'")
     assert "Exception in ASGI application" in stderr
-    assert '"POST /api/boards/board_001/invites HTTP/1.1" 500 Internal Server Error' in task.stdout()
+    assert '"POST /boards/board_001/invites HTTP/1.1" 500 Internal Server Error' in task.stdout()
 
 
 def test_rowcount_makes_the_404_a_500(fleet: dict[str, Task], api: httpx.Client, owner: dict[str, str]) -> None:
@@ -545,13 +628,13 @@ def test_no_owner_hides_the_owner_on_that_task_only(fleet: dict[str, Task], api:
                                                     owner: dict[str, str]) -> None:
     with fleet["no_owner"].client() as task:
         assert task.get("/api/me", headers=owner).json()["board_membership"] is None
-        denied = task.post("/api/boards/board_001/invites", headers=owner)
+        denied = task.post("/api/boards/board_001/invites", headers=owner, json={})
         assert (denied.status_code, denied.json()) == (403, {"detail": "No permission to create invites"})
         roles = [member["role"] for member in task.get("/api/boards/board_001/members", headers=owner).json()]
     assert "owner" not in roles
     assert "Added user" not in fleet["no_owner"].stdout()
     assert api.get("/api/me", headers=owner).json()["board_membership"]["role"] == "owner"
-    assert api.post("/api/boards/board_001/invites", headers=owner).status_code == 200
+    assert api.post("/api/boards/board_001/invites", headers=owner, json={}).status_code == 200
 
 
 def test_participant_can_invite_on_that_task_only(fleet: dict[str, Task], api: httpx.Client,
@@ -559,9 +642,9 @@ def test_participant_can_invite_on_that_task_only(fleet: dict[str, Task], api: h
     _, newcomer = _register(api, "ivan")
     with fleet["lax"].client() as lax:
         for headers in (participant, newcomer):
-            allowed = lax.post("/api/boards/board_001/invites", headers=headers)
+            allowed = lax.post("/api/boards/board_001/invites", headers=headers, json={})
             assert allowed.status_code == 200 and allowed.json()["role"] == "friend"
-    assert api.post("/api/boards/board_001/invites", headers=participant).status_code == 403
+    assert api.post("/api/boards/board_001/invites", headers=participant, json={}).status_code == 403
 
 
 def test_no_migrations_health_passes_but_routes_fail(fleet: dict[str, Task], shared_db: Path,
@@ -575,7 +658,7 @@ def test_no_migrations_health_passes_but_routes_fail(fleet: dict[str, Task], sha
     assert (me.status_code, me.text) == (500, "Internal Server Error")
     stderr = _wait_for_log(task, "stderr", "sqlite3.OperationalError: no such table: users")
     assert stderr.count("Exception in ASGI application") >= 1
-    assert "Running database migrations..." not in task.stdout()
+    assert "Running migrations on" not in task.stdout()
     empty = sqlite3.connect(str(shared_db) + ".nomigrations")
     assert empty.execute("SELECT name FROM sqlite_master").fetchall() == []
     empty.close()

@@ -2,8 +2,9 @@
 
 Does what the real container's entrypoint does — migrations and owner
 bootstrap, then uvicorn with its normal logging (access lines on stdout,
-errors and tracebacks on stderr) — bound to exactly H:P. SIGTERM and SIGINT
-end it with exit status 0, at any stage of its life.
+errors and tracebacks on stderr; access paths without the ``/api`` mount, as
+the real service logs them) — bound to exactly H:P. SIGTERM and SIGINT end it
+with exit status 0, at any stage of its life.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--version", dest="app_version", default=None,
                         help="version string to add to the health body (the real service has none)")
     parser.add_argument("--secret-key", default=None, help="HS256 key for tokens")
-    parser.add_argument("--base-url", default=None, help="invite URL base (default http://HOST:PORT)")
+    parser.add_argument("--base-url", default=None,
+                        help="invite URL base (default http://localhost:8000, as the real deployment, "
+                             "which leaves BASE_URL unset)")
     return parser.parse_args(argv)
 
 
@@ -66,7 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     # Imported only now: a typo in --fault fails fast, without loading FastAPI.
     import uvicorn
 
-    from stage.standin.app import DEFAULT_SECRET_KEY, Settings, create_app, run_entrypoint
+    from stage.standin.app import (
+        DEFAULT_BASE_URL,
+        DEFAULT_SECRET_KEY,
+        Settings,
+        create_app,
+        run_entrypoint,
+        uvicorn_log_config,
+    )
 
     settings = Settings(
         db_path=args.db,
@@ -74,14 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         # Like the real task: the key arrives as CIVICFORGE_SECRET_KEY (from Secrets Manager),
         # which keeps it out of the process list.
         secret_key=args.secret_key or os.environ.get(SECRET_KEY_ENV) or DEFAULT_SECRET_KEY,
-        base_url=args.base_url or f"http://{args.host}:{args.port}",
+        base_url=args.base_url or DEFAULT_BASE_URL,
         version=args.app_version,
     )
+    # The real image's locale is UTF-8 and its start-up prints "✓" lines; so does this,
+    # whatever locale the stage runs under.
+    sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
     run_entrypoint(settings, echo=lambda line: print(line, flush=True))
     if faults.warmup_s:
         # warmup_s: the port stays closed, like a task still booting.
         time.sleep(faults.warmup_s)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info",
+                log_config=uvicorn_log_config())
     return 0
 
 

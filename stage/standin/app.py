@@ -1,12 +1,17 @@
-"""The CivicForge board service stand-in: a FastAPI app written from the API doc.
+"""The CivicForge board service stand-in: a FastAPI app modelled on the real service.
 
-It answers like the real service (`shared/civicforge-api.md`), sloppy parts
-included: 403 without an Authorization header but 401 for a bad bearer token,
-naive UTC timestamps, a JWT-shaped token whose ``exp`` is an ISO string, a
-plain-text 500 for an unknown invite role. Fault switches (`stage.faults`)
-reproduce the runbook's failures the way the real bugs show themselves: real
-exceptions that propagate, so uvicorn logs "Exception in ASGI application"
-and a genuine traceback.
+Every behaviour traces to the API doc (`shared/civicforge-api.md`) and, where they
+speak, to the recordings of the real service (`tests/recordings/`; `stage.replay`
+replays them against this app), sloppy parts included: 403 without an
+Authorization header but 401 for a bad bearer token, naive UTC timestamps, a
+JWT-shaped token whose ``exp`` is an ISO string, a plain-text 500 for an unknown
+invite role. Like the real service, the JSON API is a sub-application mounted at
+``/api``, so its OpenAPI paths and its access-log lines carry no ``/api``.
+
+Fault switches (`stage.faults`) reproduce the runbook's failures the way the real
+bugs show themselves: real exceptions that propagate, so uvicorn logs "Exception
+in ASGI application" and a genuine traceback. Root ``/health`` is served unless
+``no_root_health`` is set: the runbook's builds serve it, the recorded build does not.
 """
 
 from __future__ import annotations
@@ -17,14 +22,18 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -33,17 +42,25 @@ from stage.standin.db import (
     DEFAULT_BOARD_ID,
     ROLE_PERMISSIONS,
     add_membership,
-    bootstrap_owner,
     connect,
+    create_board_invite,
     insert_user,
-    migrate,
+    report_tables,
+    run_migrations,
+    sqlite_url,
     transaction,
     utc_now_naive,
     verify_password,
 )
 
 DEFAULT_SECRET_KEY = "standin-secret-key-not-for-production"
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+# BASE_URL is unset in the real deployment, so its invite URLs say localhost:8000
+# whatever address the task has (recorded).
+DEFAULT_BASE_URL = "http://localhost:8000"
+API_MOUNT = "/api"
+# The real service's 422 items carry pydantic's documentation link, of its pydantic
+# (2.11, recorded); current FastAPI leaves the link out, so the stand-in adds it.
+PYDANTIC_ERRORS_URL = "https://errors.pydantic.dev/2.11/v/{type}"
 DEFAULT_TOKEN_EXPIRY_HOURS = 24
 DEFAULT_INVITE_ROLE = "friend"
 DEFAULT_INVITE_MAX_USES = 1
@@ -174,30 +191,70 @@ class SlowResponses:
         await self.app(scope, receive, send)
 
 
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """A 422 as the real service answers it: pydantic 2 items ``{type, loc, msg, input, url}``."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{**error, "url": PYDANTIC_ERRORS_URL.format(type=error["type"])} for error in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+
+
+# --- logging -----------------------------------------------------------------------
+
+
+class MountPrefixAccessFilter(logging.Filter):
+    """Drop the API mount prefix from uvicorn's access lines, as the real service's do.
+
+    The real service's Starlette rewrote ``scope["path"]`` for a mounted app, so its
+    uvicorn logs ``GET /api/health`` as ``"GET /health HTTP/1.1" 200 OK`` (recorded).
+    Current Starlette keeps the full path (redirects and URLs rely on it), so the
+    stand-in rewrites the logged path instead of the scope.
+    """
+
+    def __init__(self, prefix: str = API_MOUNT) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # uvicorn's access call: (client_addr, method, path_with_query, http_version, status)
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            if args[2].startswith(self.prefix + "/"):
+                record.args = (args[0], args[1], args[2][len(self.prefix):], args[3], args[4])
+        return True
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's own logging set-up plus :class:`MountPrefixAccessFilter` on the access logger."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = json.loads(json.dumps(LOGGING_CONFIG))  # a deep copy: uvicorn's dict is module state
+    config["filters"] = {"mount_prefix": {"()": f"{__name__}.MountPrefixAccessFilter", "prefix": API_MOUNT}}
+    config["loggers"]["uvicorn.access"]["filters"] = ["mount_prefix"]
+    return config
+
+
 # --- start-up -----------------------------------------------------------------------
 
 
 def run_entrypoint(settings: Settings, echo: Callable[[str], None] = print) -> None:
-    """What the real container's entrypoint prints and does before uvicorn starts.
+    """What the real container's start-up prints and does before uvicorn starts.
 
-    Under ``no_migrations`` nothing runs and nothing is printed (lesson 2: the
-    entrypoint script never ran); under ``no_owner`` migrations skip the owner
-    bootstrap (lesson 3).
+    The recorded lines (civicforge-real-logs.txt, section 2): "Running migrations on
+    sqlite:///<db>", the migration steps, "Migrations complete!", a blank line and the
+    "Database initialized with tables:" block. Under ``no_migrations`` nothing runs and
+    nothing is printed (lesson 2: the entrypoint script never ran); under ``no_owner``
+    migrations skip the owner bootstrap (lesson 3).
     """
     if "no_migrations" in settings.faults:
         return
-    echo("Running database migrations...")
+    echo(f"Running migrations on {sqlite_url(settings.db_path)}")
     conn = connect(settings.db_path)
     try:
         with transaction(conn):
-            migrate(conn)
-            owner_id = None if "no_owner" in settings.faults else bootstrap_owner(conn)
+            run_migrations(conn, bootstrap="no_owner" not in settings.faults, echo=echo)
+        report_tables(conn, echo)
     finally:
         conn.close()
-    if owner_id is not None:
-        echo(f"Added user {owner_id} as board owner")
-    echo("Migrations complete!")
-    echo("Starting the application...")
 
 
 # --- dependencies -------------------------------------------------------------------------
@@ -233,16 +290,17 @@ def _credentials_from(authorization: str | None) -> str:
     return credentials
 
 
-def _current_user(request: Request, config: Config, conn: Db) -> sqlite3.Row:
+def _current_user_id(request: Request, config: Config) -> int:
+    """The user id of a valid token. Like the real service, the token alone is checked here:
+    whether its user still exists is each route's business (``/me`` answers 404)."""
     token = _credentials_from(request.headers.get("Authorization"))
     user_id = read_token(token, config.secret_key)
-    user = None if user_id is None else conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
-    if user is None:
+    if user_id is None:
         raise HTTPException(status_code=401, detail="Invalid authentication credentials")
-    return user
+    return user_id
 
 
-User = Annotated[sqlite3.Row, Depends(_current_user)]
+UserId = Annotated[int, Depends(_current_user_id)]
 
 
 def _visible(config: Config) -> str:
@@ -278,8 +336,10 @@ def _token_response(config: Settings, user_id: int, username: str) -> dict[str, 
 
 
 # --- routes ---------------------------------------------------------------------------------
+# Registered in the order of the real service's OpenAPI paths (recorded), so the
+# stand-in's /api/openapi.json lists the same routes in the same order.
 
-api = APIRouter(prefix="/api")
+api = APIRouter()
 
 
 def health(config: Config) -> dict[str, str]:
@@ -298,7 +358,16 @@ def health(config: Config) -> dict[str, str]:
     return body
 
 
-api.get("/health")(health)
+def _not_modelled(method: str, path: str) -> None:
+    """Register a route the real service has (its OpenAPI lists it) but no recording exercises.
+
+    It answers 501 rather than inventing behaviour nobody observed.
+    """
+
+    def not_modelled() -> NoReturn:
+        raise HTTPException(status_code=501, detail=f"{method} {path} is not modelled by the stand-in")
+
+    api.add_api_route(path, not_modelled, methods=[method], name=f"not_modelled_{method}_{path}", response_model=None)
 
 
 @api.post("/auth/register")
@@ -323,75 +392,53 @@ def login(body: LoginRequest, config: Config, conn: Db) -> dict[str, Any]:
     return _token_response(config, user["id"], user["username"])
 
 
-@api.get("/me")
-def me(user: User, config: Config, conn: Db) -> dict[str, Any]:
-    member = _membership_of(conn, config, DEFAULT_BOARD_ID, user["id"])
-    board_membership = None
-    if member is not None:
-        board_membership = {
-            "id": member["id"], "role": member["role"], "permissions": json.loads(member["permissions"]),
-        }
-    return {
-        "id": user["id"],
-        "username": user["username"],
-        "real_name": user["real_name"],
-        "verified": bool(user["verified"]),
-        "role": user["role"],
-        "reputation": user["reputation"],
-        "created_at": user["created_at"],
-        "board_membership": board_membership,
-        "experience_balance": user["experience_balance"],
-    }
+def _new_invite_token(config: Settings) -> Callable[[], str]:
+    if "urlsafe" in config.faults:
+        return lambda: secrets.urlsafe(32)  # type: ignore[attr-defined]  # lesson 8's bug, kept on purpose
+    return lambda: secrets.token_urlsafe(32)
 
 
 @api.post("/boards/{board_id}/invites")
-def create_invite(
-    board_id: str, user: User, config: Config, conn: Db, body: InviteRequest | None = None
-) -> dict[str, Any]:
-    body = body or InviteRequest()
-    role, permissions = _role_and_permissions(conn, config, board_id, user["id"])
+def create_invite(board_id: str, body: InviteRequest, user_id: UserId, config: Config, conn: Db) -> dict[str, Any]:
+    # The body is required (no body is a 422 with loc ["body"]) but every field has a default.
+    role, permissions = _role_and_permissions(conn, config, board_id, user_id)
     # participant_can_invite: the regression lets the participant role through.
     allowed = permissions.get("create_invites", False) or (
         "participant_can_invite" in config.faults and role == "participant"
     )
     if not allowed:
         raise HTTPException(status_code=403, detail="No permission to create invites")
-    if "urlsafe" in config.faults:
-        token = secrets.urlsafe(32)  # type: ignore[attr-defined]  # lesson 8's bug, kept on purpose
-    else:
-        token = secrets.token_urlsafe(32)
-    _ = ROLE_PERMISSIONS[body.role]  # an unknown role is a KeyError: the real plain-text 500
-    now = utc_now_naive()
-    expires_at = (now + timedelta(hours=body.expires_hours)).isoformat()
-    conn.execute(
-        "INSERT INTO invites (token, board_id, role, email, max_uses, expires_at, created_by, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (token, board_id, body.role, body.email, body.max_uses, expires_at, user["id"], now.isoformat()),
+    token, expires_at = create_board_invite(
+        conn, board_id=board_id, created_by=user_id, role=body.role, email=body.email, max_uses=body.max_uses,
+        expires_hours=body.expires_hours, new_token=_new_invite_token(config),
     )
     invite_url = f"{config.base_url}/board/{board_id}/join?token={token}"
     return {"invite_url": invite_url, "expires_at": expires_at, "role": body.role}
 
 
 @api.post("/boards/{board_id}/join")
-def join(board_id: str, body: JoinRequest, user: User, config: Config, conn: Db) -> dict[str, Any]:
+def join(board_id: str, body: JoinRequest, user_id: UserId, config: Config, conn: Db) -> dict[str, Any]:
+    # The checks run before the write lock is taken, as in the real service: two joins of
+    # one user at once can both pass them, and the loser's INSERT then breaks the unique
+    # constraint, an IntegrityError that escapes as a plain-text 500 (as recorded).
+    invite = conn.execute(
+        "SELECT * FROM board_invites WHERE token = ? AND board_id = ?", (body.token, board_id)
+    ).fetchone()
+    if invite is None:
+        raise HTTPException(status_code=404, detail="Invalid invite")
+    expired = datetime.fromisoformat(invite["expires_at"]) <= utc_now_naive()
+    if expired or invite["uses"] >= invite["max_uses"]:
+        raise HTTPException(status_code=400, detail="Invite expired or already used")
+    if _membership_of(conn, config, board_id, user_id) is not None:
+        raise HTTPException(status_code=400, detail="Already a board member")
     with transaction(conn):
-        invite = conn.execute(
-            "SELECT * FROM invites WHERE token = ? AND board_id = ?", (body.token, board_id)
-        ).fetchone()
-        if invite is None:
-            raise HTTPException(status_code=404, detail="Invalid invite")
-        expired = datetime.fromisoformat(invite["expires_at"]) <= utc_now_naive()
-        if expired or invite["uses"] >= invite["max_uses"]:
-            raise HTTPException(status_code=400, detail="Invite expired or already used")
-        if _membership_of(conn, config, board_id, user["id"]) is not None:
-            raise HTTPException(status_code=400, detail="Already a board member")
-        add_membership(conn, board_id=board_id, user_id=user["id"], role=invite["role"])
-        conn.execute("UPDATE invites SET uses = uses + 1 WHERE id = ?", (invite["id"],))
+        add_membership(conn, board_id=board_id, user_id=user_id, role=invite["role"])
+        conn.execute("UPDATE board_invites SET uses = uses + 1 WHERE id = ?", (invite["id"],))
     return {"message": "Successfully joined board", "role": invite["role"]}
 
 
 @api.get("/boards/{board_id}/members")
-def list_members(board_id: str, user: User, config: Config, conn: Db) -> list[dict[str, Any]]:
+def list_members(board_id: str, user_id: UserId, config: Config, conn: Db) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT m.*, u.username, u.real_name FROM board_memberships m JOIN users u ON u.id = m.user_id"
         f" WHERE m.board_id = ?{_visible(config)} ORDER BY m.joined_at DESC, m.id DESC",
@@ -408,9 +455,9 @@ def list_members(board_id: str, user: User, config: Config, conn: Db) -> list[di
 
 
 @api.delete("/boards/{board_id}/members/{user_id}")
-def remove_member(board_id: str, user_id: int, user: User, config: Config, conn: Db) -> dict[str, str]:
+def remove_member(board_id: str, user_id: int, caller_id: UserId, config: Config, conn: Db) -> dict[str, str]:
     with transaction(conn):
-        _, permissions = _role_and_permissions(conn, config, board_id, user["id"])
+        _, permissions = _role_and_permissions(conn, config, board_id, caller_id)
         if not permissions.get("manage_members", False):
             raise HTTPException(status_code=403, detail="No permission to manage members")
         target = _membership_of(conn, config, board_id, user_id)
@@ -436,13 +483,61 @@ def remove_member(board_id: str, user_id: int, user: User, config: Config, conn:
     return {"message": "Member removed successfully"}
 
 
+_not_modelled("GET", "/users")
+_not_modelled("POST", "/users")
+_not_modelled("GET", "/users/{user_id}")
+
+
+@api.get("/me")
+def me(user_id: UserId, config: Config, conn: Db) -> dict[str, Any]:
+    user = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+    if user is None:  # a validly signed token of a user that no longer exists (recorded)
+        raise HTTPException(status_code=404, detail="user not found")
+    member = _membership_of(conn, config, DEFAULT_BOARD_ID, user_id)
+    board_membership = None
+    if member is not None:
+        board_membership = {
+            "id": member["id"], "role": member["role"], "permissions": json.loads(member["permissions"]),
+        }
+    return {
+        "id": user["id"],
+        "username": user["username"],
+        "real_name": user["real_name"],
+        "verified": bool(user["verified"]),
+        "role": user["role"],
+        "reputation": user["reputation"],
+        "created_at": user["created_at"],
+        "board_membership": board_membership,
+        "experience_balance": user["experience_balance"],
+    }
+
+
+for _method, _path in (
+    ("GET", "/quests"), ("POST", "/quests"), ("POST", "/quests/{quest_id}/claim"),
+    ("POST", "/quests/{quest_id}/submit"), ("POST", "/quests/{quest_id}/verify"), ("GET", "/quests/{quest_id}"),
+    ("GET", "/users/{user_id}/experience"), ("POST", "/quests/{quest_id}/boost"), ("GET", "/categories"),
+    ("GET", "/stats/board"), ("GET", "/stats/user/{user_id}"),
+):
+    _not_modelled(_method, _path)
+
+api.get("/health")(health)
+
+
 def create_app(settings: Settings) -> FastAPI:
-    """The stand-in app for one process ("task"), with that process's fault switches."""
+    """The stand-in app for one process ("task"), with that process's fault switches.
+
+    The JSON API is a FastAPI sub-application mounted at ``/api``, as in the real
+    service; root ``/health`` (the runbook's builds) sits on the outer app.
+    """
+    api_app = FastAPI(title="CivicForge Board MVP (stand-in)")
+    api_app.state.settings = settings
+    api_app.add_exception_handler(RequestValidationError, validation_error)
+    api_app.include_router(api)
     app = FastAPI(title="CivicForge Board MVP (stand-in)")
     app.state.settings = settings
     if settings.faults.slow_ms:
         app.add_middleware(SlowResponses, delay_s=settings.faults.slow_ms / 1000)
     if "no_root_health" not in settings.faults:
         app.get("/health")(health)
-    app.include_router(api)
+    app.mount(API_MOUNT, api_app)
     return app
