@@ -4,6 +4,7 @@
 - ``smoke_http``: an httpx client bound to that task, recording every exchange.
 - ``smoke_accounts``: the owner and participant smoke accounts.
 - ``smoke_config``, ``smoke_deployment``, ``smoke_preflight``: what the run knows.
+- ``smoke_health_path``: the health path (``--health-path``, else the task definition's).
 - ``smoke_secrets``: the run's SecretRegistry (register anything secret you learn).
 """
 
@@ -52,6 +53,13 @@ def smoke_config(pytestconfig: pytest.Config) -> SmokeConfig:
 @pytest.fixture(scope="session")
 def smoke_preflight(pytestconfig: pytest.Config) -> RunState:
     return pytestconfig.stash[state_key]
+
+
+@pytest.fixture(scope="session")
+def smoke_health_path(pytestconfig: pytest.Config) -> str:
+    """The health path this run checks: ``--health-path``, else what the task definition's check probes."""
+    # Not through ``smoke_preflight``: asking for that fixture marks a test as the deployment check.
+    return pytestconfig.stash[state_key].health_path
 
 
 @pytest.fixture(scope="session")

@@ -112,8 +112,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                None, _port),
     OptionSpec("address", "--address", "SMOKE_ADDRESS", "public|private: which task IP to test", "public",
                _choice("public", "private")),
-    OptionSpec("health_path", "--health-path", "SMOKE_HEALTH_PATH", "the service's health path",
-               DEFAULT_HEALTH_PATH, _path),
+    OptionSpec("health_path", "--health-path", "SMOKE_HEALTH_PATH",
+               f"the service's health path (default: the path the task definition's health check probes, "
+               f"else {DEFAULT_HEALTH_PATH})", None, _path),
     OptionSpec("expect_image_digest", "--expect-image-digest", "SMOKE_EXPECT_IMAGE_DIGEST",
                "every task must run this image digest", None, _digest, metavar="sha256:..."),
     OptionSpec("expect_task_definition", "--expect-task-definition", "SMOKE_EXPECT_TASK_DEFINITION",
@@ -152,7 +153,7 @@ class SmokeConfig:
     ecs_container: str | None = None
     target_port: int | None = None
     address: str = "public"
-    health_path: str = DEFAULT_HEALTH_PATH
+    health_path: str | None = None  # None: what the task definition's health check probes
     expect_image_digest: str | None = None
     expect_task_definition: str | None = None
     stable_timeout: float = DEFAULT_STABLE_TIMEOUT_S

@@ -16,7 +16,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from plugins.core.aws import make_clients, translate_aws_error
 from plugins.core.errors import CouldNotVerify, DeployFailed, HarnessOutcome
-from plugins.core.stability import Progress, wait_until_stable
+from plugins.core.stability import (
+    DEFAULT_HEALTH_PATH,
+    HEALTH_PATH_FROM_DEFAULT,
+    Progress,
+    wait_until_stable,
+)
 from plugins.core.targets import Target, TargetDict, targets_from_urls
 from plugins.options import SmokeConfig
 
@@ -32,6 +37,8 @@ class RunState:
     targets: list[TargetDict] = field(default_factory=list)
     outcome: dict[str, Any] | None = None  # HarnessOutcome.to_dict() when the deploy could not be verified/failed
     notes: list[str] = field(default_factory=list)
+    health_path: str = DEFAULT_HEALTH_PATH
+    health_path_source: str = HEALTH_PATH_FROM_DEFAULT  # "command line", "env ...", "task definition", "default"
     aws_calls: int = 0
     waited_s: float = 0.0
 
@@ -57,6 +64,8 @@ class RunState:
 
 def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] | None = None) -> RunState:
     state = RunState()
+    if config.health_path is not None:
+        state.health_path, state.health_path_source = config.health_path, config.sources.get("health_path", "option")
     began = time.monotonic()
     if config.target_urls:
         state.targets = [t.to_dict() for t in targets_from_urls(config.target_urls)]
@@ -82,6 +91,8 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
         state.deployment = result.deployment.to_dict()
         state.targets = [t.to_dict() for t in result.deployment.targets]
         state.notes += list(result.notes)
+        if config.health_path is None:
+            state.health_path, state.health_path_source = result.health_path, result.health_path_source
     except (BotoCoreError, ClientError) as error:
         # Anything the core did not translate (a credential provider failing, say) is still
         # "could not verify" with one line, never a pytest INTERNALERROR.

@@ -118,7 +118,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     resolved = config.stash.get(config_key, None)
     if resolved is None:
         return []
-    return ["smoke harness options:", *(f"  {line}" for line in resolved.describe())]
+    lines = ["smoke harness options:", *(f"  {line}" for line in resolved.describe())]
+    state = config.stash.get(state_key, None)
+    if state is not None and resolved.health_path is None:
+        # Not an option the user set: say which path the run took, and from where.
+        lines.append(f"  health-path: {state.health_path} (from {state.health_path_source})")
+    return lines
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

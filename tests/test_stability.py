@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tenacity import Retrying, stop_after_delay, wait_fixed
 
 from plugins.core.aws import AwsClients, make_clients
 from plugins.core.discovery import check_rollback, parse_task_definition_ref, resolve_targets
@@ -27,6 +28,7 @@ from plugins.core.stability import (
     poll_gap,
     wait_until_stable,
 )
+from stage.scheduler import PORT, port_is_free
 
 NOW = datetime(2025, 5, 1, 12, 0, tzinfo=timezone.utc)
 TD_NEW = "arn:aws:ecs:us-east-1:123456789012:task-definition/civicforge-board-mvp:8"
@@ -261,6 +263,32 @@ def test_health_path_404_names_the_path_that_answers(stage_factory: Any, aws_env
     assert error.kind == "health_path_404"
     assert "health path /health answered 404" in str(error)
     assert str(error).endswith("/api/health answers 200: use --health-path /api/health")
+
+
+def test_without_a_health_path_the_task_definitions_is_taken(stage_factory: Any, aws_env: Any) -> None:
+    stage = stage_factory("healthy", faults=["no_root_health"], health_check_path="/api/health")
+    result = wait(stage)
+    assert (result.health_path, result.health_path_source) == ("/api/health", "task definition")
+    assert len(result.deployment.targets) == 2
+
+
+def test_a_task_definition_probing_a_path_the_build_lacks_fails_while_tasks_still_start(
+        stage_factory: Any, aws_env: Any) -> None:
+    # The check probes /health, the build serves /api/health only: ECS would replace the tasks
+    # forever; the wait asks the starting tasks itself and names both paths at once.
+    stage = stage_factory("healthy", faults=["no_root_health"], health_check_path="/health")
+    # The stage is "ready" once ECS replaced the first tasks; catch a replacement while it serves.
+    for attempt in Retrying(stop=stop_after_delay(30), wait=wait_fixed(0.05), reraise=True):
+        with attempt:
+            assert any(task.status == "RUNNING" and not port_is_free(task.ip, PORT)
+                       for task in stage.scheduler.live_tasks())
+    with pytest.raises(DeployFailed) as caught:
+        wait(stage)
+    error = caught.value
+    assert error.kind == "health_path_404"
+    assert "health path /health answered 404" in str(error)
+    assert str(error).endswith("/api/health answers 200: make the task definition's health check probe /api/health")
+    assert "the task definition's container health check probes the same path (/health)" in error.evidence
 
 
 def test_throttling_is_retried_within_the_deadline(stage_factory: Any, aws_env: Any) -> None:

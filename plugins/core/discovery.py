@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from plugins.core.aws import AwsClients, aws_errors, service_not_found
 from plugins.core.errors import CouldNotVerify, DeployFailed
+from plugins.core.lint import health_check_shell_text, url_path_in
 from plugins.core.observation import (
     DeploymentInfo,
     Observation,
@@ -105,6 +106,12 @@ class ContainerChoice:
     port: int
     health_check: Mapping[str, Any] | None
     task_has_health_check: bool
+
+    @property
+    def health_check_path(self) -> str | None:
+        """The path the container's health check probes (python urllib, curl, wget: any URL), else None."""
+        text = health_check_shell_text(dict(self.health_check) if self.health_check else None)
+        return url_path_in(text) if text is not None else None
 
 
 @dataclass(slots=True)

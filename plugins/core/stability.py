@@ -55,6 +55,8 @@ from plugins.core.targets import Target
 
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_HEALTH_PATH = "/health"
+HEALTH_PATH_FROM_TASK_DEFINITION = "task definition"
+HEALTH_PATH_FROM_DEFAULT = "default"
 KNOWN_HEALTH_PATHS = ("/health", "/api/health", "/healthz")
 FIRST_POLL_GAP_S = 0.25
 # Most polls are one describe_services call (the tasks are listed again only when the
@@ -99,6 +101,8 @@ class StableResult:
     aws_calls: int
     notes: tuple[str, ...] = ()
     light_polls: int = 0  # polls that were one describe_services call
+    health_path: str = DEFAULT_HEALTH_PATH
+    health_path_source: str = HEALTH_PATH_FROM_DEFAULT
 
 
 def parse_image_digest(text: str) -> str:
@@ -167,7 +171,7 @@ def is_retryable(error: BaseException) -> bool:
 class WaitOptions:
     """What ``wait_until_stable`` was asked for (validated)."""
 
-    health_path: str
+    health_path: str | None  # None: the path the task definition's health check probes
     expect_task_definition: TaskDefinitionRef | None
     expect_image_digest: str | None
     address: str
@@ -193,6 +197,7 @@ class _Wait:
     notes: list[str] = field(default_factory=list)
     stopped_before: frozenset[str] | None = None
     _targets: tuple[frozenset[str], tuple[Target, ...]] | None = None
+    _starting: tuple[frozenset[str], tuple[Target, ...]] | None = None  # tasks ECS has not called healthy yet
     _choice: ContainerChoice | None = None
 
     def elapsed(self) -> float:
@@ -215,10 +220,16 @@ class _Wait:
         require_desired(observation)
         primary = require_primary(observation)
         check_rollback(observation, primary, self.options.expect_task_definition)
-        check_tasks_stopping(observation, primary, self.stopped_before, self.started_wall)
         choice = choose_container(
             self.observer.task_definition(primary.task_definition_arn), self.options.container, self.options.port
         )
+        try:
+            check_tasks_stopping(observation, primary, self.stopped_before, self.started_wall)
+        except DeployFailed:
+            if choice.task_has_health_check:
+                # Tasks that keep stopping over a health path the build lacks: name that cause.
+                self._probe_starting(observation, choice)
+            raise
         waiting_on = aws_not_settled(observation, primary, needs_health=choice.task_has_health_check)
         if waiting_on:
             self.aws_settled_at = None
@@ -230,6 +241,8 @@ class _Wait:
                 self._check_health(self._resolve(observation, choice), choice)
             else:
                 self.ok_streak = 0
+                if choice.task_has_health_check:
+                    self._probe_starting(observation, choice)
             raise NotSettled(waiting_on)
         if self.aws_settled_at is None:
             self.aws_settled_at = self.elapsed()
@@ -257,11 +270,44 @@ class _Wait:
             self._targets = (arns, targets)
         return self._targets[1]
 
+    def health_path(self, choice: ContainerChoice | None = None) -> tuple[str, str]:
+        """(path, where it came from): the one asked for, else the task definition's, else the default."""
+        if self.options.health_path is not None:
+            return self.options.health_path, "option"
+        choice = choice or self._choice
+        probed = choice.health_check_path if choice is not None else None
+        if probed is not None:
+            return probed, HEALTH_PATH_FROM_TASK_DEFINITION
+        return DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEFAULT
+
+    def _probe_starting(self, observation: Observation, choice: ContainerChoice) -> None:
+        """Ask RUNNING tasks that ECS has not called healthy yet for the health path.
+
+        A 404 there while the server is up is the health-path mismatch (runbook lesson 1):
+        ECS would go on replacing such tasks until the deadline, so say it now. Anything
+        else (refused, 5xx, 200) is left to ECS's own health check.
+        """
+        starting = tuple(task for task in observation.live_tasks_of(observation.primary)  # type: ignore[arg-type]
+                         if task.last_status == "RUNNING" and task.health_status != "HEALTHY" and task.eni_id)
+        arns = frozenset(task.task_arn for task in starting)
+        if not arns:
+            return
+        if self._starting is None or self._starting[0] != arns:
+            targets = build_targets(self.observer.clients, starting, container=choice.name, port=choice.port,
+                                    address=check_address(self.options.address))
+            self._starting = (arns, targets)
+        path, source = self.health_path(choice)
+        for target in self._starting[1]:
+            answer = get_health(self.http, target, path)
+            if answer.status == 404:
+                raise health_path_missing(self.http, answer, path, choice, source=source)
+
     def _check_health(self, targets: tuple[Target, ...], choice: ContainerChoice) -> None:
-        answers = [get_health(self.http, target, self.options.health_path) for target in targets]
+        path, source = self.health_path(choice)
+        answers = [get_health(self.http, target, path) for target in targets]
         for answer in answers:
             if answer.status == 404:
-                raise health_path_missing(self.http, answer, self.options.health_path, choice)
+                raise health_path_missing(self.http, answer, path, choice, source=source)
         waiting = [answer for answer in answers if answer.transient]
         if waiting:
             self.ok_streak = 0
@@ -353,18 +399,22 @@ def _after(task: TaskInfo, since: datetime) -> bool:
     return task.stopped_at is not None and task.stopped_at >= since
 
 
-def health_path_missing(http: httpx.Client, answer: HealthAnswer, path: str, choice: ContainerChoice) -> DeployFailed:
+def health_path_missing(http: httpx.Client, answer: HealthAnswer, path: str, choice: ContainerChoice, *,
+                        source: str = "option") -> DeployFailed:
     """The health path is 404 while the server answers: name a known path that works, if any."""
     working = [
         other for other in KNOWN_HEALTH_PATHS
         if other != path and get_health(http, answer.target, other).status == 200
     ]  # fmt: skip
-    fix = f"{', '.join(working)} answers 200: use --health-path {working[0]}" if working else (
-        f"none of {', '.join(p for p in KNOWN_HEALTH_PATHS if p != path)} answers 200 either"
-    )
+    if not working:
+        fix = f"none of {', '.join(p for p in KNOWN_HEALTH_PATHS if p != path)} answers 200 either"
+    elif source == HEALTH_PATH_FROM_TASK_DEFINITION:
+        # The harness probed what ECS probes: the task definition is what needs the fix.
+        fix = f"{', '.join(working)} answers 200: make the task definition's health check probe {working[0]}"
+    else:
+        fix = f"{', '.join(working)} answers 200: use --health-path {working[0]}"
     evidence = [answer.describe()]
-    command = " ".join(str(part) for part in (choice.health_check or {}).get("command", []))
-    if path in command:
+    if choice.health_check_path == path:
         evidence.append(f"the task definition's container health check probes the same path ({path})")
     return DeployFailed(
         f"health path {path} answered 404 on task {answer.target.short_id} ({answer.url}) while the server is up; {fix}",
@@ -399,7 +449,7 @@ def wait_until_stable(
     *,
     cluster: str,
     service: str,
-    health_path: str = DEFAULT_HEALTH_PATH,
+    health_path: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     expect_task_definition: str | None = None,
     expect_image_digest: str | None = None,
@@ -419,7 +469,7 @@ def wait_until_stable(
     when AWS cannot be read or the deadline passes (with the last observed state).
     ``ValueError`` for malformed expectations (the pytest layer turns it into a UsageError).
     """
-    if not health_path.startswith("/"):
+    if health_path is not None and not health_path.startswith("/"):
         raise ValueError(f"health path must start with '/', got {health_path!r}")
     if consecutive_ok < 1:
         raise ValueError(f"consecutive_ok must be at least 1, got {consecutive_ok}")
@@ -474,6 +524,8 @@ def wait_until_stable(
         light_polls=state.observer.light_polls,
         aws_calls=clients.calls.total() - calls_before,
         notes=tuple(state.notes),
+        health_path=state.health_path()[0],
+        health_path_source=state.health_path()[1],
     )
 
 
