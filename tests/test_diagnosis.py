@@ -16,6 +16,7 @@ from plugins.core.diagnosis import (
     allure_categories,
     diagnose,
     diagnose_all,
+    logged_as,
 )
 from plugins.core.evidence import ContainerExit, Evidence, HealthCheck, StoppedTask
 
@@ -512,3 +513,15 @@ def test_a_missing_owner_absorbs_the_owner_accounts_refusals_on_the_same_task() 
     assert [(d.category, d.task_id) for d in found] == [
         ("missing_board_owner", TASK), ("contract_violation", OTHER)
     ]
+
+
+@pytest.mark.parametrize(("logged", "asked", "same"), [
+    ("/health", "/api/health", True),  # the real service logs its /api mount's paths without the prefix
+    ("/boards/board_001/invites", "/api/boards/board_001/invites", True),
+    ("/health", "/health", True),
+    ("/api/health", "/health", False),
+    ("/ealth", "/api/health", False),
+    ("/members/7", "/api/boards/board_001/members/17", False),
+])
+def test_an_access_line_path_is_matched_with_or_without_the_mount_prefix(logged: str, asked: str, same: bool) -> None:
+    assert logged_as(logged, asked) is same

@@ -218,9 +218,15 @@ def _log_groups(failure: Failure, evidence: Evidence) -> list[list[tuple[str, st
         if failure.task_id is not None and task_id != failure.task_id:
             continue
         for block_request, block in _request_blocks(lines):
-            if block_request is not None and _request_path(block_request) == request:
+            if block_request is not None and _same_request(_request_path(block_request), request):
                 focused.extend((task_id, line) for line in reversed(block))
     return [focused, everything] if focused else [everything]
+
+
+def _same_request(logged: str, asked: str) -> bool:
+    logged_method, _, logged_path = logged.partition(" ")
+    asked_method, _, asked_path = asked.partition(" ")
+    return logged_method == asked_method and logged_as(logged_path, asked_path)
 
 
 def _newest_first(ordered: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, str]]:
@@ -344,7 +350,21 @@ def _health_check_command(failure: Failure, evidence: Evidence, *, require_healt
 
 def _answered_404(line: str, path: str) -> bool:
     access = _ACCESS_LINE.search(line)
-    return access is not None and access["path"] == path and access["status"] == "404"
+    return access is not None and logged_as(access["path"], path) and access["status"] == "404"
+
+
+def logged_as(logged: str, asked: str) -> bool:
+    """Whether an access line's path can be the request for ``asked``.
+
+    An app that mounts its API as a sub-application logs the path inside the mount:
+    the real CivicForge service logs ``/api/health`` as ``/health``. So a logged path
+    matches the asked one, or the asked one with a leading mount prefix left out.
+    """
+    logged, asked = logged.split("?", 1)[0], asked.split("?", 1)[0]
+    if logged == asked:
+        return True
+    prefix = asked[: -len(logged)] if logged and asked.endswith(logged) else ""
+    return prefix.startswith("/") and not prefix.endswith("/") and logged.startswith("/")
 
 
 def _health_path_stop(failure: Failure, evidence: Evidence) -> Diagnosis | None:
