@@ -4,7 +4,8 @@ Fixtures (all ``smoke_*``):
 
 - ``smoke_login``: the owner's and participant's sessions on this test's task
   (one login per account per task per process; tokens registered as secrets first).
-- ``smoke_owner`` / ``smoke_participant``: :class:`BoardApi` for each account on the task.
+- ``smoke_owner`` / ``smoke_participant``: :class:`BoardApi` for each account on the task;
+  ``smoke_participants``: the whole participant pool (runs that overlap each join their own).
 - ``smoke_anonymous``: the same routes without credentials.
 - ``smoke_ledger``: the run's :class:`Ledger` (``.smoke/ledger.jsonl``, shared by workers).
 - ``smoke_memberships``: holds the inter-process write lock for the whole test and records
@@ -32,7 +33,7 @@ from contracts import check_auth
 from plugins.core.accounts import Account, SmokeAccounts
 from plugins.core.board_api import Anonymous, BoardApi, Session, guard_secrets, login, register
 from plugins.core.errors import HarnessOutcome
-from plugins.core.http import DEFAULT_TIMEOUT, shared_ssl_context
+from plugins.core.http import DEFAULT_TIMEOUT, ExchangeLog, shared_ssl_context
 from plugins.core.ledger import DEFAULT_LEDGER_PATH, Ledger, MembershipWrites, SweepResult, sweep_memberships
 from plugins.core.redact import SecretRegistry
 from plugins.core.targets import Target
@@ -173,7 +174,8 @@ def _sweep_through(target: Target, accounts: SmokeAccounts, board_id: str, ledge
                 return SweepResult(problem=f"the owner's login answered {answer.status_code} on task {target.short_id}")
             body = answer.json()
             owner = BoardApi(client, Session(accounts.owner.username, body["user_id"], body["token"]), board_id)
-            return sweep_memberships(ledger, owner, [accounts.participant.username], task=target.short_id)
+            usernames = [account.username for account in accounts.participants]
+            return sweep_memberships(ledger, owner, usernames, task=target.short_id)
         except (httpx.HTTPError, ValueError, KeyError) as error:
             return SweepResult(problem=f"task {target.short_id}: {type(error).__name__}")
 
@@ -205,9 +207,13 @@ class SmokeLogins:
     def participant(self) -> Session:
         return self._session(self._accounts.participant)
 
+    def session_of(self, account: Account) -> Session:
+        """Any account of the pool, logged in on first use."""
+        return self._session(account)
+
     def _session(self, account: Account) -> Session:
         __tracebackhide__ = True
-        key = (self._target.base_url, account.role)
+        key = (self._target.base_url, account.username)
         if key not in self._cache:
             self._cache[key] = _log_in(self._client, account, self._config, self._target)
         return self._cache[key]
@@ -221,7 +227,7 @@ def smoke_ledger(pytestconfig: pytest.Config, smoke_config: SmokeConfig) -> Ledg
 
 @pytest.fixture(scope="session")
 def smoke_session_cache() -> dict[tuple[str, str], Session]:
-    """Sessions by (task base URL, account role): one login per account per task per process."""
+    """Sessions by (task base URL, username): one login per account per task per process."""
     return {}
 
 
@@ -260,16 +266,29 @@ def smoke_participant(smoke_login: SmokeLogins, smoke_http: httpx.Client, smoke_
 
 
 @pytest.fixture
+def smoke_participants(smoke_login: SmokeLogins, smoke_http: httpx.Client, smoke_config: SmokeConfig,
+                       smoke_accounts: SmokeAccounts) -> list[BoardApi]:
+    """Every participant account of the pool on this task (each logs in on first use)."""
+    return [BoardApi(smoke_http, lambda account=account: smoke_login.session_of(account), smoke_config.board_id)
+            for account in smoke_accounts.participants]
+
+
+@pytest.fixture
 def smoke_anonymous(smoke_http: httpx.Client, smoke_config: SmokeConfig) -> Anonymous:
     """The board routes without any credentials."""
     return Anonymous(smoke_http, smoke_config.board_id)
 
 
 @pytest.fixture
-def smoke_memberships(smoke_ledger: Ledger, smoke_owner: BoardApi, smoke_target: Target) -> Iterator[MembershipWrites]:
-    """Membership writes for this test: under the inter-process lock, recorded, undone at teardown."""
+def smoke_memberships(smoke_ledger: Ledger, smoke_owner: BoardApi, smoke_target: Target,
+                      smoke_exchanges: ExchangeLog) -> Iterator[MembershipWrites]:
+    """Membership writes for this test: under the inter-process lock, recorded, undone at teardown.
+
+    Collisions with runs on other machines become notes in the report (``smoke_exchanges.notes``).
+    """
     with smoke_ledger.write_lock():
-        writes = MembershipWrites(smoke_ledger, smoke_owner, task=smoke_target.short_id)
+        writes = MembershipWrites(smoke_ledger, smoke_owner, task=smoke_target.short_id,
+                                  notes=smoke_exchanges.notes)
         try:
             yield writes
         finally:

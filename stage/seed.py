@@ -29,6 +29,7 @@ REPOSITORY = "civicforge-board-mvp"
 SECRET_PREFIX = "civicforge/board-mvp"
 SMOKE_SECRET = f"{SECRET_PREFIX}/smoke-accounts"
 DESIRED_COUNT = 2
+PARTICIPANT_POOL = 3  # participant accounts in the smoke secret
 
 # The runbook's fixed check (lesson 1) and the broken one the template still has.
 URLLIB_HEALTH_CHECK = (
@@ -83,17 +84,21 @@ def seed(clients: dict[str, Any], *, health_check_path: str, curl_health_check: 
 
     logs.create_log_group(logGroupName=LOG_GROUP)
 
-    accounts = {
-        "owner": {"username": "smoke-owner", "password": secrets.token_urlsafe(18)},
-        "participant": {"username": "smoke-participant", "password": secrets.token_urlsafe(18)},
-    }
+    # The owner, then a pool of participants: overlapping runs each join a different one.
+    accounts = {"owner": {"username": "smoke-owner", "password": secrets.token_urlsafe(18)}}
+    for number in range(1, PARTICIPANT_POOL + 1):
+        key = "participant" if number == 1 else f"participant_{number}"
+        suffix = "" if number == 1 else f"-{number}"
+        accounts[key] = {"username": f"smoke-participant{suffix}", "password": secrets.token_urlsafe(18)}
     secret_arns = {}
     for name, value in (
         ("DATABASE_URL", "sqlite:///shared/civicforge.db"),
         ("CIVICFORGE_SECRET_KEY", secret_key),
     ):
         secret_arns[name] = sm.create_secret(Name=f"{SECRET_PREFIX}/{name}", SecretString=value)["ARN"]
-    sm.create_secret(Name=SMOKE_SECRET, SecretString=json.dumps(accounts))
+    pool = [account for key, account in accounts.items() if key.startswith("participant_")]
+    smoke_secret = {"owner": accounts["owner"], "participant": accounts["participant"], "participants": pool}
+    sm.create_secret(Name=SMOKE_SECRET, SecretString=json.dumps(smoke_secret))
 
     ecs.create_cluster(clusterName=CLUSTER)
     task_definitions = []

@@ -12,6 +12,7 @@ import json
 import multiprocessing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -238,3 +239,125 @@ def test_secrets_in_answers_are_registered_before_other_hooks_see_them() -> None
     assert seen_unregistered == []
     assert {invite_url, "A" * 43, "session-token-value"} <= set(secrets.values())
     assert "A" * 43 not in secrets.redact(f"joined with {invite_url}")
+
+
+# -- runs that overlap: the pool of participants and the sweep's grace ----------------------------------
+
+NOW = datetime(2026, 12, 1, 21, 0, tzinfo=timezone.utc)
+
+
+@dataclass
+class PoolBoard:
+    """A board where several users join with their own bearer tokens (token ``user-<id>``)."""
+
+    members: dict[int, tuple[str, datetime]] = field(default_factory=lambda: {OWNER_ID: ("owner", NOW)})
+    join_answer: dict[int, httpx.Response] = field(default_factory=dict)  # forced answers per user
+    requests: list[str] = field(default_factory=list)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        caller = int(request.headers["Authorization"].rsplit("-", 1)[1])
+        self.requests.append(f"{request.method} {request.url.path} by {caller}")
+        if request.method == "GET":
+            return httpx.Response(200, json=[
+                {"id": uid + 100, "user_id": uid, "username": f"user{uid}", "role": role,
+                 "joined_at": joined.replace(tzinfo=None).isoformat()}
+                for uid, (role, joined) in self.members.items()])
+        if request.method == "DELETE":
+            user_id = int(request.url.path.rsplit("/", 1)[1])
+            if self.members.pop(user_id, None) is None:
+                return httpx.Response(404, json={"detail": "Member not found"})
+            return httpx.Response(200, json={"message": "Member removed successfully"})
+        if caller in self.join_answer:
+            return self.join_answer[caller]
+        if caller in self.members:
+            return httpx.Response(400, json={"detail": "Already a board member"})
+        self.members[caller] = ("participant", NOW)
+        return httpx.Response(200, json={"message": "Successfully joined board", "role": "participant"})
+
+
+def api_as(board: PoolBoard, user_id: int) -> BoardApi:
+    client = httpx.Client(base_url="http://task.test:8000", transport=httpx.MockTransport(board.handle))
+    return BoardApi(client, Session(f"user{user_id}", user_id, f"user-{user_id}"), BOARD)
+
+
+def test_sweep_leaves_a_young_membership_of_another_run_and_removes_an_old_one(tmp_path: Path) -> None:
+    board = PoolBoard(members={OWNER_ID: ("owner", NOW), 2: ("participant", NOW - timedelta(seconds=5)),
+                               3: ("participant", NOW - timedelta(hours=2))})
+    ledger = Ledger(tmp_path / "l.jsonl", "this-run")
+    result = sweep_memberships(ledger, api_as(board, OWNER_ID), ["user2", "user3"], task="t", now=NOW)
+    assert (result.removed, result.left_alone) == ((3,), (2,))
+    assert set(board.members) == {OWNER_ID, 2}
+    assert result.describe() == ("smoke clean-up removed leftover membership(s) of user 3; left user 2 alone "
+                                 "(joined moments ago: another run's, which removes it)")
+
+
+def test_a_run_joins_the_first_participant_no_other_run_holds(tmp_path: Path) -> None:
+    board = PoolBoard(members={OWNER_ID: ("owner", NOW), 2: ("participant", NOW)})  # another run holds user 2
+    ledger = Ledger(tmp_path / "l.jsonl", "run")
+    notes: list[str] = []
+    writes = MembershipWrites(ledger, api_as(board, OWNER_ID), task="t1", notes=notes)
+    pool = [api_as(board, 2), api_as(board, 3)]
+    claim = writes.join_free(pool, "invite-token", sleep=pytest.fail)
+    assert claim.member is pool[1] and claim.response is not None and claim.response.status_code == 200
+    assert notes == ["participant 'user2' is held by another run; tried the next account of the pool"]
+    assert [o.user_id for o in ledger.outstanding()] == [3]  # user 2's refused join is closed as abandoned
+    assert writes.undo() == []
+    assert set(board.members) == {OWNER_ID, 2}  # the other run's membership is untouched
+
+
+def test_a_simultaneous_join_that_500s_while_the_user_became_a_member_is_a_collision(tmp_path: Path) -> None:
+    board = PoolBoard(members={OWNER_ID: ("owner", NOW), 2: ("participant", NOW)})
+    board.join_answer[2] = httpx.Response(500, text="Internal Server Error")
+    writes = MembershipWrites(Ledger(tmp_path / "l.jsonl", "run"), api_as(board, OWNER_ID), task="t1")
+    claim = writes.join_free([api_as(board, 2), api_as(board, 3)], "invite-token", sleep=pytest.fail)
+    assert claim.response is not None and claim.response.status_code == 200 and "user2" in claim.notes[0]
+
+
+def test_a_500_on_join_of_a_non_member_is_the_services_own_answer(tmp_path: Path) -> None:
+    board = PoolBoard()
+    board.join_answer[2] = httpx.Response(500, text="Internal Server Error")
+    writes = MembershipWrites(Ledger(tmp_path / "l.jsonl", "run"), api_as(board, OWNER_ID), task="t1")
+    pool = [api_as(board, 2)]
+    claim = writes.join_free(pool, "invite-token", sleep=pytest.fail)
+    assert claim.member is pool[0] and claim.response is not None and claim.response.status_code == 500
+    assert claim.notes == []
+    assert board.requests.count(f"POST /api/boards/{BOARD}/join by 2") == 3  # MAX_UNEXPLAINED_REFUSALS
+
+
+def test_a_hold_that_ends_between_the_join_and_the_look_is_tried_again(tmp_path: Path) -> None:
+    board = PoolBoard()
+    refusals = iter([httpx.Response(400, json={"detail": "Already a board member"})])
+
+    def join_once_refused(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            answer = next(refusals, None)
+            if answer is not None:
+                board.requests.append("refused")
+                return answer
+        return board.handle(request)
+
+    client = httpx.Client(base_url="http://task.test:8000", transport=httpx.MockTransport(join_once_refused))
+    member = BoardApi(client, Session("user2", 2, "user-2"), BOARD)
+    writes = MembershipWrites(Ledger(tmp_path / "l.jsonl", "run"), api_as(board, OWNER_ID), task="t1")
+    claim = writes.join_free([member], "invite-token", sleep=pytest.fail)
+    assert claim.member is member and claim.response is not None and claim.response.status_code == 200
+    assert claim.notes == [] and board.requests[0] == "refused"
+
+
+def test_when_every_participant_stays_held_the_claim_gives_up_within_its_budget(tmp_path: Path) -> None:
+    board = PoolBoard(members={OWNER_ID: ("owner", NOW), 2: ("participant", NOW), 3: ("participant", NOW)})
+    writes = MembershipWrites(Ledger(tmp_path / "l.jsonl", "run"), api_as(board, OWNER_ID), task="t1")
+    clock = [0.0]
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        clock[0] += seconds
+
+    claim = writes.join_free([api_as(board, 2), api_as(board, 3)], "invite-token", budget_s=2.0, sleep=sleep,
+                             clock=lambda: clock[0])
+    assert claim.member is None and claim.response is None
+    assert naps == [0.5] * 4  # rounds at 0, 0.5, 1, 1.5 and 2 s: never past the budget
+    assert claim.notes[-1] == ("every participant account (2) stayed held by other runs for 2 s; "
+                               "skipped rather than blame the service")
+    assert set(board.members) == {OWNER_ID, 2, 3}

@@ -23,7 +23,7 @@ JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}")
 def issued_invite_tokens(stage: Any) -> list[str]:
     database = stage._workdir / "civicforge.db"  # stage internals are test infrastructure
     with sqlite3.connect(database) as connection:
-        return [row[0] for row in connection.execute("SELECT token FROM invites")]
+        return [row[0] for row in connection.execute("SELECT token FROM board_invites")]
 
 
 def report_texts(report_dir: Path) -> dict[Path, str]:

@@ -41,7 +41,7 @@ EXIT_INTERRUPTED = 2
 # (scenario, faults, task definition health-check path)
 HEALTHY = ("healthy", (), "/health")
 SLOW = ("healthy", ("slow_ms=150",), "/health")  # room to interrupt between the join and the removal
-NO_ROOT_HEALTH = ("healthy", ("no_root_health",), "/api/health")  # tasks stay up; the harness probes /health
+NO_ROOT_HEALTH = ("healthy", ("no_root_health",), "/api/health")  # the build and its task definition agree
 NO_MIGRATIONS = ("one_bad_task", ("no_migrations",), "/health")
 NO_OWNER = ("healthy", ("no_owner",), "/health")
 ROWCOUNT = ("one_bad_task", ("rowcount",), "/health")
@@ -79,7 +79,7 @@ def faulty_task_ids(stage: Stage) -> set[str]:
 
 
 def participant_memberships(stage: Stage) -> int:
-    """How many memberships of board_001 the smoke participant holds, read through the API."""
+    """How many memberships of board_001 the smoke participants hold, read through the API."""
     accounts = stage.smoke_accounts
     ip = sorted(stage.task_ips().values())[0]
     with httpx.Client(base_url=f"http://{ip}:{stage.port}", timeout=10.0) as client:
@@ -88,7 +88,8 @@ def participant_memberships(stage: Stage) -> int:
         members = client.get("/api/boards/board_001/members",
                              headers={"Authorization": f"Bearer {login.json()['token']}"})
         assert members.status_code == 200, members.text
-    return sum(1 for m in members.json() if m["username"] == accounts["participant"]["username"])
+    pool = {account["username"] for key, account in accounts.items() if key.startswith("participant")}
+    return sum(1 for m in members.json() if m["username"] in pool)
 
 
 def access_log_lines(stage: Stage, fragment: str) -> list[str]:
@@ -133,8 +134,8 @@ def test_twenty_runs_add_no_user_and_leave_no_membership(stage: Stage, tmp_path:
         assert participant_memberships(stage) == 0, f"a smoke membership was left after run {number + 1}"
     assert Ledger(tmp_path / "ledger.jsonl", "reader").outstanding() == []
     # The access logs show the runs logged in (so the log search works) and never registered anyone.
-    wait_for(lambda: len(access_log_lines(stage, "POST /api/auth/login")) >= 20, LOG_DEADLINE_S, "login access lines")
-    assert access_log_lines(stage, "POST /api/auth/register") == []
+    wait_for(lambda: len(access_log_lines(stage, "POST /auth/login")) >= 20, LOG_DEADLINE_S, "login access lines")
+    assert access_log_lines(stage, "POST /auth/register") == []
 
 
 @in_stage(HEALTHY)
@@ -148,25 +149,80 @@ def test_read_only_runs_only_readonly_tests_and_writes_nothing(stage: Stage, tmp
     assert not (tmp_path / "ledger.jsonl").exists()
 
 
-@in_stage(HEALTHY)
-def test_a_leftover_membership_is_swept_by_the_next_run(stage: Stage, tmp_path: Path) -> None:
-    """A crashed run's membership (made here by hand through the API) is gone after the next run starts."""
+def join_by_hand(stage: Stage, account: str = "participant") -> int:
+    """A membership made outside the harness (a run that died, or one on another machine); its user id."""
     accounts = stage.smoke_accounts
     ip = sorted(stage.task_ips().values())[0]
     with httpx.Client(base_url=f"http://{ip}:{stage.port}", timeout=10.0) as client:
         owner = client.post("/api/auth/login", json=accounts["owner"]).json()["token"]
-        participant = client.post("/api/auth/login", json=accounts["participant"]).json()["token"]
+        participant = client.post("/api/auth/login", json=accounts[account]).json()
         invite = client.post("/api/boards/board_001/invites", json={"role": "participant", "expires_hours": 1},
                              headers={"Authorization": f"Bearer {owner}"}).json()
         token = httpx.URL(invite["invite_url"]).params["token"]
         joined = client.post("/api/boards/board_001/join", json={"token": token},
-                             headers={"Authorization": f"Bearer {participant}"})
+                             headers={"Authorization": f"Bearer {participant['token']}"})
         assert joined.status_code == 200, joined.text
+    return int(participant["user_id"])
+
+
+def remove_by_hand(stage: Stage, user_id: int) -> None:
+    accounts = stage.smoke_accounts
+    ip = sorted(stage.task_ips().values())[0]
+    with httpx.Client(base_url=f"http://{ip}:{stage.port}", timeout=10.0) as client:
+        owner = client.post("/api/auth/login", json=accounts["owner"]).json()["token"]
+        removed = client.delete(f"/api/boards/board_001/members/{user_id}", headers={"Authorization": f"Bearer {owner}"})
+        assert removed.status_code == 200, removed.text
+
+
+@in_stage(HEALTHY)
+def test_a_crashed_runs_membership_is_swept_by_the_next_run(stage: Stage, tmp_path: Path) -> None:
+    """A run on this machine died after its join (its ledger says so): the next run removes the membership."""
+    user_id = join_by_hand(stage)
+    Ledger(tmp_path / "ledger.jsonl", "crashed-run").record("created", board="board_001", user_id=user_id,
+                                                            task="crashed")
     assert participant_memberships(stage) == 1
     run = run_smoke(stage, tmp_path)
-    assert run.exit_code == 0, run.output[-3000:]  # the 404 test needs the participant gone: the sweep ran first
-    assert "smoke clean-up removed leftover membership(s)" in run.output
+    assert run.exit_code == 0, run.output[-3000:]
+    assert f"smoke clean-up removed leftover membership(s) of user {user_id}" in run.output
     assert participant_memberships(stage) == 0
+
+
+@in_stage(HEALTHY)
+def test_another_runs_membership_is_left_alone_and_its_account_avoided(stage: Stage, tmp_path: Path) -> None:
+    """A run elsewhere holds the first participant right now: this run joins another one and passes."""
+    user_id = join_by_hand(stage)
+    try:
+        run = run_smoke(stage, tmp_path)
+        assert run.exit_code == 0, run.output[-3000:]
+        assert f"left user {user_id} alone" in run.output
+        assert participant_memberships(stage) == 1  # still the other run's
+    finally:
+        remove_by_hand(stage, user_id)
+
+
+@in_stage(HEALTHY)
+def test_two_full_runs_at_once_never_blame_the_service(stage: Stage, tmp_path: Path) -> None:
+    """Two machines' runs (separate ledgers and report folders, no shared lock), ten times over."""
+    false_failures = []
+    collisions = 0
+    for attempt in range(10):
+        processes = []
+        for machine in ("a", "b"):
+            report_dir = tmp_path / f"{attempt}-{machine}"
+            command = smoke_command(report_dir, ledger=tmp_path / f"{machine}.ledger.jsonl")
+            processes.append((report_dir, subprocess.Popen(
+                command, cwd=REPO_ROOT, env=smoke_env(stage.env), stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True)))
+        for report_dir, process in processes:
+            output, _ = process.communicate(timeout=RUN_TIMEOUT_S)
+            run = SmokeRun(process.returncode, output, report_dir)
+            collisions += sum("held by another run" in warning for warning in run.verdict["warnings"])
+            if run.exit_code != 0 or run.failing():
+                false_failures.append((attempt, run.exit_code, run.failing() or output[-2000:]))
+        assert participant_memberships(stage) == 0, f"attempt {attempt} left a membership behind"
+    print(f"two runs at once, 10 times: {collisions} participant collision(s) noted, "
+          f"{len(false_failures)} false failure(s)")
+    assert false_failures == []
 
 
 @in_stage(SLOW)
@@ -200,9 +256,20 @@ def test_interrupted_invite_flow_leaves_no_membership(stage: Stage, tmp_path: Pa
 
 
 @in_stage(NO_ROOT_HEALTH)
-def test_no_root_health_is_named_as_the_health_path(stage: Stage, tmp_path: Path) -> None:
-    run = run_smoke(stage, tmp_path)
+def test_the_health_path_comes_from_the_task_definition(stage: Stage, tmp_path: Path) -> None:
+    # No --health-path: the harness checks what ECS's own health check probes (/api/health here).
+    run = run_smoke(stage, tmp_path, "-k", "deployment or health")
+    assert run.exit_code == 0, run.output[-3000:]
+    assert "health-path: /api/health (from task definition)" in run.output
+    assert {outcome for (name, _), outcome in run.outcomes().items() if name == "test_health_answers_healthy"} == {
+        "passed"}
+
+
+@in_stage(NO_ROOT_HEALTH)
+def test_a_health_path_the_build_does_not_serve_is_named(stage: Stage, tmp_path: Path) -> None:
+    run = run_smoke(stage, tmp_path, "--health-path", "/health")
     assert run.exit_code == 1, run.output[-3000:]
+    assert "health-path: /api/health (from task definition)" not in run.output
     # The preflight already finds it: /health is 404 while /api/health answers (runbook lesson 1).
     [finding] = run.diagnoses("health_path_mismatch")
     assert "/health" in finding["summary"] and "404" in finding["summary"], finding

@@ -70,7 +70,9 @@ def test_healthy_is_two_healthy_tasks_of_one_completed_deployment(stage_factory:
     assert "Migrations complete!" in log_lines(stage, running[0])
 
     accounts = json.loads(stage.client("secretsmanager").get_secret_value(SecretId=SMOKE_SECRET)["SecretString"])
-    assert set(accounts) == {"owner", "participant"} and all(a["password"] for a in accounts.values())
+    assert set(accounts) == {"owner", "participant", "participants"}
+    pool = [accounts["participant"], *accounts["participants"]]
+    assert len({a["username"] for a in pool}) == 3 and all(a["password"] for a in [accounts["owner"], *pool])
     definition = stage.client("ecs").describe_task_definition(taskDefinition=svc["taskDefinition"])
     check = definition["taskDefinition"]["containerDefinitions"][0]["healthCheck"]
     assert "urllib.request.urlopen('http://localhost:8000/health')" in check["command"][1]

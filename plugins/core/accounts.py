@@ -1,4 +1,4 @@
-"""The two smoke accounts: an owner-capable one and a participant (pytest-free).
+"""The smoke accounts: an owner-capable one and one or more participants (pytest-free).
 
 Reused across runs (the service has no API to delete a user): environment
 variables win over the Secrets Manager secret, so a person can override one
@@ -36,41 +36,54 @@ class Account:
 
 @dataclass(frozen=True, slots=True)
 class SmokeAccounts:
+    """The owner and a pool of one or more participant accounts (the first is ``participant``).
+
+    Runs that overlap (a re-run gate and a canary, two pipelines) each join a
+    participant that no other run holds at that moment: more accounts, fewer waits.
+    """
+
     owner: Account
-    participant: Account
+    participants: tuple[Account, ...]
     source: str
+
+    @property
+    def participant(self) -> Account:
+        return self.participants[0]
+
+
+SECRET_SHAPE = ('{"owner": {"username", "password"}, "participant": {"username", "password"}} '
+                '(optionally "participants": [{"username", "password"}, ...], a pool for overlapping runs)')
 
 
 def load_accounts(
     environ: Mapping[str, str], *, secret_name: str | None, secretsmanager: Any | None, secrets: SecretRegistry
 ) -> SmokeAccounts:
     """Accounts from SMOKE_OWNER_*/SMOKE_PARTICIPANT_* (win when set) or the smoke secret."""
-    from_secret: dict[str, dict[str, str]] = {}
+    from_secret: dict[str, list[dict[str, str]]] = {}
     if secret_name and secretsmanager is not None and not all(environ.get(v) for v in ENV_NAMES.values()):
         from_secret = _read_secret(secretsmanager, secret_name)
-    accounts, sources = {}, set()
+    accounts: dict[str, list[Account]] = {}
+    sources = set()
     for role in ROLES:
-        fields = {}
-        for key in ("username", "password"):
-            env_name = ENV_NAMES[(role, key)]
-            if environ.get(env_name):
-                fields[key], source = environ[env_name], "environment"
-            elif from_secret.get(role, {}).get(key):
-                fields[key], source = from_secret[role][key], f"secret {secret_name}"
-            else:
-                raise CouldNotVerify(
-                    f"no {role} smoke account: set {ENV_NAMES[(role, 'username')]} and "
-                    f"{ENV_NAMES[(role, 'password')]}, or --smoke-secret NAME holding "
-                    '{"owner": {"username", "password"}, "participant": {...}}',
-                    kind="accounts",
-                )
-            sources.add(source)
-        secrets.add(fields["password"])
-        accounts[role] = Account(role, fields["username"], fields["password"])
-    return SmokeAccounts(accounts["owner"], accounts["participant"], " and ".join(sorted(sources)))
+        names = (ENV_NAMES[(role, "username")], ENV_NAMES[(role, "password")])
+        if all(environ.get(name) for name in names):
+            accounts[role] = [Account(role, environ[names[0]], environ[names[1]])]
+            sources.add("environment")
+        elif from_secret.get(role):
+            accounts[role] = [Account(role, item["username"], item["password"]) for item in from_secret[role]]
+            sources.add(f"secret {secret_name}")
+        else:
+            raise CouldNotVerify(
+                f"no {role} smoke account: set {names[0]} and {names[1]}, or --smoke-secret NAME holding "
+                + SECRET_SHAPE,
+                kind="accounts",
+            )
+    for account in (*accounts["owner"], *accounts["participant"]):
+        secrets.add(account.password)
+    return SmokeAccounts(accounts["owner"][0], tuple(accounts["participant"]), " and ".join(sorted(sources)))
 
 
-def _read_secret(secretsmanager: Any, name: str) -> dict[str, dict[str, str]]:
+def _read_secret(secretsmanager: Any, name: str) -> dict[str, list[dict[str, str]]]:
     try:
         value = secretsmanager.get_secret_value(SecretId=name)["SecretString"]
     except Exception as error:  # noqa: BLE001 - any AWS failure here means the same thing to a person
@@ -79,10 +92,20 @@ def _read_secret(secretsmanager: Any, name: str) -> dict[str, dict[str, str]]:
                              kind="accounts") from None
     try:
         data = json.loads(value)
-        return {role: {"username": data[role]["username"], "password": data[role]["password"]} for role in ROLES}
+        pool = [data["participant"]] if "participant" in data else []
+        pool += [item for item in data.get("participants", []) if item not in pool]
+        found = {"owner": [_credentials(data["owner"])], "participant": [_credentials(item) for item in pool]}
+        if not found["participant"]:
+            raise KeyError("participant")
+        if len({item["username"] for item in found["participant"]}) != len(found["participant"]):
+            raise ValueError("a participant account is listed twice")
+        return found
     except (ValueError, KeyError, TypeError):
-        raise CouldNotVerify(
-            f"the smoke secret {name!r} is not JSON shaped "
-            '{"owner": {"username", "password"}, "participant": {"username", "password"}}',
-            kind="accounts",
-        ) from None
+        raise CouldNotVerify(f"the smoke secret {name!r} is not JSON shaped {SECRET_SHAPE}", kind="accounts") from None
+
+
+def _credentials(item: Any) -> dict[str, str]:
+    username, password = item["username"], item["password"]
+    if not (isinstance(username, str) and isinstance(password, str) and username and password):
+        raise TypeError("username and password must be non-empty strings")
+    return {"username": username, "password": password}

@@ -12,6 +12,14 @@ the record removed.
 Every test that adds or removes a membership holds :meth:`Ledger.write_lock`: the
 tasks share one database, so a join on task A makes the participant "Already a
 board member" on task B until the removal.
+
+Runs on other machines share nothing but the service, so the lock cannot order
+them. Instead a run claims a participant by joining it (the service admits a user
+once), takes the next account of the pool when another run holds one (a 400
+"Already a board member", or the 500 a simultaneous join can give, while that user
+is listed as a member), and the sweeps leave alone a membership no run of this
+ledger began that is younger than :data:`DEFAULT_SWEEP_GRACE_S`: it belongs to a
+run still going. A collision is a note in the report, never the service's failure.
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Literal, Protocol
+from typing import IO, Any, Literal, Protocol
 
 import httpx
 import tenacity
@@ -33,8 +43,17 @@ DEFAULT_LEDGER_PATH = Path(".smoke") / "ledger.jsonl"
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 LOCK_POLL_S = 0.05
 MEMBERSHIP = "membership"
+# A smoke membership lives for about a second; one this old was left by a run that died.
+DEFAULT_SWEEP_GRACE_S = 600.0
+# How long a run waits for another run to free a participant before it skips the write test.
+DEFAULT_CLAIM_BUDGET_S = 30.0
+CLAIM_RETRY_GAP_S = 0.5
+ALREADY_A_MEMBER = "Already a board member"
+# A refused join with no holder in sight, this many times in a row, is the service's answer.
+MAX_UNEXPLAINED_REFUSALS = 3
 
-Event = Literal["joining", "created", "removed"]
+# "abandoned": a join that another run's membership refused; nothing was created.
+Event = Literal["joining", "created", "removed", "abandoned"]
 
 
 class LedgerLockTimeout(TimeoutError):
@@ -119,7 +138,7 @@ class Ledger:
         open_: dict[tuple[str, int], Outstanding] = {}
         for entry in self.entries():
             key = (entry.board, entry.user_id)
-            if entry.event == "removed":
+            if entry.event in ("removed", "abandoned"):
                 open_.pop(key, None)
             elif run_id is None or entry.run_id == run_id:
                 open_.setdefault(key, Outstanding(entry.board, entry.user_id, entry.run_id, entry.task, entry.at))
@@ -188,31 +207,48 @@ class SweepResult:
     removed: tuple[int, ...] = ()
     settled_records: int = 0
     problem: str | None = None
+    left_alone: tuple[int, ...] = ()  # young memberships of runs still going elsewhere
 
     def describe(self) -> str:
         """One line for the terminal summary."""
         if self.problem:
             return f"smoke clean-up incomplete: {self.problem}"
+        others = ""
+        if self.left_alone:
+            users = ", ".join(str(user) for user in self.left_alone)
+            others = f"; left user {users} alone (joined moments ago: another run's, which removes it)"
         if self.removed:
             users = ", ".join(str(user) for user in self.removed)
-            return f"smoke clean-up removed leftover membership(s) of user {users}"
-        return "smoke clean-up: no smoke membership left behind"
+            return f"smoke clean-up removed leftover membership(s) of user {users}{others}"
+        return f"smoke clean-up: no smoke membership left behind{others}"
 
 
-def sweep_memberships(ledger: Ledger, owner: MembershipApi, usernames: list[str], *, task: str) -> SweepResult:
-    """Remove each smoke account's membership on ``owner.board_id`` if present, through the API.
+def sweep_memberships(ledger: Ledger, owner: MembershipApi, usernames: list[str], *, task: str,
+                      grace_s: float = DEFAULT_SWEEP_GRACE_S, now: datetime | None = None) -> SweepResult:
+    """Remove the smoke accounts' leftover memberships on ``owner.board_id``, through the API.
 
-    The smoke participant must never stay a member: whatever the ledger says (it may
-    be lost with a CI workspace), a membership found in the members list is removed
-    and every outstanding ledger record for that board is closed.
+    A smoke membership is a leftover when this ledger has it outstanding (its run is
+    gone: the caller holds the write lock) or when it joined over ``grace_s`` ago (a
+    run that died anywhere, its ledger maybe lost with a CI workspace). A younger one
+    that no run of this ledger began belongs to a run still going on another machine:
+    it is left alone. Every outstanding record for the board is closed.
     """
     board = owner.board_id
     listing = owner.members()
     if listing.status_code != 200:
         return SweepResult(problem=f"GET members of {board} answered {listing.status_code} on task {task}")
-    members = _json_list(listing)
-    leftovers = [item["user_id"] for item in members
-                 if item.get("username") in usernames and isinstance(item.get("user_id"), int)]
+    ours = {item.user_id for item in ledger.outstanding() if item.board == board}
+    cutoff = (now or datetime.now(timezone.utc)) - timedelta(seconds=grace_s)
+    leftovers, left_alone = [], []
+    for item in _json_list(listing):
+        user_id = item.get("user_id")
+        if item.get("username") not in usernames or not isinstance(user_id, int):
+            continue
+        joined = _utc_or_none(item.get("joined_at"))
+        if user_id in ours or joined is None or joined < cutoff:
+            leftovers.append(user_id)
+        else:
+            left_alone.append(user_id)
     removed: list[int] = []
     for user_id in leftovers:
         answer = owner.remove_member(user_id)
@@ -226,7 +262,28 @@ def sweep_memberships(ledger: Ledger, owner: MembershipApi, usernames: list[str]
             ledger.record("removed", board=board, user_id=item.user_id, task=task,
                           note=f"swept (left by run {item.run_id})")
             settled += 1
-    return SweepResult(tuple(removed), settled)
+    return SweepResult(tuple(removed), settled, left_alone=tuple(left_alone))
+
+
+class PoolMember(JoiningApi, Protocol):
+    """A participant account of the pool (``BoardApi``)."""
+
+    @property
+    def username(self) -> str: ...
+
+
+@dataclass(slots=True)
+class Claim:
+    """The outcome of joining with a participant no other run holds.
+
+    ``member`` and ``response`` are the join that counts: a 200, or an answer that is
+    the service's own (the test checks it). ``member`` is None when every account of
+    the pool stayed held by other runs for the whole budget.
+    """
+
+    member: Any | None
+    response: httpx.Response | None
+    notes: list[str] = field(default_factory=list)
 
 
 class MembershipWrites:
@@ -237,10 +294,11 @@ class MembershipWrites:
     not remove (called at teardown, also when the test failed).
     """
 
-    def __init__(self, ledger: Ledger, owner: MembershipApi, *, task: str) -> None:
+    def __init__(self, ledger: Ledger, owner: MembershipApi, *, task: str, notes: list[str] | None = None) -> None:
         self.ledger = ledger
         self.owner = owner
         self.task = task
+        self.notes = notes if notes is not None else []  # reach the report (collisions with other runs)
         self._begun: list[int] = []
 
     def join(self, member: JoiningApi, token: str) -> httpx.Response:
@@ -253,6 +311,63 @@ class MembershipWrites:
         if response.is_success:
             self.ledger.record("created", board=board, user_id=member.user_id, task=self.task)
         return response
+
+    def join_free(self, pool: Sequence[PoolMember], token: str, *, budget_s: float = DEFAULT_CLAIM_BUDGET_S,
+                  sleep: Callable[[float], None] = time.sleep,
+                  clock: Callable[[], float] = time.monotonic) -> Claim:
+        """Join with the first account of ``pool`` that no other run holds; see the module docstring.
+
+        Each run starts at its own place in the pool (from its run id) so that two runs
+        rarely want the same account. A refused join whose user is listed as a member is
+        another run's hold: the next account is tried. One whose user is *not* listed may
+        be a hold that ended between the join and the look at the list, so it is tried
+        again, up to ``MAX_UNEXPLAINED_REFUSALS`` times in a row; past that the refusal is
+        the service's own answer. A round that finds every account held waits
+        ``CLAIM_RETRY_GAP_S`` and tries again, within ``budget_s`` in all. The invite is
+        not used up by a refused join (the service checks membership last).
+        """
+        claim = Claim(None, None, self.notes)
+        start = zlib.crc32(self.ledger.run_id.encode()) % len(pool)
+        order = [*pool[start:], *pool[:start]]
+        deadline = clock() + budget_s
+        while True:
+            for member in order:
+                response = self._join_unless_held(member, token)
+                if response is not None:
+                    claim.member, claim.response = member, response
+                    return claim
+                note = (f"participant {member.username!r} is held by another run; "
+                        "tried the next account of the pool")
+                if note not in claim.notes:
+                    claim.notes.append(note)
+            if clock() + CLAIM_RETRY_GAP_S > deadline:
+                claim.notes.append(f"every participant account ({len(pool)}) stayed held by other runs for "
+                                   f"{budget_s:.0f} s; skipped rather than blame the service")
+                return claim
+            sleep(CLAIM_RETRY_GAP_S)
+
+    def _join_unless_held(self, member: PoolMember, token: str) -> httpx.Response | None:
+        """The join's answer, or None when another run's membership refused it."""
+        for _ in range(MAX_UNEXPLAINED_REFUSALS):
+            response = self.join(member, token)
+            if not _refused_as_member(response):
+                return response  # joined, or the service's own answer for the test to check
+            self._abandon(member)
+            if self._listed(member):
+                return None
+        return response
+
+    def _listed(self, member: PoolMember) -> bool:
+        """Whether ``member`` is a member of the board right now (the owner's members list)."""
+        listing = self.owner.members()
+        return listing.status_code == 200 and any(
+            item.get("user_id") == member.user_id for item in _json_list(listing))
+
+    def _abandon(self, member: PoolMember) -> None:
+        if member.user_id in self._begun:
+            self._begun.remove(member.user_id)
+        self.ledger.record("abandoned", board=self.owner.board_id, user_id=member.user_id, task=self.task,
+                           note="held by another run")
 
     def remove(self, user_id: int) -> httpx.Response:
         """The owner removes ``user_id``; a 200 (or 404: nothing there) closes the record."""
@@ -277,6 +392,30 @@ class MembershipWrites:
             if response.status_code not in (200, 404):
                 problems.append(f"removing user {user_id} answered {response.status_code}")
         return problems
+
+
+def _detail(response: httpx.Response) -> object:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("detail") if isinstance(body, dict) else None
+
+
+def _refused_as_member(response: httpx.Response) -> bool:
+    """400 "Already a board member", or the 500 the real service gives for two simultaneous joins."""
+    return _detail(response) == ALREADY_A_MEMBER or response.status_code == 500
+
+
+def _utc_or_none(value: object) -> datetime | None:
+    """An ISO timestamp as aware UTC (naive read as UTC, as the service writes it), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.utcoffset() is None else moment.astimezone(timezone.utc)
 
 
 def _json_list(response: httpx.Response) -> list[dict[str, object]]:
