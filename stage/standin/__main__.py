@@ -1,31 +1,40 @@
-"""Run one stand-in "task": ``python -m stage.standin --host H --port P --db PATH [--fault F]...``.
+"""Run one stand-in "task": ``python -m stage.standin --host H [--host H2] --port P --db PATH [--fault F]...``.
 
 Does what the real container's entrypoint does — migrations and owner
 bootstrap, then uvicorn with its normal logging (access lines on stdout,
 errors and tracebacks on stderr; access paths without the ``/api`` mount, as
-the real service logs them) — bound to exactly H:P. SIGTERM and SIGINT end it
-with exit status 0, at any stage of its life.
+the real service logs them) — bound to exactly H:P (and H2:P: the stage runs a
+task on its private address and its Elastic IP, never on 0.0.0.0). SIGTERM and
+SIGINT end it with exit status 0, at any stage of its life.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
+import socket
 import sys
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import uvicorn
 
 from stage.faults import APP_FAULTS, FaultError, Faults, parse_faults
 
 PROG = "python -m stage.standin"
 SECRET_KEY_ENV = "CIVICFORGE_SECRET_KEY"
+STARTUP_FAILURE = 3  # uvicorn's exit status when it cannot bind or start the app
 
 
 def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--host", required=True, help="address to bind, e.g. 127.0.0.1")
+    parser.add_argument("--host", required=True, action="append",
+                        help="address to bind, e.g. 127.0.0.1; repeat it to listen on several addresses")
     parser.add_argument("--port", required=True, type=int, help="port to bind")
     parser.add_argument("--db", required=True, help="SQLite file shared by every task of the stage")
     parser.add_argument("--fault", action="append", default=[], metavar="F",
@@ -94,9 +103,51 @@ def main(argv: list[str] | None = None) -> int:
     if faults.warmup_s:
         # warmup_s: the port stays closed, like a task still booting.
         time.sleep(faults.warmup_s)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info",
-                log_config=uvicorn_log_config())
-    return 0
+    config = uvicorn.Config(create_app(settings), host=args.host[0], port=args.port, log_level="info",
+                            log_config=uvicorn_log_config())
+    return _serve(config, args.host)
+
+
+def _serve(config: uvicorn.Config, hosts: list[str]) -> int:
+    """uvicorn on one socket per host, logging "Uvicorn running on ..." for each as uvicorn does for one.
+
+    uvicorn binds a single host by itself; given sockets it serves them all but logs no
+    "running on" line, which the real service's log has (recorded) after the app's start-up.
+    """
+    import uvicorn
+
+    logger = logging.getLogger("uvicorn.error")
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.started:
+                return
+            for sock in sockets or ():
+                host, port = sock.getsockname()[:2]
+                shown = f"[{host}]" if sock.family == socket.AF_INET6 else host
+                logger.info("Uvicorn running on http://%s:%d (Press CTRL+C to quit)", shown, port)
+
+    sockets: list[socket.socket] = []
+    try:
+        for host in hosts:
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Bound, not listening: the port refuses connections until uvicorn has started the app.
+            sock.bind((host, config.port))
+    except OSError as exc:
+        logger.error(exc)
+        for sock in sockets:
+            sock.close()
+        return STARTUP_FAILURE
+    server = Server(config)
+    try:
+        server.run(sockets=sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def warm_then_main() -> int:
