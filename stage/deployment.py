@@ -4,7 +4,9 @@
         subprocess.run(["pytest", "smoke"], env={**os.environ, **stage.env})
 
 The harness reaches it exactly as it reaches AWS: boto3 through
-``AWS_ENDPOINT_URL``, then HTTP to each task's Elastic IP (127.0.0.N:8000).
+``AWS_ENDPOINT_URL``, then HTTP to each task's Elastic IP (127.0.0.N:8000), or
+with ``--address private`` to its ENI's private IP (127.1.0.N:8000): every task
+listens on both, and both are loopback addresses.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import boto3
 from stage import scenarios
 from stage.faults import FaultError, parse_faults
 from stage.moto_quirks import MotoServer
-from stage.scheduler import PORT, Scheduler, StageError, StageTask, WarmPool, port_is_free
+from stage.scheduler import PORT, Scheduler, StageError, StageTask, WarmPool, app_cmd_fields, port_is_free
 from stage.seed import CLUSTER, CONTAINER, LOG_GROUP, LOG_PREFIX, REGION, SERVICE, SMOKE_SECRET, Seeded, seed
 
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -76,6 +78,8 @@ class Stage:
             raise StageError(f"port {options.moto_port} on 127.0.0.1 is already in use; pick another --moto-port")
         if not options.health_check_path.startswith("/"):
             raise StageError(f"--health-check-path must start with '/' (got {options.health_check_path!r})")
+        if options.app_cmd:
+            app_cmd_fields(options.app_cmd)
         clock_factor("--time-scale", options.time_scale)
         clock_factor("--start-period-scale", options.start_period_scale)
         self.options = options
@@ -254,7 +258,12 @@ class Stage:
         return check.describe() if check else "no container health check: a running task counts as healthy"
 
     def task_ips(self) -> dict[str, str]:
+        """Running task id -> its Elastic IP (127.0.0.N)."""
         return {t.id: t.ip for t in self.scheduler.live_tasks() if t.status == "RUNNING"}
+
+    def task_private_ips(self) -> dict[str, str]:
+        """Running task id -> its ENI's private IP (127.1.0.N), what ``--address private`` tests."""
+        return {t.id: t.private_ip for t in self.scheduler.live_tasks() if t.status == "RUNNING"}
 
     def wait_until(self, condition: Any, timeout_s: float) -> bool:
         """Wait for a scheduler state (e.g. ``lambda: stage.stable_at``), bounded."""

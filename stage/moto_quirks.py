@@ -2,7 +2,8 @@
 
 moto simulates the AWS APIs but not the ECS scheduler (see shared/moto-notes.md):
 services start no tasks, deployments are frozen, tasks advance a status on
-every describe call, there are no public IPs and no health. The stage plays
+every describe call, there are no public IPs, private IPs are random 10.x
+addresses (never to be sent to) and there is no health. The stage plays
 the scheduler by writing the fields real ECS would show straight onto moto's
 backend objects, which moto then serialises by their snake_case names.
 Anything that depends on moto's internals lives here so a moto upgrade is
@@ -20,6 +21,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from moto import backends
+from moto.ec2.utils import generate_dns_from_ip
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -155,6 +157,28 @@ def set_container_fields(task: Any, **fields: Any) -> None:
         for name, value in fields.items():
             # moto keeps the exit code under a camelCase attribute of its own
             setattr(container, "exitCode" if name == "exit_code" else name, value)
+
+
+def set_private_ip(region: str, cluster: str, task_arn: str, eni_id: str, address: str) -> None:
+    """Give a task's ENI the private address the stage chose, in EC2 and in the task's attachment.
+
+    moto makes up a random 10.x address whatever the subnet, and the stage must never send
+    traffic there; it gives each task a loopback address instead (127.1.0.N) that the task
+    really listens on. EC2 serialises the ENI's attributes by name; ECS copied the address
+    into the attachment's details at run_task, so that copy is rewritten too.
+    """
+    eni = backends.get_backend("ec2")[ACCOUNT_ID][region].get_network_interface(eni_id)
+    dns_name = generate_dns_from_ip(address)
+    eni.private_ip_address = address
+    eni.private_dns_name = dns_name
+    eni.private_ip_addresses = [{"Primary": True, "PrivateIpAddress": address, "PrivateDnsName": dns_name}]
+    task = find_task(region, cluster, task_arn)
+    for attachment in task.attachments:
+        for detail in attachment.get("details", []):
+            if detail["name"] == "privateIPv4Address":
+                detail["value"] = address
+            elif detail["name"] == "privateDnsName":
+                detail["value"] = dns_name
 
 
 def publish_service_state(

@@ -1,8 +1,9 @@
 """The stage's stand-in for the ECS service scheduler.
 
 moto stores ECS resources but runs nothing. This module runs the service's
-tasks as real processes bound to their own loopback address, ships their
-output to CloudWatch Logs, earns health the way ECS does (the task
+tasks as real processes bound to their own loopback addresses (a private IP
+127.1.0.N and an Elastic IP 127.0.0.N), ships their output to CloudWatch
+Logs, earns health the way ECS does (the task
 definition's own health check: intervals on a scaled-down clock, the
 startPeriod in real seconds unless told otherwise) and keeps
 deployments, task fields and service events what real ECS would show, so
@@ -22,6 +23,7 @@ import random
 import re
 import shlex
 import socket
+import string
 import subprocess
 import sys
 import threading
@@ -46,6 +48,25 @@ EXEC_FORMAT_REASON = (
 )
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIN_HEALTH_CHECK_TIMEOUT_S = 1.0
+# Both on loopback: the stage never sends traffic elsewhere. Fargate gives an ENI a private IP of
+# its subnet and NATs the Elastic IP to it; the stage's tasks listen on both addresses themselves.
+PUBLIC_NETWORK = "127.0.0"
+PRIVATE_NETWORK = "127.1.0"
+APP_CMD_FIELDS = ("host", "private_host", "port")  # what --app-cmd may name: {host} is the Elastic IP
+
+
+def app_cmd_fields(app_cmd: str) -> frozenset[str]:
+    """The placeholders an ``--app-cmd`` uses; ``StageError`` for one the stage does not fill."""
+    try:
+        used = frozenset(name for _, name, _, _ in string.Formatter().parse(app_cmd) if name is not None)
+    except ValueError as error:
+        hint = "write a literal brace as {{ or }}"
+        raise StageError(f"--app-cmd is not a valid template ({error}); {hint}") from None
+    unknown = sorted(used - set(APP_CMD_FIELDS))
+    if unknown:
+        known = ", ".join("{" + name + "}" for name in APP_CMD_FIELDS)
+        raise StageError(f"--app-cmd uses {{{unknown[0]}}}; the stage fills only {known}")
+    return used
 
 
 def now() -> datetime:
@@ -102,7 +123,8 @@ class StageTask:
     id: str
     deployment: Deployment
     plan: TaskPlan
-    ip: str
+    ip: str  # the Elastic IP (public)
+    private_ip: str
     allocation_id: str
     status: str = "PENDING"
     health: str = "UNKNOWN"
@@ -117,14 +139,15 @@ class StageTask:
 
 
 class AddressPool:
-    """Hands out 127.0.0.N addresses whose port is free, oldest-released first.
+    """Hands out NETWORK.N addresses (127.0.0.N by default) whose port is free, oldest-released first.
 
     A replaced task gets a new address, as on Fargate, so a harness that caches
     an IP is caught.
     """
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, network: str = PUBLIC_NETWORK) -> None:
         self._port = port
+        self._network = network
         offset = random.randrange(0, 200)
         numbers = list(range(2, 255))
         self._free = numbers[offset:] + numbers[:offset]
@@ -133,11 +156,11 @@ class AddressPool:
     def take(self) -> str:
         with self._lock:
             for _ in range(len(self._free)):
-                address = f"127.0.0.{self._free.pop(0)}"
+                address = f"{self._network}.{self._free.pop(0)}"
                 if port_is_free(address, self._port):
                     return address
                 self._free.append(int(address.rsplit(".", 1)[1]))
-        raise StageError(f"no free 127.0.0.N address with port {self._port} free")
+        raise StageError(f"no free {self._network}.N address with port {self._port} free")
 
     def release(self, address: str) -> None:
         with self._lock:
@@ -317,6 +340,8 @@ class Scheduler:
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._addresses = AddressPool(PORT)
+        self._private_addresses = AddressPool(PORT, PRIVATE_NETWORK)
+        self._app_cmd_fields = app_cmd_fields(app_cmd) if app_cmd else frozenset()
         self._shipper = LogShipper(self._logs)
         self.deployments: list[Deployment] = []
         self.tasks: list[StageTask] = []
@@ -439,11 +464,13 @@ class Scheduler:
             for d in response["tasks"][0]["attachments"][0]["details"]
             if d["name"] == "networkInterfaceId"
         )
+        private_ip = self._private_addresses.take()
+        moto_quirks.set_private_ip(REGION, CLUSTER, arn, eni, private_ip)
         ip = self._addresses.take()
         allocation = self._ec2.allocate_address(Domain="vpc", Address=ip)["AllocationId"]
         self._ec2.associate_address(AllocationId=allocation, NetworkInterfaceId=eni)
         task = StageTask(arn=arn, id=arn.rsplit("/", 1)[1], deployment=deployment, plan=plan, ip=ip,
-                         allocation_id=allocation)
+                         private_ip=private_ip, allocation_id=allocation)
         self.tasks.append(task)
         ecs_task = moto_quirks.find_task(REGION, CLUSTER, arn)
         stamp = now()
@@ -475,11 +502,12 @@ class Scheduler:
 
     def _spawn(self, task: StageTask, stream: str) -> subprocess.Popen[bytes]:
         if self._app_cmd:
-            argv = shlex.split(self._app_cmd.format(host=task.ip, port=PORT))
+            argv = shlex.split(self._app_cmd.format(host=task.ip, private_host=task.private_ip, port=PORT))
             process = _popen(argv)
         else:
             faults = task.plan.faults
-            args = ["--host", task.ip, "--port", str(PORT), "--db", str(self._database), *faults.app_args()]
+            args = ["--host", task.private_ip, "--host", task.ip, "--port", str(PORT), "--db", str(self._database),
+                    *faults.app_args()]
             if self._app_version:
                 args += ["--version", self._app_version]
             if task.plan.behaviour == "hang":
@@ -504,15 +532,27 @@ class Scheduler:
     def _health_check(self, task: StageTask) -> HealthCheck | None:
         return self.health_check(task.deployment.task_definition_arn)
 
+    def _health_check_address(self, task: StageTask) -> str:
+        """Where the stage runs a task's health check: an address the task listens on.
+
+        ECS runs the check inside the container, against whatever the app binds. The stand-in
+        binds both addresses; an ``--app-cmd`` binds the ones it names (``{host}`` alone: the
+        Elastic IP, as before ``{private_host}`` existed).
+        """
+        if self._app_cmd and "private_host" not in self._app_cmd_fields:
+            return task.ip
+        return task.private_ip
+
     def _watch_health(self, task: StageTask) -> None:
         with self._lock:
             check = self._health_check(task)
         if check is None:
             return
+        address = self._health_check_address(task)
         started = time.monotonic()
         failures = 0
         while not self._stop.is_set() and not task.stopping:
-            passed = check.passes(task.ip, PORT)
+            passed = check.passes(address, PORT)
             in_start_period = time.monotonic() - started < check.start_period_s
             with self._lock:
                 if task.stopping or task.status == "STOPPED":
@@ -586,6 +626,7 @@ class Scheduler:
         except Exception:  # noqa: BLE001 - already gone is fine
             pass
         self._addresses.release(task.ip)
+        self._private_addresses.release(task.private_ip)
         self._changed.notify_all()
 
     def _association_of(self, task: StageTask) -> str:
