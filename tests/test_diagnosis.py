@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pytest
@@ -111,8 +111,12 @@ class Case:
     category: str
     evidence_has: str
     task_id: str | None = TASK
-    summary_has: str = ""
-    step_has: str = ""
+    # Required, and never empty: "" is in every string, so an empty fragment would pin nothing.
+    summary_has: str = field(kw_only=True)
+    step_has: str = field(kw_only=True)
+
+    def __post_init__(self) -> None:
+        assert self.summary_has and self.step_has, f"case {self.id!r}: pin a fragment of the summary and next step"
 
 
 def logs(*lines: str, task: str = TASK) -> dict[str, tuple[str, ...]]:
@@ -143,6 +147,8 @@ CASES = [
         Evidence(health_check=URLLIB),
         "health_path_mismatch",
         "GET /health -> 404, /api/health -> 200; the task definition's health check probes /health",
+        summary_has="health path /health answers 404 while /api/health answers",
+        step_has="(/health vs /api/health)",
     ),
     Case(
         "tasks stop because the health check probes a 404 path",
@@ -157,6 +163,8 @@ CASES = [
         "health_path_mismatch",
         "stopped: Task failed container health checks; GET /health -> 404, /api/health -> 200",
         task_id=STOPPED,
+        summary_has="probes /health, which answers 404",
+        step_has="health check probe the path the app serves",
     ),
     Case(
         "tasks stopping + curl health check",
@@ -165,6 +173,7 @@ CASES = [
         "health_check_command",
         "Task failed container health checks; health check: CMD-SHELL curl -f http://localhost:8000/health",
         task_id=STOPPED,
+        summary_has="calls curl, which the image lacks",
         step_has="urllib.request.urlopen",
     ),
     Case(
@@ -185,6 +194,7 @@ CASES = [
         "arch_mismatch",
         "exec /bin/bash: exec format error",
         task_id=STOPPED,
+        summary_has="built for another CPU architecture",
         step_has="--platform linux/amd64",
     ),
     Case(
@@ -194,6 +204,8 @@ CASES = [
         "arch_mismatch",
         f"task {STOPPED[:8]}: exec /bin/bash: exec format error",
         task_id=STOPPED,
+        summary_has="built for another CPU architecture",
+        step_has="--platform linux/amd64",
     ),
     Case(
         "500 + sqlite no such table",
@@ -211,6 +223,7 @@ CASES = [
         "migrations_not_applied",
         'relation "board_invites" does not exist',
         summary_has="table board_invites is missing",
+        step_has="migrations_pg",
     ),
     Case(
         "500 + rowcount AttributeError",
@@ -236,6 +249,8 @@ CASES = [
         Evidence(logs=logs(*NAME_ERROR)),
         "code_error",
         "NameError: name 'usr' is not defined",
+        summary_has="raised NameError",
+        step_has="Fix the call named in the quoted log line",
     ),
     Case(
         "stability's health_path_404 details (working_paths)",
@@ -249,6 +264,8 @@ CASES = [
         Evidence(health_check=CURL),
         "health_path_mismatch",
         "GET /health -> 404, /api/health -> 200",
+        summary_has="/health answers 404 while /api/health answers",
+        step_has="(/health vs /api/health)",
     ),
     Case(
         "stability's exec format cause without gathered evidence",
@@ -263,6 +280,8 @@ CASES = [
         "arch_mismatch",
         "cannot start: exec format error",
         task_id=STOPPED,
+        summary_has="built for another CPU architecture",
+        step_has="--platform linux/amd64",
     ),
     Case(
         "stability's image_mismatch with digests per task",
@@ -277,6 +296,8 @@ CASES = [
         "stale_image",
         f"expected sha256:{'a' * 64}, running sha256:{'d' * 64}",
         task_id=OTHER,
+        summary_has=f"task {OTHER[:8]} runs an image other than the one deployed",
+        step_has="--no-cache",
     ),
     Case(
         "the service runs another task definition",
@@ -292,6 +313,7 @@ CASES = [
         "service runs civicforge-board-mvp:6, expected civicforge-board-mvp:7",
         task_id=None,
         summary_has="runs civicforge-board-mvp:6, not civicforge-board-mvp:7",
+        step_has="--force-new-deployment",
     ),
     Case(
         "no owner on the board",
@@ -299,6 +321,7 @@ CASES = [
         Evidence(),
         "missing_board_owner",
         "no member of board_001 has role owner",
+        summary_has="no user owns the board",
         step_has="Added user <id> as board owner",
     ),
     Case(
@@ -313,6 +336,7 @@ CASES = [
         Evidence(registry_digest="sha256:" + "a" * 64),
         "stale_image",
         f"expected sha256:{'a' * 64}, running sha256:{'b' * 64}",
+        summary_has=f"task {TASK[:8]} runs an image other than the one deployed",
         step_has="--no-cache",
     ),
     Case(
@@ -325,6 +349,8 @@ CASES = [
         "stale_image",
         f"running sha256:{'c' * 64}, ECR tag points at sha256:{'a' * 64}",
         task_id=OTHER,
+        summary_has=f"task {OTHER[:8]} runs an older image than the ECR tag",
+        step_has="--no-cache",
     ),
     Case(
         "tasks fail health checks with a sound check and quiet logs",
@@ -333,6 +359,8 @@ CASES = [
         "task_restarting",
         f"task {STOPPED[:8]} stopped: Task failed container health checks",
         task_id=STOPPED,
+        summary_has="1 task(s) stopped recently; ECS keeps replacing them",
+        step_has="startPeriod covers migrations",
     ),
     Case(
         "deployment rolled back with nothing more specific",
@@ -349,6 +377,8 @@ CASES = [
         "deployment_rolled_back",
         "civicforge-board-mvp:7 rolloutState=FAILED",
         task_id=None,
+        summary_has="ECS rolled it back to the previous task definition",
+        step_has="Read the service events",
     ),
     Case(
         "participant may create invites (security), even with tracebacks in the logs",
@@ -362,6 +392,8 @@ CASES = [
         Evidence(logs=logs(*URLSAFE)),
         "permission_regression",
         "POST invites as participant -> 200, expected 403",
+        summary_has="security check test_participant_cannot_invite failed",
+        step_has="Do not ship",
     ),
     Case(
         "task IP not answering",
@@ -369,6 +401,7 @@ CASES = [
         Evidence(),
         "target_unreachable",
         "connect to 54.1.2.3:8000 refused",
+        summary_has=f"task {TASK[:8]} could not be reached",
         step_has="public IP",
     ),
     Case(
@@ -378,6 +411,8 @@ CASES = [
         "not_stable",
         "last state: running=1/2 pending=1 deployments=2; latest event: 2025-03-01T11:59:00Z",
         task_id=None,
+        summary_has="did not become stable before the deadline",
+        step_has="raise the deadline",
     ),
     Case(
         "a 4xx contract mismatch is not explained by an unrelated traceback",
@@ -391,6 +426,8 @@ CASES = [
         Evidence(logs=logs(*NO_SUCH_TABLE)),
         "contract_violation",
         "expected 404 'Invalid invite', got 400",
+        summary_has="check test_join_unknown_token failed",
+        step_has="Compare the response with the API contract",
     ),
     Case(
         "a 500 with a curl health check is still the missing table",
@@ -398,6 +435,8 @@ CASES = [
         Evidence(logs=logs(*NO_SUCH_TABLE), health_check=CURL, stopped_tasks=(HEALTH_STOP,)),
         "migrations_not_applied",
         "no such table: users",
+        summary_has="table users is missing",
+        step_has="migrations_pg",
     ),
     Case(
         "tasks exiting at start-up: the log error beats a curl check",
@@ -415,6 +454,8 @@ CASES = [
         "migrations_not_applied",
         'relation "users" does not exist',
         task_id=STOPPED,
+        summary_has="table users is missing",
+        step_has="migrations_pg",
     ),
     Case(
         "the failing request's own traceback wins over another request's",
@@ -422,6 +463,8 @@ CASES = [
         Evidence(logs=logs(*ROWCOUNT, *URLSAFE, *ROWCOUNT)),
         "code_error",
         "module 'secrets' has no attribute 'urlsafe'",
+        summary_has="raised AttributeError",
+        step_has="secrets.token_urlsafe(32)",
     ),
     Case(
         "same logs, the DELETE's failure is the adapter",
@@ -429,6 +472,8 @@ CASES = [
         Evidence(logs=logs(*URLSAFE, *ROWCOUNT, *URLSAFE)),
         "db_adapter_error",
         "'PGCursor' object has no attribute 'rowcount'",
+        summary_has="no rowcount attribute",
+        step_has="SELECT before",
     ),
 ]
 
@@ -439,9 +484,8 @@ def test_diagnose(case: Case) -> None:
     assert (found.category, found.task_id) == (case.category, case.task_id), found
     assert case.evidence_has in found.evidence
     assert "\n" not in found.evidence and "\n" not in found.summary
-    assert case.summary_has in found.summary
-    assert case.step_has in found.next_step
-    assert found.next_step
+    assert case.summary_has in found.summary, found.summary
+    assert case.step_has in found.next_step, found.next_step
 
 
 def test_the_table_covers_every_category() -> None:
