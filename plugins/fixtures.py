@@ -68,18 +68,37 @@ def smoke_deployment(smoke_preflight: RunState) -> dict[str, Any] | None:
     return smoke_preflight.deployment
 
 
-def configured_accounts(resolved: SmokeConfig, secrets: SecretRegistry) -> SmokeAccounts:
-    """The smoke accounts from SMOKE_OWNER_*/SMOKE_PARTICIPANT_* or ``--smoke-secret`` (passwords registered)."""
-    secretsmanager = make_clients(resolved.aws_region).secretsmanager if resolved.smoke_secret else None
-    return load_accounts(os.environ, secret_name=resolved.smoke_secret, secretsmanager=secretsmanager,
-                         secrets=secrets)
+accounts_key = pytest.StashKey[SmokeAccounts]()
+
+
+def configured_accounts(resolved: SmokeConfig, secrets: SecretRegistry, config: pytest.Config | None = None
+                        ) -> SmokeAccounts:
+    """The smoke accounts from SMOKE_OWNER_*/SMOKE_PARTICIPANT_* or ``--smoke-secret`` (passwords registered).
+
+    Read once per process: with ``config`` the accounts are kept in its stash, and the
+    preflight's AWS clients are reused for the secret.
+    """
+    if config is not None and accounts_key in config.stash:
+        return config.stash[accounts_key]
+    secretsmanager = None
+    if resolved.smoke_secret:
+        state = config.stash.get(state_key, None) if config is not None else None
+        clients = state.clients if state is not None and state.clients is not None else make_clients(
+            resolved.aws_region)
+        secretsmanager = clients.secretsmanager
+    accounts = load_accounts(os.environ, secret_name=resolved.smoke_secret, secretsmanager=secretsmanager,
+                             secrets=secrets)
+    if config is not None:
+        config.stash[accounts_key] = accounts
+    return accounts
 
 
 @pytest.fixture(scope="session")
-def smoke_accounts(smoke_config: SmokeConfig, smoke_secrets: SecretRegistry) -> SmokeAccounts:
+def smoke_accounts(pytestconfig: pytest.Config, smoke_config: SmokeConfig, smoke_secrets: SecretRegistry
+                   ) -> SmokeAccounts:
     """The owner-capable and the participant smoke accounts (reused across runs, never created per run)."""
     try:
-        return configured_accounts(smoke_config, smoke_secrets)
+        return configured_accounts(smoke_config, smoke_secrets, pytestconfig)
     except HarnessOutcome as outcome:
         pytest.fail(f"could not verify: {outcome}", pytrace=False)
 

@@ -8,22 +8,29 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from plugins.core.aws import make_clients, translate_aws_error
+from plugins.core.aws import AwsClients, make_clients, translate_aws_error
+from plugins.core.discovery import ServiceObserver
 from plugins.core.errors import CouldNotVerify, DeployFailed, HarnessOutcome
+from plugins.core.evidence import Seen
+from plugins.core.http import shared_ssl_context
 from plugins.core.stability import (
     DEFAULT_HEALTH_PATH,
     HEALTH_PATH_FROM_DEFAULT,
     Progress,
     wait_until_stable,
 )
-from plugins.core.targets import Target, TargetDict, targets_from_urls
+from plugins.core.targets import Target, TargetDict
 from plugins.options import SmokeConfig
+
+PROBE_TIMEOUT_S = 5.0
+IN_PROCESS_ONLY = frozenset({"clients", "seen"})
 
 
 @dataclass(slots=True)
@@ -41,9 +48,15 @@ class RunState:
     health_path_source: str = HEALTH_PATH_FROM_DEFAULT  # "command line", "env ...", "task definition", "default"
     aws_calls: int = 0
     waited_s: float = 0.0
+    task_definition: dict[str, Any] | None = None  # the PRIMARY's, as discovery read it
+    # In the controller's process only (never JSON): one client set, and what AWS already answered.
+    clients: AwsClients | None = field(default=None, repr=False, compare=False)
+    seen: Seen | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str)
+        # Not asdict(): it would deep-copy the AWS clients it then leaves out.
+        data = {item.name: getattr(self, item.name) for item in fields(self) if item.name not in IN_PROCESS_ONLY}
+        return json.dumps(data, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> RunState:
@@ -67,16 +80,21 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
     if config.health_path is not None:
         state.health_path, state.health_path_source = config.health_path, config.sources.get("health_path", "option")
     began = time.monotonic()
-    if config.target_urls:
-        state.targets = [t.to_dict() for t in targets_from_urls(config.target_urls)]
+    if config.targets:
+        state.targets = [t.to_dict() for t in config.targets]
         state.notes.append(f"targets given by URL ({len(state.targets)}); ECS discovery skipped")
+        unreachable = probe_targets(config.targets, state.health_path)
+        if unreachable is not None:
+            state.outcome = unreachable.to_dict()
         return state
-    clients = None
+    clients = observer = None
     try:
         clients = make_clients(config.aws_region)
-        state.region = clients.region
+        state.clients, state.region = clients, clients.region
+        observer = ServiceObserver(clients, config.ecs_cluster or "", config.ecs_service or "")
         result = wait_until_stable(
             clients,
+            observer=observer,
             cluster=config.ecs_cluster or "",
             service=config.ecs_service or "",
             health_path=config.health_path,
@@ -110,7 +128,37 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
         state.waited_s = round(time.monotonic() - began, 3)
         if clients is not None:
             state.aws_calls = clients.calls.total()
+        if observer is not None:
+            state.seen = Seen(observer.last_service, dict(observer.raw_tasks))
+            state.task_definition = observer.cached_task_definition(_primary_task_definition(observer.last_service))
     return state
+
+
+def _primary_task_definition(service: dict[str, Any] | None) -> str | None:
+    primary = next((d for d in (service or {}).get("deployments", []) if d.get("status") == "PRIMARY"), None)
+    return primary.get("taskDefinition") if primary else None
+
+
+def probe_targets(targets: tuple[Target, ...], health_path: str, *, timeout_s: float = PROBE_TIMEOUT_S
+                  ) -> CouldNotVerify | None:
+    """One GET of the health path per target: ``target_unreachable`` when any gives no HTTP answer at all.
+
+    Discovered targets need none (the wait heard them answer); a URL the user typed
+    may point nowhere, and every test would then error the same way.
+    """
+    failed: list[str] = []
+    with httpx.Client(timeout=timeout_s, verify=shared_ssl_context(), follow_redirects=False) as http:
+        for target in targets:
+            try:
+                http.get(target.base_url + health_path)
+            except httpx.TransportError as error:
+                failed.append(f"{target.describe()}: {type(error).__name__}")
+    if not failed:
+        return None
+    return CouldNotVerify(
+        f"{failed[0]} (no HTTP answer to GET {health_path}): check the URL and port, that the service listens there, "
+        "and that this runner may connect (security group, VPN)",
+        kind="target_unreachable", evidence=failed, details={"unreachable": failed})
 
 
 def could_not_verify(state: RunState) -> bool:

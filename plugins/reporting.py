@@ -25,15 +25,16 @@ from plugins.core import verdict as verdicts
 from plugins.core.aws import make_clients
 from plugins.core.diagnosis import Diagnosis, Failure, allure_categories, diagnose_all
 from plugins.core.discovery import choose_container
-from plugins.core.errors import HarnessOutcome
+from plugins.core.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
 from plugins.core.evidence import collect_evidence
 from plugins.core.http import Exchange
 from plugins.core.lint import health_check_path, lint_task_definition
 from plugins.core.metrics import publish_verdict_metrics
 from plugins.core.redact import SecretRegistry
 from plugins.fixtures import exchanges_key, exchanges_of, registry_of
+from plugins.harness_errors import harness_error_key
 from plugins.options import SmokeConfig
-from plugins.preflight import RunState, could_not_verify
+from plugins.preflight import RunState
 from plugins.stash import state_key
 
 SECRETS_OUTPUT_KEY = "smoke_secrets"
@@ -184,7 +185,7 @@ class RunFindings:
 
 
 def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState, registry: SecretRegistry,
-                  exit_status: int) -> verdicts.Verdict:
+                  exit_status: int, harness_error: str | None = None) -> verdicts.Verdict:
     """Diagnose, then write verdict.json, summary.md and the Allure extras; scrub every report file.
 
     Returns the verdict; its ``exit_code`` is the run's.
@@ -200,6 +201,11 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     report_dir = Path(resolved.report_dir)
     deployment = state.deployment or {}
     targets = state.target_objects()
+    interrupted = int(exit_status) if exit_status in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR) \
+        else None  # a run cut short proves nothing, whatever passed before it stopped
+    decision = verdicts.decide(
+        checks, outcome=state.outcome, diagnoses=findings.diagnoses, lint_warnings=findings.warnings,
+        strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error)
     verdict = verdicts.build_verdict(
         started_at=datetime.fromisoformat(state.started_at),
         duration_s=time.monotonic() - state.started_monotonic,
@@ -216,18 +222,9 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
             for t in targets
         ],
         checks=checks,
-        diagnoses=findings.diagnoses,
+        decision=decision,
         warnings=[*findings.warnings, *(f"note: {note}" for note in [*state.notes, *findings.notes])],
-        deploy_failed=bool(state.outcome) and not could_not_verify(state),
-        not_verified=could_not_verify(state),
     )
-    if resolved.strict and findings.warnings and verdict["verdict"] == "pass":
-        verdict["verdict"], verdict["exit_code"] = "fail", verdicts.EXIT_FAILED
-    if exit_status in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
-        # A run cut short proves nothing, whatever passed before it stopped.
-        verdict["verdict"], verdict["exit_code"] = "error", exit_status
-    elif verdict["verdict"] == "pass" and exit_status != pytest.ExitCode.OK:
-        verdict["verdict"], verdict["exit_code"] = "error", exit_status
     if resolved.canary:
         # After the verdict is final, before it is written: a failed publish is a warning in it, not a failure.
         verdict["warnings"] += publish_verdict_metrics(verdict, region=resolved.aws_region,
@@ -248,6 +245,33 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     return verdict
 
 
+def write_fallback_verdict(config: pytest.Config, resolved: SmokeConfig, state: RunState,
+                           registry: SecretRegistry, error: str) -> verdicts.Verdict:
+    """After a harness error: the verdict so far (or the smallest honest one) turned to error, exit 6."""
+    checks = config.stash.get(checks_key, [])
+    earlier = config.stash.get(verdict_key, None)
+    if earlier is not None:
+        decision = verdicts.decide(earlier["checks"], diagnoses=earlier["diagnoses"], internal_error=error)
+        verdict = verdicts.Verdict(**{**earlier, "verdict": decision.verdict, "exit_code": decision.exit_code,
+                                      "diagnoses": list(decision.diagnoses)})
+    else:
+        verdict = verdicts.build_verdict(
+            started_at=datetime.fromisoformat(state.started_at),
+            duration_s=time.monotonic() - state.started_monotonic,
+            target=verdicts.TargetRecord(region=state.region, cluster=resolved.ecs_cluster,
+                                         service=resolved.ecs_service, deployment_id=None, task_definition=None,
+                                         image_digest=None),
+            tasks=[], checks=checks, decision=verdicts.decide(checks, internal_error=error),
+        )
+    config.stash[verdict_key] = verdict
+    try:
+        verdicts.write_verdict(Path(resolved.report_dir) / "verdict.json", verdict, registry)
+    except OSError as write_error:
+        config.stash[harness_error_key] = (f"{config.stash.get(harness_error_key, error)}; verdict.json could not be "
+                                           f"written to {resolved.report_dir} ({write_error.strerror or write_error})")
+    return verdict
+
+
 verdict_key = pytest.StashKey[verdicts.Verdict]()
 
 
@@ -256,8 +280,10 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
     """Diagnose every failure and lint the task definition (also on a green run)."""
     findings = RunFindings()
     failures: list[Failure] = []
-    if state.outcome:
-        failures.append(Failure(kind=_kind(state.outcome["kind"]), check="deployment",
+    if state.outcome and (state.outcome["exit_code"] != EXIT_COULD_NOT_VERIFY or state.outcome["kind"] == "deadline"):
+        # A failed deploy, or a wait that ran out: the evidence says why. Every other
+        # could-not-verify outcome names its own cause (verdict.decide).
+        failures.append(Failure(kind=state.outcome["kind"], check="deployment",
                                 task_id=None, message=state.outcome["message"],
                                 details=dict(state.outcome.get("details") or {})))
     by_short = {t.short_id: t.task_id for t in state.target_objects()}
@@ -277,8 +303,8 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
         return findings
     cluster, service = resolved.ecs_cluster or "", resolved.ecs_service or ""
     try:
-        clients = make_clients(resolved.aws_region)
-        definition = _task_definition_of(clients, state, cluster, service)
+        clients = state.clients or make_clients(resolved.aws_region)  # the preflight's, in the controller
+        definition = state.task_definition or _task_definition_of(clients, state, cluster, service)
     except Exception as error:  # noqa: BLE001 - a report must still be written
         findings.notes.append(f"could not read the task definition for lint and diagnosis: {error}")
         findings.diagnoses = diagnose_all(failures) if failures else []
@@ -293,7 +319,7 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
         task_ids = sorted({f.task_id for f in failures if f.task_id} | {t.task_id for t in state.target_objects()})
         evidence = collect_evidence(ecs=clients.ecs, logs=clients.logs, cluster=cluster, service=service,
                                     task_ids=task_ids, task_definition=definition, container=container or "",
-                                    around=datetime.now(timezone.utc), ecr=clients.ecr)
+                                    around=datetime.now(timezone.utc), ecr=clients.ecr, seen=state.seen)
         findings.diagnoses = diagnose_all(failures, evidence)
     return findings
 
@@ -321,11 +347,6 @@ def _container_of(definition: dict[str, Any], resolved: SmokeConfig) -> str | No
         return None
 
 
-def _kind(kind: str) -> str:
-    known = {"rolled_back", "tasks_stopping", "health_path_404", "image_mismatch", "deadline", "unreachable"}
-    return kind if kind in known else "deadline" if kind == "not_stable" else "unreachable"
-
-
 def _probe_health_check_path(definition: dict[str, Any], container: str | None, state: RunState) -> dict[str, int]:
     """Ask one live task for the path its own health check probes (a 404 there restarts tasks)."""
     import httpx
@@ -334,6 +355,8 @@ def _probe_health_check_path(definition: dict[str, Any], container: str | None, 
     targets = state.target_objects()
     if not path or not targets:
         return {}
+    if path == state.health_path and not state.outcome:
+        return {path: 200}  # the wait heard every target answer it on consecutive polls
     try:
         return {path: httpx.get(targets[0].base_url + path, timeout=3.0).status_code}
     except httpx.HTTPError:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -30,14 +30,16 @@ import httpx
 import pytest
 
 from contracts import check_auth
-from plugins.core.accounts import Account, SmokeAccounts
+from contracts.errors import describe_status
+from plugins.core.accounts import ENV_NAMES, ROLES, Account, SmokeAccounts
 from plugins.core.board_api import Anonymous, BoardApi, Session, guard_secrets, login, register
-from plugins.core.errors import HarnessOutcome
+from plugins.core.errors import CouldNotVerify, HarnessOutcome
 from plugins.core.http import DEFAULT_TIMEOUT, ExchangeLog, shared_ssl_context
 from plugins.core.ledger import DEFAULT_LEDGER_PATH, Ledger, MembershipWrites, SweepResult, sweep_memberships
 from plugins.core.redact import SecretRegistry
 from plugins.core.targets import Target
 from plugins.fixtures import configured_accounts, registry_of
+from plugins.harness_errors import guarded
 from plugins.options import SmokeConfig
 from plugins.stash import config_key, smoke_run_key, state_key
 
@@ -47,6 +49,15 @@ END_SWEEP_LOCK_TIMEOUT_S = 30.0  # at the end no worker writes any more; do not 
 ledger_key = pytest.StashKey[Ledger]()
 sweeps_key = pytest.StashKey[list[str]]()
 previous_sigterm_key = pytest.StashKey[Any]()
+
+
+def _report_dir(config: pytest.Config) -> Path | None:
+    resolved = config.stash.get(config_key, None)
+    return Path(resolved.report_dir) if resolved is not None else None
+
+
+# A bug here is a verdict "error" with one line (plugins.harness_errors), never an INTERNALERROR.
+harness_hook = guarded(report_dir_of=_report_dir, secrets_of=registry_of)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -105,7 +116,57 @@ def pytest_configure_node(node: Any) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if _is_smoke_run(config) and _is_controller(config):
+        harness_hook(check_accounts_log_in)(config)
         _sweep(config, "before the tests")
+
+
+def accounts_configured(resolved: SmokeConfig, environ: Mapping[str, str]) -> bool:
+    """Whether the job names smoke accounts at all (a secret, or both accounts in the environment)."""
+    return bool(resolved.smoke_secret) or all(
+        environ.get(ENV_NAMES[(role, field)]) for role in ROLES for field in ("username", "password"))
+
+
+def _selection_narrowed(config: pytest.Config) -> bool:
+    """``-k``/``-m`` or single test files: the person chose checks that may need no account."""
+    narrowed_args = any(Path(arg.split("::", 1)[0]).name not in ("smoke", "") for arg in config.args)
+    return bool(config.option.keyword or config.option.markexpr or narrowed_args)
+
+
+def check_accounts_log_in(config: pytest.Config) -> None:
+    """Before any test: every smoke account can be read and logs in, or one could-not-verify line.
+
+    A secret that cannot be read or is malformed, or an account the service refuses
+    (401), would make every test error the same way; the run says it once instead
+    (exit 6, category ``smoke_accounts``). Other answers are the service's and left
+    to the tests.
+    """
+    state = config.stash.get(state_key, None)
+    resolved: SmokeConfig | None = config.stash.get(config_key, None)
+    if state is None or resolved is None or state.outcome or not state.targets:
+        return
+    if not accounts_configured(resolved, os.environ) and _selection_narrowed(config):
+        return  # e.g. `-k health`: the checks that need an account report it themselves
+    secrets = registry_of(config)
+    try:
+        accounts = configured_accounts(resolved, secrets, config)
+    except HarnessOutcome as outcome:
+        state.outcome = outcome.to_dict()
+        return
+    target = state.target_objects()[0]
+    checked = [accounts.owner, *(() if resolved.bootstrap_accounts else accounts.participants)]
+    with httpx.Client(base_url=target.base_url, timeout=DEFAULT_TIMEOUT, verify=shared_ssl_context()) as client:
+        guard_secrets(client, secrets)
+        for account in checked:
+            try:
+                answer = login(client, account.username, account.password)
+            except httpx.HTTPError:
+                return  # the tests report a task that stops answering
+            if answer.status_code == 401:
+                state.outcome = CouldNotVerify(
+                    f"the {account.role} smoke account {account.username!r} was refused at login "
+                    f"({describe_status(answer)}) on {target.describe()}: fix its password in {accounts.source}",
+                    kind="accounts", details={"account": account.username}).to_dict()
+                return
 
 
 @pytest.hookimpl(wrapper=True)
@@ -119,11 +180,13 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
             _sweep(config, "after the tests", lock_timeout_s=END_SWEEP_LOCK_TIMEOUT_S)
 
 
+@harness_hook
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     for line in config.stash.get(sweeps_key, []):
         terminalreporter.write_line(line)
 
 
+@harness_hook
 def _sweep(config: pytest.Config, when: str, *, lock_timeout_s: float | None = None) -> None:
     result = sweep_deployment(config, lock_timeout_s=lock_timeout_s)
     if result is None:
@@ -147,7 +210,7 @@ def sweep_deployment(config: pytest.Config, *, lock_timeout_s: float | None = No
         return None
     secrets = registry_of(config)
     try:
-        accounts = configured_accounts(resolved, secrets)
+        accounts = configured_accounts(resolved, secrets, config)
     except HarnessOutcome:
         return None  # the tests report the missing accounts
     problems = []

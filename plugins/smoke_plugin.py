@@ -24,14 +24,26 @@ import pytest
 
 from plugins import options as smoke_options
 from plugins.core.stability import Progress
+from plugins.core.verdict import EXIT_NOT_VERIFIED
 from plugins.fixtures import registry_of
+from plugins.harness_errors import guarded, harness_error_key
 from plugins.preflight import RunState, could_not_verify, run_preflight
-from plugins.reporting import configure_outputs, verdict_key, write_reports
+from plugins.reporting import configure_outputs, verdict_key, write_reports, write_fallback_verdict
 from plugins.stash import config_key, smoke_run_key, state_key
 
 SMOKE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
 WORKER_KEY = "smoke_run_state"
 PROGRESS_EVERY_S = 10.0  # without a terminal, one progress line this often
+
+
+def _report_dir(config: pytest.Config) -> Path | None:
+    resolved = config.stash.get(config_key, None)
+    return Path(resolved.report_dir) if resolved is not None else None
+
+
+# A bug in any hook below is a verdict "error" (exit 6) with one line, never an INTERNALERROR.
+harness_hook = guarded(report_dir_of=_report_dir, secrets_of=registry_of)
+error_shown_key = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,9 +68,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not smoke_run:
         return
     resolved = smoke_options.resolve_config(
-        lambda dest: config.getoption(dest), lambda name: config.getini(name) or None
+        lambda dest: config.getoption(dest), lambda name: config.getini(name) or None,
+        check_writable=not hasattr(config, "workerinput"),  # the controller writes every report
     )
-    smoke_options.require_target(resolved)
     config.stash[config_key] = resolved
     configure_outputs(config, resolved)
     workerinput = getattr(config, "workerinput", None)
@@ -71,6 +83,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if not config.stash.get(smoke_run_key, False) or hasattr(config, "workerinput"):
         return
+    config.stash[state_key] = RunState()  # replaced below; stays (with a harness error) if preflight crashes
+    _preflight(session)
+
+
+@harness_hook
+def _preflight(session: pytest.Session) -> None:
+    config = session.config
     progress = _ProgressLine(config)
     state = run_preflight(config.stash[config_key], on_progress=progress)
     progress.done(state)
@@ -78,6 +97,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)
+@harness_hook
 def pytest_configure_node(node: Any) -> None:
     """xdist: hand the controller's one discovery and wait to each worker."""
     state = node.config.stash.get(state_key, None)
@@ -85,6 +105,7 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput[WORKER_KEY] = state.to_json()
 
 
+@harness_hook
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "smoke_target" not in metafunc.fixturenames:
         return
@@ -93,6 +114,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("smoke_target", targets, ids=[t.short_id for t in targets])
 
 
+@harness_hook
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash.get(state_key, None)
     if state is None:
@@ -101,7 +123,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     keep, drop = [], []
     for item in items:
         needs_deployment_only = "smoke_preflight" in getattr(item, "fixturenames", ())
-        if state.blocks_tests and not needs_deployment_only:
+        if harness_error_key in config.stash:
+            drop.append(item)  # the harness failed before the tests: nothing they say would count
+        elif state.blocks_tests and not needs_deployment_only:
             drop.append(item)
         elif could_not_verify(state):
             drop.append(item)
@@ -114,6 +138,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items[:] = keep
 
 
+@harness_hook
 def pytest_report_header(config: pytest.Config) -> list[str]:
     resolved = config.stash.get(config_key, None)
     if resolved is None:
@@ -126,6 +151,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+@harness_hook
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """What was verified, and when it failed, why: the same story as summary.md, for the CI log."""
     state = config.stash.get(state_key, None)
@@ -160,6 +186,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         write(f"    next step: {diagnosis['next_step']}")
     for warning in verdict["warnings"]:
         write(f"warning: {warning}", yellow=True)
+    error = config.stash.get(harness_error_key, None)
+    if error is not None:
+        write(error, red=True, bold=True)
+        config.stash[error_shown_key] = True
     colour = {"pass": "green", "fail": "red"}.get(verdict["verdict"], "yellow")
     write(f"verdict: {verdict['verdict'].upper()} (exit {verdict['exit_code']}); reports in "
           f"{config.stash[config_key].report_dir}/ (verdict.json, summary.md, junit.xml, allure-results/)",
@@ -168,13 +198,35 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    state = session.config.stash.get(state_key, None)
-    if state is None or hasattr(session.config, "workerinput"):
+    config = session.config
+    state = config.stash.get(state_key, None)
+    if state is None or hasattr(config, "workerinput"):
         return
-    # trylast: pytest's JUnit file is written by now, so the report scrub covers it too.
-    verdict = write_reports(session.config, session.config.stash[config_key], state,
-                            registry_of(session.config), int(exitstatus))
+    _write_reports(session, exitstatus)
+    error = config.stash.get(harness_error_key, None)
+    verdict = config.stash.get(verdict_key, None)
+    if error is not None and (verdict is None or verdict["exit_code"] != EXIT_NOT_VERIFIED):
+        # A harness error after (or instead of) the verdict: the run proved nothing; say so everywhere.
+        verdict = write_fallback_verdict(config, config.stash[config_key], state, registry_of(config), error)
+    elif verdict is None:
+        verdict = write_fallback_verdict(config, config.stash[config_key], state, registry_of(config),
+                                         "harness error: the reports were not written")
     session.exitstatus = verdict["exit_code"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The harness error's one line, if the terminal summary could not print it."""
+    error = config.stash.get(harness_error_key, None)
+    if error is not None and not config.stash.get(error_shown_key, False):
+        sys.stderr.write(error + "\n")
+
+
+@harness_hook
+def _write_reports(session: pytest.Session, exitstatus: int) -> None:
+    # trylast: pytest's JUnit file is written by now, so the report scrub covers it too.
+    config = session.config
+    write_reports(config, config.stash[config_key], config.stash[state_key], registry_of(config), int(exitstatus),
+                  harness_error=config.stash.get(harness_error_key, None))
 
 
 class _ProgressLine:

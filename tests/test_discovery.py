@@ -291,7 +291,7 @@ def test_unreachable_endpoint(aws_env: Any) -> None:
     clients = make_clients("us-east-1", "http://127.0.0.1:9", max_attempts=2)
     with pytest.raises(CouldNotVerify) as caught:
         resolve_targets(clients, cluster="c", service="s")
-    assert caught.value.kind == "unreachable"
+    assert caught.value.kind == "aws_unreachable"
     assert str(caught.value).startswith("AWS endpoint unreachable: http://127.0.0.1:9")
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from plugins.core.diagnosis import Diagnosis
+from plugins.core.diagnosis import NEXT_STEPS, Diagnosis
 from plugins.core.redact import SecretRegistry
 from plugins.core.verdict import (
     CheckRecord,
@@ -54,32 +55,62 @@ PASSING = [
 ]
 
 
-def verdict_with(checks: list[CheckRecord], **flags: bool) -> dict:
+def verdict_with(checks: list[CheckRecord], **inputs: Any) -> dict:
     return build_verdict(
         started_at=datetime(2025, 3, 1, 12, 0, 5, tzinfo=timezone(timedelta(hours=2))),
         duration_s=42.3456,
         target=TARGET,
         tasks=TASKS,
         checks=checks,
-        **flags,
+        decision=decide(checks, **inputs),
     )  # type: ignore[return-value]
 
 
+NOT_VERIFIED = {"exit_code": 6, "kind": "no_credentials", "message": "no AWS credentials found: set ...",
+                "evidence": []}
+DEPLOY_FAILED = {"exit_code": 1, "kind": "rolled_back", "message": "rolled back", "evidence": []}
+
+
 @pytest.mark.parametrize(
-    ("outcomes", "flags", "expected"),
+    ("outcomes", "inputs", "expected"),
     [
-        (["passed", "passed", "skipped"], {}, ("pass", 0)),
-        (["passed", "failed", "error"], {}, ("fail", 1)),
-        (["passed"], {"deploy_failed": True}, ("fail", 1)),
-        (["passed", "error"], {}, ("error", 6)),
-        (["skipped"], {}, ("error", 6)),
-        ([], {}, ("error", 6)),
-        (["passed"], {"not_verified": True}, ("error", 6)),
-        (["failed"], {"usage_error": True}, ("error", 4)),
+        (["passed", "passed", "skipped"], {}, ("pass", 0, [])),
+        (["passed", "failed", "error"], {}, ("fail", 1, [])),
+        (["passed"], {"outcome": DEPLOY_FAILED}, ("fail", 1, [])),
+        (["passed", "error"], {}, ("error", 6, ["checks_errored"])),
+        (["skipped"], {}, ("error", 6, ["checks_errored"])),
+        ([], {}, ("error", 6, ["checks_errored"])),
+        ([], {"outcome": NOT_VERIFIED}, ("error", 6, ["no_credentials"])),
+        ([], {"outcome": {**NOT_VERIFIED, "kind": "something_new"}}, ("error", 6, ["harness_error"])),
+        (["failed"], {"usage_error": True}, ("error", 4, [])),
+        (["passed"], {"strict_lint": True, "lint_warnings": ["no startPeriod"]}, ("fail", 1, ["task_definition_lint"])),
+        (["passed"], {"strict_lint": False, "lint_warnings": ["no startPeriod"]}, ("pass", 0, [])),
+        (["passed", "failed"], {"interrupted": 2}, ("error", 2, [])),
+        (["failed"], {"internal_error": "harness error: KeyError"}, ("error", 6, ["harness_error"])),
     ],
 )
-def test_decide(outcomes: list[str], flags: dict[str, bool], expected: tuple[str, int]) -> None:
-    assert decide([check("c", T1, o) for o in outcomes], **flags) == expected
+def test_decide(outcomes: list[str], inputs: dict[str, Any], expected: tuple[str, int, list[str]]) -> None:
+    decision = decide([check("c", T1, o) for o in outcomes], **inputs)
+    assert (decision.verdict, decision.exit_code, [d["category"] for d in decision.diagnoses]) == expected
+    assert all(d["next_step"] for d in decision.diagnoses)
+
+
+@pytest.mark.parametrize(("kind", "category"), [
+    ("no_credentials", "no_credentials"), ("bad_credentials", "no_credentials"), ("access_denied", "aws_access_denied"),
+    ("aws_unreachable", "aws_unreachable"), ("throttled", "aws_error"), ("unknown_region", "unknown_region"),
+    ("no_region", "unknown_region"), ("cluster_not_found", "service_not_found"),
+    ("service_not_found", "service_not_found"), ("container_not_found", "container_not_found"),
+    ("desired_zero", "no_running_task"), ("no_running_task", "no_running_task"),
+    ("no_public_ip", "target_unreachable"), ("target_unreachable", "target_unreachable"),
+    ("accounts", "smoke_accounts"), ("deadline", "not_stable"),
+])
+def test_each_could_not_verify_cause_has_its_own_category_and_next_step(kind: str, category: str) -> None:
+    decision = decide([], outcome={"exit_code": 6, "kind": kind, "message": f"{kind} happened", "evidence": ["x"]})
+    (diagnosis,) = decision.diagnoses
+    assert (decision.verdict, decision.exit_code, diagnosis["category"]) == ("error", 6, category)
+    assert diagnosis["summary"] == f"{kind} happened" and diagnosis["next_step"] == NEXT_STEPS[category]
+    if category != "target_unreachable":
+        assert "security group" not in diagnosis["next_step"]
 
 
 def test_verdict_round_trips_through_json(tmp_path: Path) -> None:
@@ -169,7 +200,7 @@ def test_summary_headline_and_grid() -> None:
         (PASSING, {}, "## ✅ PASS: civicforge-board-service"),
         (
             [check("t", T1, "error", "unreachable")],
-            {"not_verified": True},
+            {"outcome": NOT_VERIFIED},
             "## ⚠️ COULD NOT VERIFY: civicforge-board-service",
         ),
     ],
@@ -177,7 +208,7 @@ def test_summary_headline_and_grid() -> None:
 def test_summary_headline_for_pass_and_not_verified(checks: list[CheckRecord], flags: dict, headline: str) -> None:
     summary = render_summary(verdict_with(checks, **flags))
     assert summary.startswith(headline)
-    assert "### Diagnosis" not in summary
+    assert ("### Diagnosis" in summary) is bool(flags)  # could-not-verify names its cause too
 
 
 def test_write_summary_without_a_step_summary_writes_only_the_file(tmp_path: Path) -> None:

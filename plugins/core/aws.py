@@ -237,7 +237,7 @@ def translate_aws_error(
         url = getattr(error, "kwargs", {}).get("endpoint_url") or endpoint_url or "the AWS endpoint"
         return CouldNotVerify(
             f"AWS endpoint unreachable: {url} ({type(error).__name__}); check the network, proxy or AWS_ENDPOINT_URL",
-            kind="unreachable",
+            kind="aws_unreachable",
             details={"endpoint_url": url},
         )
     if isinstance(error, ClientError):

@@ -66,6 +66,19 @@ CATEGORIES: dict[str, str] = {
     "target_unreachable": "The task could not be reached over the network",
     "not_stable": "The service did not become stable before the deadline",
     "contract_violation": "A response broke the API contract",
+    # Could not verify: nothing is known about the release; each cause has its own fix.
+    "no_credentials": "The harness found no usable AWS credentials",
+    "aws_access_denied": "AWS refused a call the harness needs (IAM)",
+    "aws_unreachable": "The AWS endpoint could not be reached",
+    "aws_error": "AWS kept answering with an error (throttling, 5xx) the harness could not wait out",
+    "unknown_region": "No AWS region, or one that does not exist",
+    "service_not_found": "The ECS cluster or service does not exist (or is not active)",
+    "container_not_found": "The task definition has no such container, or it maps no port",
+    "no_running_task": "The service has no running task of its PRIMARY deployment to test",
+    "smoke_accounts": "The smoke accounts are missing, unreadable, malformed, or refused at login",
+    "checks_errored": "Checks could not run (errors, not failures): nothing was proven",
+    "harness_error": "The harness itself failed; nothing is known about the release",
+    "task_definition_lint": "--strict-lint: the task definition has warnings",
 }
 
 NEXT_STEPS: dict[str, str] = {
@@ -98,7 +111,65 @@ NEXT_STEPS: dict[str, str] = {
     "raise the deadline; if it never settles, read the service events and stopped tasks.",
     "contract_violation": "Compare the response with the API contract; fix the service, or update the contract if the "
     "change was intended.",
+    "no_credentials": "Give the job AWS credentials: OIDC (aws-actions/configure-aws-credentials), AWS_PROFILE, or "
+    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; check with `aws sts get-caller-identity`.",
+    "aws_access_denied": "Grant the identity the harness runs as the ECS, EC2 and logs read calls it needs "
+    "(ecs:DescribeServices, ecs:ListTasks, ecs:DescribeTasks, ecs:DescribeTaskDefinition, ec2:DescribeNetworkInterfaces, "
+    "logs:GetLogEvents, secretsmanager:GetSecretValue on the smoke secret).",
+    "aws_unreachable": "Check the runner's network, proxy and AWS_ENDPOINT_URL; then run again.",
+    "aws_error": "Run again later or with fewer parallel jobs; if it persists, check the AWS Health Dashboard.",
+    "unknown_region": "Pass --aws-region (or AWS_REGION) naming the region where the service runs, e.g. us-east-1.",
+    "service_not_found": "Check --ecs-cluster and --ecs-service (`aws ecs list-clusters`, `aws ecs list-services "
+    "--cluster NAME`) and the region.",
+    "container_not_found": "Pass --ecs-container naming the container that serves the API (and --target-port if it "
+    "maps several ports).",
+    "no_running_task": "Scale the service up or wait for ECS to start its tasks (`aws ecs describe-services`), then run "
+    "again.",
+    "smoke_accounts": "Fix the smoke accounts: set SMOKE_OWNER_*/SMOKE_PARTICIPANT_* or --smoke-secret holding "
+    '{"owner": {"username", "password"}, "participant": {...}}, and check the passwords still log in.',
+    "checks_errored": "Read the errors in summary.md or junit.xml; they are the harness or its set-up failing, "
+    "not the service.",
+    "harness_error": "Read harness-error.txt in the report folder and file it with the harness's maintainers; "
+    "run again.",
+    "task_definition_lint": "Fix the task definition warnings listed in the report (health check command, path, "
+    "startPeriod), register it and redeploy; or drop --strict-lint.",
 }
+
+# What each could-not-verify outcome kind is, for a person: its category and what the summary says.
+NOT_VERIFIED_KINDS: dict[str, str] = {
+    "no_credentials": "no_credentials",
+    "bad_credentials": "no_credentials",
+    "access_denied": "aws_access_denied",
+    "aws_unreachable": "aws_unreachable",
+    "throttled": "aws_error",
+    "aws_error": "aws_error",
+    "no_region": "unknown_region",
+    "unknown_region": "unknown_region",
+    "cluster_not_found": "service_not_found",
+    "service_not_found": "service_not_found",
+    "container_not_found": "container_not_found",
+    "no_port": "container_not_found",
+    "desired_zero": "no_running_task",
+    "no_running_task": "no_running_task",
+    "no_primary_deployment": "no_running_task",
+    "no_public_ip": "target_unreachable",
+    "no_private_ip": "target_unreachable",
+    "target_unreachable": "target_unreachable",
+    "accounts": "smoke_accounts",
+    "deadline": "not_stable",
+    "harness_error": "harness_error",
+}
+
+
+def diagnose_not_verified(kind: str, message: str, evidence: Iterable[str] = ()) -> Diagnosis:
+    """The diagnosis of a could-not-verify outcome: its own category, the outcome's line, its next step.
+
+    Only ``deadline`` needs the gathered evidence (``diagnose``); every other kind says
+    exactly what is wrong already. An unknown kind is a harness error, never a guess.
+    """
+    category = NOT_VERIFIED_KINDS.get(kind, "harness_error")
+    first = next(iter(evidence), "")
+    return _make(category, None, message, first or message)
 
 _EXEC_FORMAT = re.compile(r"exec format error", re.IGNORECASE)
 _MISSING_TABLE = re.compile(

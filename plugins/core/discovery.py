@@ -135,6 +135,9 @@ class ServiceObserver:
     _last_tasks: tuple[TaskInfo, ...] = ()
     _last_full_at: float = 0.0
     light_polls: int = 0
+    # What AWS answered, kept for evidence and lint (plugins.core.evidence.Seen): no second look.
+    last_service: dict[str, Any] | None = None
+    raw_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def group(self) -> str:
@@ -150,6 +153,7 @@ class ServiceObserver:
         ecs = self.clients.ecs
         with aws_errors(self.clients, cluster=self.cluster, service=self.service):
             raw_service = self._describe_service()
+            self.last_service = raw_service
             counts = (int(raw_service.get("desiredCount", 0)), int(raw_service.get("runningCount", 0)),
                       int(raw_service.get("pendingCount", 0)))  # fmt: skip
             signature = _signature(raw_service, counts)
@@ -223,8 +227,14 @@ class ServiceObserver:
         for start in range(0, len(arns), DESCRIBE_TASKS_BATCH):
             batch = arns[start : start + DESCRIBE_TASKS_BATCH]
             response = ecs.describe_tasks(cluster=self.cluster, tasks=batch)
-            tasks.extend(parse_task(item) for item in response.get("tasks", []))
+            for item in response.get("tasks", []):
+                self.raw_tasks[str(item.get("taskArn", ""))] = item
+                tasks.append(parse_task(item))
         return tasks
+
+    def cached_task_definition(self, arn: str | None) -> dict[str, Any] | None:
+        """The task definition if this observer already read it (no AWS call)."""
+        return self._task_definitions.get(arn) if arn else None
 
     def task_definition(self, arn: str) -> dict[str, Any]:
         """The task definition (cached: a revision never changes)."""
@@ -498,13 +508,6 @@ def deployment_from(
     )
 
 
-def check_address(address: str) -> Address:
-    """Validate ``--address``; ``ValueError`` names the choices."""
-    if address not in ADDRESSES:
-        raise ValueError(f"address must be one of {', '.join(ADDRESSES)}, got {address!r}")
-    return address  # type: ignore[return-value]
-
-
 def observe(clients: AwsClients, cluster: str, service: str) -> Observation:
     """One look at the service (see ``ServiceObserver.poll``)."""
     return ServiceObserver(clients, cluster, service).poll()
@@ -517,8 +520,8 @@ def resolve_targets(
     service: str,
     container: str | None = None,
     port: int | None = None,
-    address: str = "public",
-    expect_task_definition: str | None = None,
+    address: Address = "public",
+    expect_task_definition: TaskDefinitionRef | None = None,
 ) -> Deployment:
     """Targets for the tasks of the service's PRIMARY deployment that are ready now.
 
@@ -527,19 +530,18 @@ def resolve_targets(
     lacks the requested address; ``DeployFailed`` when the deploy was rolled back (or
     the PRIMARY is not ``expect_task_definition``). Does not wait: see ``stability.wait_until_stable``.
     """
-    checked = check_address(address)
     observer = ServiceObserver(clients, cluster, service)
     observation = observer.poll()
     require_desired(observation)
     primary = require_primary(observation)
     # Without this the tests would pass against the previous release the service fell back to.
-    check_rollback(observation, primary, parse_task_definition_ref(expect_task_definition) if expect_task_definition else None)
+    check_rollback(observation, primary, expect_task_definition)
     choice = choose_container(observer.task_definition(primary.task_definition_arn), container, port)
     ready = ready_primary_tasks(observation, needs_health=choice.task_has_health_check)
     if not ready:
         raise no_ready_task(observation, needs_health=choice.task_has_health_check)
-    targets = build_targets(clients, ready, container=choice.name, port=choice.port, address=checked)
-    return deployment_from(observation, choice, targets, checked)
+    targets = build_targets(clients, ready, container=choice.name, port=choice.port, address=address)
+    return deployment_from(observation, choice, targets, address)
 
 
 __all__ = [

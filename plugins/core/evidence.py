@@ -11,7 +11,7 @@ wrong, and must not turn a failed run into a crash. Each error becomes a note.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -131,19 +131,35 @@ def _parse_image(reference: str) -> tuple[str, str | None, str | None]:
     return repository, tag, digest
 
 
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What discovery already read from AWS: the service and every task it described.
+
+    Given to :func:`collect_evidence`, it answers from these instead of asking again
+    (describe_services, list_tasks(STOPPED), describe_tasks); tasks it lacks are described.
+    """
+
+    service: Mapping[str, Any] | None
+    tasks: Mapping[str, Mapping[str, Any]]  # by task ARN, as describe_tasks returned them
+
+
 class _Gatherer:
     """One gathering pass; collects notes instead of raising."""
 
-    def __init__(self, *, ecs: Any, logs: Any, cluster: str, service: str) -> None:
+    def __init__(self, *, ecs: Any, logs: Any, cluster: str, service: str, seen: Seen | None = None) -> None:
         self.ecs, self.logs, self.cluster, self.service = ecs, logs, cluster, service
+        self.seen = seen
         self.notes: list[str] = []
 
     def service_state(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        try:
-            found = self.ecs.describe_services(cluster=self.cluster, services=[self.service]).get("services") or []
-        except _AWS_ERRORS as error:
-            self.notes.append(_aws_error_note("describe_services", error))
-            return (), ()
+        if self.seen is not None and self.seen.service is not None:
+            found = [self.seen.service]
+        else:
+            try:
+                found = self.ecs.describe_services(cluster=self.cluster, services=[self.service]).get("services") or []
+            except _AWS_ERRORS as error:
+                self.notes.append(_aws_error_note("describe_services", error))
+                return (), ()
         if not found:
             self.notes.append(f"service {self.service} not found in cluster {self.cluster}")
             return (), ()
@@ -166,6 +182,8 @@ class _Gatherer:
         return tuple(events), deployments
 
     def stopped_task_arns(self) -> list[str]:
+        if self.seen is not None:
+            return [arn for arn, task in self.seen.tasks.items() if task.get("desiredStatus") == "STOPPED"]
         try:
             # moto ignores serviceName here, and real ECS forgets it once a task is stopped
             # long enough: filter by the task's group after describing.
@@ -177,6 +195,10 @@ class _Gatherer:
 
     def describe(self, tasks: list[str]) -> list[dict[str, Any]]:
         described: list[dict[str, Any]] = []
+        if self.seen is not None:
+            known = {task_id_of(arn): dict(task) for arn, task in self.seen.tasks.items()}
+            described = [known[task_id_of(task)] for task in tasks if task_id_of(task) in known]
+            tasks = [task for task in tasks if task_id_of(task) not in known]
         for start in range(0, len(tasks), DESCRIBE_TASKS_BATCH):
             batch = tasks[start : start + DESCRIBE_TASKS_BATCH]
             try:
@@ -249,6 +271,7 @@ def collect_evidence(
     max_log_lines: int = DEFAULT_MAX_LOG_LINES,
     max_stopped_logs: int = DEFAULT_MAX_STOPPED_LOGS,
     now: datetime | None = None,
+    seen: Seen | None = None,
 ) -> Evidence:
     """Gather logs, service events, stopped tasks, health check and digests for a failure.
 
@@ -258,10 +281,11 @@ def collect_evidence(
     ``task_ids`` and the newest ``max_stopped_logs`` stopped tasks.
     ``image_tag_repo`` (``repo:tag`` or a full ECR image URI; default: the container's
     image) is looked up in ``ecr`` for the digest the tag points at now.
-    AWS calls: describe_services, list_tasks, describe_tasks per 100 tasks, one
-    get_log_events per stream, one ECR describe_images. Errors become ``notes``.
+    AWS calls: describe_services, list_tasks, describe_tasks per 100 tasks (none of
+    these with ``seen``, but for tasks it lacks), one get_log_events per stream, one
+    ECR describe_images. Errors become ``notes``.
     """
-    gatherer = _Gatherer(ecs=ecs, logs=logs, cluster=cluster, service=service)
+    gatherer = _Gatherer(ecs=ecs, logs=logs, cluster=cluster, service=service, seen=seen)
     definition = unwrap_task_definition(task_definition)
     container_def = find_container(definition, container)
     if container_def is None:

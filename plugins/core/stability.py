@@ -38,13 +38,12 @@ from plugins.core.discovery import (
     ContainerChoice,
     Deployment,
     ServiceObserver,
+    Address,
     TaskDefinitionRef,
     build_targets,
-    check_address,
     check_rollback,
     choose_container,
     deployment_from,
-    parse_task_definition_ref,
     ready_primary_tasks,
     require_desired,
     require_primary,
@@ -174,7 +173,7 @@ class WaitOptions:
     health_path: str | None  # None: the path the task definition's health check probes
     expect_task_definition: TaskDefinitionRef | None
     expect_image_digest: str | None
-    address: str
+    address: Address
     container: str | None
     port: int | None
     consecutive_ok: int
@@ -255,7 +254,7 @@ class _Wait:
         if self.ok_streak < self.options.consecutive_ok:
             raise NotSettled(f"health path answered on {self.ok_streak}/{self.options.consecutive_ok} polls in a row")
         check_image(targets, self.options.expect_image_digest)
-        return deployment_from(observation, self._choice, targets, check_address(self.options.address))
+        return deployment_from(observation, self._choice, targets, self.options.address)
 
     def _resolve(self, observation: Observation, choice: ContainerChoice) -> tuple[Target, ...]:
         ready = ready_primary_tasks(observation, needs_health=choice.task_has_health_check)
@@ -265,7 +264,7 @@ class _Wait:
             self.ok_streak = 0
             targets = build_targets(
                 self.observer.clients, ready, container=choice.name, port=choice.port,
-                address=check_address(self.options.address),
+                address=self.options.address,
             )  # fmt: skip
             self._targets = (arns, targets)
         return self._targets[1]
@@ -294,7 +293,7 @@ class _Wait:
             return
         if self._starting is None or self._starting[0] != arns:
             targets = build_targets(self.observer.clients, starting, container=choice.name, port=choice.port,
-                                    address=check_address(self.options.address))
+                                    address=self.options.address)
             self._starting = (arns, targets)
         path, source = self.health_path(choice)
         for target in self._starting[1]:
@@ -451,9 +450,9 @@ def wait_until_stable(
     service: str,
     health_path: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
-    expect_task_definition: str | None = None,
+    expect_task_definition: TaskDefinitionRef | None = None,
     expect_image_digest: str | None = None,
-    address: str = "public",
+    address: Address = "public",
     container: str | None = None,
     port: int | None = None,
     http: httpx.Client | None = None,
@@ -462,6 +461,7 @@ def wait_until_stable(
     clock: Callable[[], float] = time.monotonic,
     consecutive_ok: int = 2,
     rng: random.Random | None = None,
+    observer: ServiceObserver | None = None,
 ) -> StableResult:
     """Poll until the service's PRIMARY deployment is settled and answers; see the module docstring.
 
@@ -475,9 +475,9 @@ def wait_until_stable(
         raise ValueError(f"consecutive_ok must be at least 1, got {consecutive_ok}")
     options = WaitOptions(
         health_path=health_path,
-        expect_task_definition=parse_task_definition_ref(expect_task_definition) if expect_task_definition else None,
-        expect_image_digest=parse_image_digest(expect_image_digest) if expect_image_digest else None,
-        address=check_address(address),
+        expect_task_definition=expect_task_definition,
+        expect_image_digest=expect_image_digest,
+        address=address,
         container=container,
         port=port,
         consecutive_ok=consecutive_ok,
@@ -486,7 +486,9 @@ def wait_until_stable(
     client = http if http is not None else httpx.Client(timeout=HEALTH_TIMEOUT, follow_redirects=False)
     calls_before = clients.calls.total()
     start = clock()
-    state = _Wait(ServiceObserver(clients, cluster, service), options, client, clock, start, datetime.now().astimezone())
+    # A caller's own observer keeps what AWS answered after the wait, also when it raised.
+    observer = observer or ServiceObserver(clients, cluster, service)
+    state = _Wait(observer, options, client, clock, start, datetime.now().astimezone())
     deadline = start + timeout_s
     jitter = rng or random.Random()
 

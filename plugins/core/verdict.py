@@ -33,8 +33,10 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
+from plugins.core.diagnosis import NEXT_STEPS, Diagnosis, diagnose_not_verified
 from plugins.core.redact import SecretRegistry, scrub_patterns
 
 VerdictName = Literal["pass", "fail", "error"]
@@ -102,25 +104,70 @@ def utc_iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a run proved: the verdict, the exit code that goes with it, and why."""
+
+    verdict: VerdictName
+    exit_code: int
+    diagnoses: tuple[DiagnosisRecord, ...] = ()
+
+
 def decide(
     checks: Iterable[CheckRecord],
     *,
-    deploy_failed: bool = False,
-    not_verified: bool = False,
+    outcome: Mapping[str, Any] | None = None,
+    diagnoses: Iterable[DiagnosisRecord | Any] = (),
+    lint_warnings: Iterable[str] = (),
+    strict_lint: bool = False,
+    interrupted: int | None = None,
+    internal_error: str | None = None,
     usage_error: bool = False,
-) -> tuple[VerdictName, int]:
-    """The verdict and exit code: usage error, then any failure, then anything unverified, then pass.
+) -> Decision:
+    """The one verdict of a run, from everything it saw (pure).
 
-    A failed check outranks an errored one: one proven breakage is enough to fail the deploy.
+    ``outcome`` is the preflight's ``HarnessOutcome.to_dict()`` (None when the deploy
+    settled); ``diagnoses`` the evidence-based ones for failures. In order: a harness
+    error, a usage error, an interruption (its own exit code), could-not-verify (each
+    cause its own category), any failure (deploy or check), strict lint, checks that
+    errored or nothing that passed, else pass. A failed check outranks an errored one:
+    one proven breakage is enough to fail the deploy.
     """
+    found = [_record(d) for d in diagnoses]
     outcomes = [check["outcome"] for check in checks]
+    if internal_error is not None:
+        harness = diagnose_not_verified("harness_error", internal_error)
+        return Decision("error", EXIT_NOT_VERIFIED, (*found, _record(harness)))
     if usage_error:
-        return "error", EXIT_USAGE
-    if deploy_failed or "failed" in outcomes:
-        return "fail", EXIT_FAILED
-    if not_verified or "error" in outcomes or "passed" not in outcomes:
-        return "error", EXIT_NOT_VERIFIED
-    return "pass", EXIT_PASS
+        return Decision("error", EXIT_USAGE, tuple(found))
+    if interrupted is not None:
+        return Decision("error", interrupted, tuple(found))
+    if outcome is not None and outcome.get("exit_code") == EXIT_NOT_VERIFIED:
+        if outcome.get("kind") == "deadline" and found:  # the evidence says why it never settled
+            return Decision("error", EXIT_NOT_VERIFIED, tuple(found))
+        cause = diagnose_not_verified(str(outcome.get("kind")), str(outcome.get("message", "")),
+                                      outcome.get("evidence") or ())
+        return Decision("error", EXIT_NOT_VERIFIED, (_record(cause),))
+    if outcome is not None or "failed" in outcomes:
+        return Decision("fail", EXIT_FAILED, tuple(found))
+    warnings = list(lint_warnings)
+    if strict_lint and warnings:
+        lint = Diagnosis("task_definition_lint", None, f"--strict-lint: {len(warnings)} task definition warning(s)",
+                         warnings[0], NEXT_STEPS["task_definition_lint"])
+        return Decision("fail", EXIT_FAILED, (*found, _record(lint)))
+    if "error" in outcomes or "passed" not in outcomes:
+        errored = next((check for check in checks if check["outcome"] == "error"), None)
+        evidence = f"{errored['name']}: {errored['message']}" if errored else "no check passed or failed"
+        summary = (f"{outcomes.count('error')} check(s) could not run" if errored
+                   else "no check ran (all skipped or deselected)")
+        cause = Diagnosis("checks_errored", errored["task_id"] if errored else None, summary, evidence,
+                          NEXT_STEPS["checks_errored"])
+        return Decision("error", EXIT_NOT_VERIFIED, (*found, _record(cause)))
+    return Decision("pass", EXIT_PASS, tuple(found))
+
+
+def _record(diagnosis: DiagnosisRecord | Any) -> DiagnosisRecord:
+    return diagnosis.as_dict() if hasattr(diagnosis, "as_dict") else DiagnosisRecord(**diagnosis)  # type: ignore
 
 
 def build_verdict(
@@ -130,24 +177,21 @@ def build_verdict(
     target: TargetRecord,
     tasks: list[TaskRecord],
     checks: list[CheckRecord],
+    decision: Decision | None = None,
     diagnoses: Iterable[DiagnosisRecord | Any] = (),
     warnings: Iterable[str] = (),
-    deploy_failed: bool = False,
-    not_verified: bool = False,
-    usage_error: bool = False,
 ) -> Verdict:
-    """Assemble a ``Verdict``; ``diagnoses`` may be records or ``Diagnosis`` objects (``as_dict``)."""
-    verdict, exit_code = decide(checks, deploy_failed=deploy_failed, not_verified=not_verified, usage_error=usage_error)
-    records = [d.as_dict() if hasattr(d, "as_dict") else dict(d) for d in diagnoses]
+    """Assemble a ``Verdict`` from a ``Decision`` (by default ``decide(checks, diagnoses=diagnoses)``)."""
+    decision = decision or decide(checks, diagnoses=diagnoses)
     return Verdict(
-        verdict=verdict,
-        exit_code=exit_code,
+        verdict=decision.verdict,
+        exit_code=decision.exit_code,
         started_at=utc_iso(started_at),
         duration_s=round(float(duration_s), 2),
         target=target,
         tasks=list(tasks),
         checks=list(checks),
-        diagnoses=records,  # type: ignore[typeddict-item]
+        diagnoses=list(decision.diagnoses),
         warnings=[str(w) for w in warnings],
     )
 
