@@ -41,6 +41,7 @@ from plugins.core.targets import Target
 from plugins.fixtures import configured_accounts, registry_of
 from plugins.harness_errors import guarded
 from plugins.options import SmokeConfig
+from plugins.smoke_plugin import reaches
 from plugins.stash import config_key, smoke_run_key, state_key
 
 LEDGER_ENV = "SMOKE_LEDGER"
@@ -66,8 +67,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"JSON-lines ledger of smoke memberships [env {LEDGER_ENV}] (default {DEFAULT_LEDGER_PATH})")
 
 
+CIVICFORGE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
+
+
 def _is_smoke_run(config: pytest.Config) -> bool:
-    return config.stash.get(smoke_run_key, False)
+    """A smoke run of the CivicForge suite: another service's suite gets none of its accounts or sweeps."""
+    return config.stash.get(smoke_run_key, False) and reaches(config, CIVICFORGE_SUITE)
 
 
 def _is_controller(config: pytest.Config) -> bool:

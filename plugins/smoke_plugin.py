@@ -46,19 +46,30 @@ harness_hook = guarded(report_dir_of=_report_dir, secrets_of=registry_of)
 error_shown_key = pytest.StashKey[bool]()
 
 
+SUITES_INI = "smoke_suites"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     smoke_options.add_options(parser)
+    parser.addini(SUITES_INI, type="paths", default=[],
+                  help="folders of smoke suites besides smoke/ (another service's suite reuses the harness)")
 
 
-def is_smoke_run(config: pytest.Config) -> bool:
-    """True when the run's arguments reach the smoke suite (``pytest smoke``, ``pytest smoke/test_x.py``)."""
+def reaches(config: pytest.Config, suite: Path) -> bool:
+    """True when the run's arguments reach ``suite`` (the folder, a file in it, or a folder above it)."""
     for arg in config.args:
         path = Path(arg.split("::", 1)[0])
         path = path if path.is_absolute() else Path(config.invocation_params.dir) / path
         path = path.resolve()
-        if path == SMOKE_SUITE or SMOKE_SUITE in path.parents or path in SMOKE_SUITE.parents:
+        if path == suite or suite in path.parents or path in suite.parents:
             return True
     return False
+
+
+def is_smoke_run(config: pytest.Config) -> bool:
+    """True when the run's arguments reach a smoke suite (``pytest smoke``, or one listed in ``smoke_suites``)."""
+    suites = [SMOKE_SUITE, *(Path(suite).resolve() for suite in config.getini(SUITES_INI))]
+    return any(reaches(config, suite) for suite in suites)
 
 
 @pytest.hookimpl(tryfirst=True)  # before allure and junitxml read their output paths
