@@ -17,7 +17,7 @@ ACTIONLINT_STAMP := $(TOOLS)/.actionlint-$(ACTIONLINT_VERSION)
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test report browser bench clean
+.PHONY: demo test report browser bench clean image
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ browser:
 
 bench: $(STAMP)
 	for script in bench/bench_*.py; do $(PY) $$script || exit 1; done
+
+# The harness image (Dockerfile) for the scheduled canary (infra/canary.yaml). Needs a Docker engine,
+# which the machine running `make test` may lack: tests/test_image.py lints and inspects the Dockerfile
+# instead of building it. linux/amd64 matches the task definition's runtimePlatform.
+IMAGE ?= civicforge-smoke:local
+IMAGE_PLATFORM ?= linux/amd64
+image:
+	docker build --platform $(IMAGE_PLATFORM) --tag $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) $(TOOLS) reports allure-report
