@@ -25,6 +25,7 @@ from typing import Any
 import boto3
 
 from stage import scenarios
+from stage.deployment_records import DeploymentRecords
 from stage.faults import FaultError, parse_faults
 from stage.moto_quirks import MotoServer
 from stage.scheduler import PORT, Scheduler, StageError, StageTask, WarmPool, app_cmd_fields, port_is_free
@@ -50,6 +51,8 @@ class StageOptions:
     restart_delay_s: float = 0.5
     rolling_delay_s: float = 3.0
     ready_timeout_s: float = 30.0
+    # False: an account without ECS deployment records (no currentServiceDeployment, UnknownOperation).
+    deployment_records: bool = True
 
 
 def clock_factor(flag: str, value: str | float) -> float:
@@ -135,6 +138,8 @@ class Stage:
             app_cmd=options.app_cmd, time_scale=options.time_scale, restart_delay_s=options.restart_delay_s,
             start_period_scale=options.start_period_scale, warm=self._warm, app_version=options.app_version,
         )
+        self._moto.hook = DeploymentRecords(self._scheduler, self.seeded, network=network,
+                                            enabled=options.deployment_records)
         plan = scenarios.build(options.scenario, self.faults, self.seeded)
         # Before the wait for readiness, which can last a whole startPeriod: say how long it counts.
         print(f"stage: {self.health_clock}", file=sys.stderr, flush=True)

@@ -18,7 +18,7 @@ import urllib.parse
 import threading
 import urllib.request
 from collections import Counter
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from moto import backends
 from moto.ec2.utils import generate_dns_from_ip
@@ -29,6 +29,16 @@ ACCOUNT_ID = "123456789012"
 
 # A WSGI middleware may answer an operation itself (throttling, 5xx) instead of moto.
 OperationFault = Callable[[str], "tuple[int, dict[str, Any]] | None"]
+
+
+class OperationHook(Protocol):
+    """Answers JSON-protocol operations moto lacks, or amends moto's answer to one it has."""
+
+    def answer(self, operation: str, request: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """(HTTP status, JSON body) for an operation the hook answers itself; None: moto answers."""
+
+    def rewrite(self, operation: str, response: dict[str, Any]) -> dict[str, Any] | None:
+        """moto's JSON answer amended (None: unchanged); called for every answered JSON operation."""
 
 
 class MotoServer:
@@ -47,6 +57,9 @@ class MotoServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
         self.calls: Counter[str] = Counter()
         self.fault: OperationFault | None = None
+        # moto 5.2.5 has no service deployments or revisions (through the server: HTTP 500):
+        # stage.deployment_records answers them, and adds currentServiceDeployment to DescribeServices.
+        self.hook: OperationHook | None = None
         self._lock = threading.Lock()
 
     @property
@@ -74,14 +87,43 @@ class MotoServer:
                 self.calls[operation] += 1
             answer = self.fault(operation) if self.fault else None
             if answer is not None:
-                status, body = answer
-                payload = json.dumps(body).encode()
-                start_response(
-                    f"{status} Injected",
-                    [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(payload)))],
-                )
-                return [payload]
+                return _json_answer(start_response, *answer)
+            if self.hook is not None and environ.get("HTTP_X_AMZ_TARGET"):
+                return self._hooked(self.hook, operation, environ, start_response)
         return self._app(environ, start_response)
+
+    def _hooked(self, hook: OperationHook, operation: str, environ: dict[str, Any],
+                start_response: Callable[..., Any]) -> Any:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        answer = hook.answer(operation, json.loads(body or b"{}"))
+        if answer is not None:
+            return _json_answer(start_response, *answer)
+        seen: list[Any] = []
+        chunks = self._app(environ, lambda status, headers, *_exc_info: seen.append((status, headers)))
+        try:
+            payload = b"".join(chunks)
+        finally:
+            getattr(chunks, "close", lambda: None)()
+        status, headers = seen[0]
+        rewritten = hook.rewrite(operation, json.loads(payload)) if status.startswith("200") and payload else None
+        if rewritten is not None:
+            payload = json.dumps(rewritten).encode()
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(payload))))
+        start_response(status, headers)
+        return [payload]
+
+
+def _json_answer(start_response: Callable[..., Any], status: int, body: dict[str, Any]) -> list[bytes]:
+    payload = json.dumps(body).encode()
+    reason = "OK" if status == 200 else "Injected"
+    start_response(
+        f"{status} {reason}",
+        [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(payload)))],
+    )
+    return [payload]
 
 
 class _QuietHandler(MotoRequestHandler):
