@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from plugins.core.aws import AwsClients, aws_errors, service_not_found
+from plugins.core.deployment_records import DeploymentRecord, DeploymentRecords
 from plugins.core.errors import CouldNotVerify, DeployFailed
 from plugins.core.lint import health_check_shell_text, url_path_in
 from plugins.core.observation import (
@@ -138,6 +139,9 @@ class ServiceObserver:
     # What AWS answered, kept for evidence and lint (plugins.core.evidence.Seen): no second look.
     last_service: dict[str, Any] | None = None
     raw_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The current service deployment's record where the account has them (else deployments alone).
+    records: DeploymentRecords = field(default_factory=DeploymentRecords)
+    _record: DeploymentRecord | None = None
 
     @property
     def group(self) -> str:
@@ -157,6 +161,7 @@ class ServiceObserver:
             counts = (int(raw_service.get("desiredCount", 0)), int(raw_service.get("runningCount", 0)),
                       int(raw_service.get("pendingCount", 0)))  # fmt: skip
             signature = _signature(raw_service, counts)
+            self._record = self.records.read(self.clients, raw_service, changed=signature != self._last_signature)
             fresh = time.monotonic() - self._last_full_at < full_every_s
             if light_if_unchanged and self.polls and signature == self._last_signature and fresh:
                 self.light_polls += 1
@@ -201,6 +206,7 @@ class ServiceObserver:
             events=tuple(parse_event(item) for item in raw_service.get("events", [])[:20]),
             tasks=tasks,
             observed_at=datetime.now(timezone.utc),
+            record=self._record,
         )
 
     def _describe_service(self) -> dict[str, Any]:
@@ -307,8 +313,12 @@ def ready_primary_tasks(observation: Observation, *, needs_health: bool) -> tupl
 
 
 def require_primary(observation: Observation) -> DeploymentInfo:
-    """The PRIMARY deployment, or ``CouldNotVerify`` when ECS reports none."""
+    """The PRIMARY deployment (else the one running the record's target revision), or ``CouldNotVerify``."""
     primary = observation.primary
+    record = observation.record
+    if primary is None and record is not None and not (record.rolled_back or record.stopped):
+        primary = next((item for item in observation.deployments
+                        if item.task_definition_arn == record.target_task_definition_arn), None)
     if primary is None:
         raise CouldNotVerify(
             f"service {observation.service!r} reports no PRIMARY deployment; deployments: "
@@ -372,6 +382,24 @@ def parse_task_definition_ref(text: str) -> TaskDefinitionRef:
 def check_rollback(observation: Observation, primary: DeploymentInfo, expected: TaskDefinitionRef | None) -> None:
     """``DeployFailed`` for a failed rollout, a circuit-breaker rollback, or the wrong PRIMARY."""
     evidence = [f"deployments: {observation.describe_deployments()}"]
+    record = observation.record
+    if record is not None and (record.rolled_back or record.stopped):
+        # The deployment record says it outright; the deployments list only implies it.
+        failed_name = family_revision(record.target_task_definition_arn)
+        how = "stopped" if record.stopped else "rolled back"
+        now_running = (f"the service runs {primary.family_revision} again"
+                       if primary.task_definition_arn != record.target_task_definition_arn
+                       else f"service deployment {record.short_id} is {record.status}")
+        reason = f" ({record.status_reason})" if record.status_reason else ""
+        stopped = record.tasks_of_target(observation.stopped_tasks)
+        raise DeployFailed(
+            f"deploy of {failed_name} was {how}: {now_running}{reason}",
+            kind="rolled_back",
+            evidence=evidence + record.evidence() + _rollback_events(observation, primary)
+            + [task.describe_stop() for task in stopped[:3]],
+            details={"failed": failed_name, "running": primary.family_revision, "service_deployment": record.arn,
+                     "status": record.status, "circuit_breaker": record.circuit_breaker_status},
+        )
     if primary.rollout_state == "FAILED":
         raise DeployFailed(
             f"deployment {primary.id} ({primary.family_revision}) failed: {primary.rollout_state_reason or 'rolloutState FAILED'}",

@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugins.core.targets import short_task_id, task_id_from_arn
+
+if TYPE_CHECKING:
+    from plugins.core.deployment_records import DeploymentRecord
 
 # Real ECS sets startedBy to the deployment id for tasks a service starts.
 SERVICE_STARTED_BY_PREFIX = "ecs-svc/"
@@ -134,6 +137,7 @@ class Observation:
     events: tuple[ServiceEvent, ...]
     tasks: tuple[TaskInfo, ...]
     observed_at: datetime
+    record: DeploymentRecord | None = None  # the current service deployment, where ECS keeps records
 
     @property
     def primary(self) -> DeploymentInfo | None:

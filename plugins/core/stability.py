@@ -34,6 +34,7 @@ import httpx
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception
 
 from plugins.core.aws import AwsClients
+from plugins.core.deployment_records import DeploymentRecord
 from plugins.core.discovery import (
     ContainerChoice,
     Deployment,
@@ -253,7 +254,7 @@ class _Wait:
         self._check_health(targets, self._choice)
         if self.ok_streak < self.options.consecutive_ok:
             raise NotSettled(f"health path answered on {self.ok_streak}/{self.options.consecutive_ok} polls in a row")
-        check_image(targets, self.options.expect_image_digest)
+        check_image(targets, self.options.expect_image_digest, observation.record)
         return deployment_from(observation, self._choice, targets, self.options.address)
 
     def _resolve(self, observation: Observation, choice: ContainerChoice) -> tuple[Target, ...]:
@@ -423,8 +424,8 @@ def health_path_missing(http: httpx.Client, answer: HealthAnswer, path: str, cho
     )
 
 
-def check_image(targets: tuple[Target, ...], expected: str | None) -> None:
-    """``DeployFailed(kind="image_mismatch")`` naming each task's digest and the expected one."""
+def check_image(targets: tuple[Target, ...], expected: str | None, record: DeploymentRecord | None = None) -> None:
+    """``DeployFailed(kind="image_mismatch")`` naming each task's digest, the expected one and what ECS pinned."""
     if expected is None:
         return
     wrong = [target for target in targets if target.image_digest != expected]
@@ -433,13 +434,16 @@ def check_image(targets: tuple[Target, ...], expected: str | None) -> None:
             f"task {target.short_id} runs {target.image_digest or 'an image with no reported digest'}, expected {expected}"
             for target in wrong
         ]
+        # What ECS resolved the image to when the deploy began: a stale digest there was stale at build time.
+        pinned = dict(record.image_digests) if record is not None else {}
         first = wrong[0]
         raise DeployFailed(
             f"task {first.short_id} runs {short_digest(first.image_digest)}, expected {short_digest(expected)} "
             f"({len(wrong)} of {len(targets)} tasks run another image)",
             kind="image_mismatch",
             evidence=lines,
-            details={"expected": expected, "actual": {t.task_id: t.image_digest for t in wrong}},
+            details={"expected": expected, "actual": {t.task_id: t.image_digest for t in wrong},
+                     **({"pinned_by_service_revision": pinned} if pinned else {})},
         )
 
 

@@ -1,0 +1,193 @@
+"""ECS deployment records: what the service's current deployment is trying to reach, and how it ended.
+
+Newer ECS accounts answer ``describe_services`` with ``currentServiceDeployment`` (an ARN);
+``describe_service_deployments`` then gives that deployment's status (PENDING, IN_PROGRESS,
+SUCCESSFUL, STOPPED, STOP_REQUESTED, ROLLBACK_REQUESTED, ROLLBACK_IN_PROGRESS,
+ROLLBACK_SUCCESSFUL, ROLLBACK_FAILED), its circuit breaker and its target service revision, and
+``describe_service_revisions`` the revision's task definition and the image digests ECS pinned
+for it. That says directly what the ``deployments`` list only implies (a rollback is an ACTIVE
+FAILED entry plus events; the target is "the PRIMARY"). Where the records are absent (no
+``currentServiceDeployment``) or refused (UnknownOperation on an older account, AccessDenied
+for a role without the two actions, InvalidParameter...) the reader answers None and the
+harness reads ``deployments`` as before.
+
+Call budget: ``DeploymentRecords.read`` calls AWS only when the current deployment ARN is new,
+or when describe_services changed while that deployment is unfinished (its status may have
+moved); a finished record and a service revision (immutable) are never read twice. Once
+refused, the records are not asked for again in this run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from plugins.core.aws import AwsClients, error_code, is_transient_aws_error
+
+if TYPE_CHECKING:
+    from plugins.core.observation import TaskInfo
+
+ROLLBACK_STATUSES = frozenset({"ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"})
+STOPPED_STATUSES = frozenset({"STOPPED", "STOP_REQUESTED"})
+FINISHED_STATUSES = frozenset({"SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"})
+# Answers that mean "this account (or this role) has no deployment records": read deployments instead.
+UNAVAILABLE_CODES = frozenset({
+    "UnknownOperationException",
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnauthorizedOperation",
+    "InvalidParameterException",
+    "UnsupportedFeatureException",
+    "ClientException",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRecord:
+    """The current service deployment and its target revision, as ECS recorded them."""
+
+    arn: str
+    status: str
+    status_reason: str | None
+    target_revision_arn: str
+    target_task_definition_arn: str
+    source_revision_arns: tuple[str, ...]
+    circuit_breaker_status: str | None
+    circuit_breaker_failures: int | None
+    circuit_breaker_threshold: int | None
+    rollback_revision_arn: str | None
+    rollback_reason: str | None
+    image_digests: tuple[tuple[str, str], ...]  # (container name, digest) the revision pinned
+    lifecycle_hooks: tuple[str, ...] = ()  # "hookId status" per lifecycle hook
+
+    @property
+    def rolled_back(self) -> bool:
+        return self.status in ROLLBACK_STATUSES
+
+    @property
+    def stopped(self) -> bool:
+        return self.status in STOPPED_STATUSES
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def short_id(self) -> str:
+        return self.arn.rsplit("/", 1)[-1]
+
+    def digest_of(self, container: str) -> str | None:
+        """The digest the revision pinned for ``container`` (None when it names none)."""
+        return dict(self.image_digests).get(container)
+
+    def tasks_of_target(self, tasks: Iterable[TaskInfo]) -> tuple[TaskInfo, ...]:
+        """Tasks of the target revision: those running its task definition."""
+        return tuple(task for task in tasks if task.task_definition_arn == self.target_task_definition_arn)
+
+    def describe_circuit_breaker(self) -> str:
+        """``circuit breaker TRIGGERED (2 failed tasks, threshold 2)``."""
+        counts = []
+        if self.circuit_breaker_failures is not None:
+            counts.append(f"{self.circuit_breaker_failures} failed tasks")
+        if self.circuit_breaker_threshold is not None:
+            counts.append(f"threshold {self.circuit_breaker_threshold}")
+        suffix = f" ({', '.join(counts)})" if counts else ""
+        return f"circuit breaker {self.circuit_breaker_status or 'not reported'}{suffix}"
+
+    def evidence(self) -> list[str]:
+        """Lines for a report: the record's status, its circuit breaker, where it rolled back to."""
+        target = self.target_task_definition_arn.rsplit("/", 1)[-1]
+        reason = f": {self.status_reason}" if self.status_reason else ""
+        lines = [
+            f"service deployment {self.short_id}: {self.status}{reason} (target {target}, "
+            f"revision {self.target_revision_arn.rsplit('/', 1)[-1]})",
+            self.describe_circuit_breaker(),
+        ]
+        if self.rollback_revision_arn:
+            why = f": {self.rollback_reason}" if self.rollback_reason else ""
+            lines.append(f"rolled back to service revision {self.rollback_revision_arn.rsplit('/', 1)[-1]}{why}")
+        lines += [f"lifecycle hook {hook}" for hook in self.lifecycle_hooks]
+        return lines
+
+
+def parse_record(raw: Mapping[str, Any], revision: Mapping[str, Any]) -> DeploymentRecord:
+    """A ``ServiceDeployment`` of describe_service_deployments plus its target ``ServiceRevision``."""
+    breaker = raw.get("deploymentCircuitBreaker") or {}
+    rollback = raw.get("rollback") or {}
+    images = tuple(
+        (str(image.get("containerName", "")), str(image["imageDigest"]))
+        for image in revision.get("containerImages", [])
+        if image.get("imageDigest")
+    )
+    hooks = tuple(
+        f"{hook.get('hookId', '?')} {hook.get('status', '?')}" for hook in raw.get("lifecycleHookDetails") or []
+    )
+    return DeploymentRecord(
+        arn=str(raw.get("serviceDeploymentArn", "")),
+        status=str(raw.get("status", "")),
+        status_reason=raw.get("statusReason") or None,
+        target_revision_arn=str((raw.get("targetServiceRevision") or {}).get("arn", "")),
+        target_task_definition_arn=str(revision.get("taskDefinition", "")),
+        source_revision_arns=tuple(str(item.get("arn", "")) for item in raw.get("sourceServiceRevisions") or []),
+        circuit_breaker_status=breaker.get("status"),
+        circuit_breaker_failures=breaker.get("failureCount"),
+        circuit_breaker_threshold=breaker.get("threshold"),
+        rollback_revision_arn=rollback.get("serviceRevisionArn"),
+        rollback_reason=rollback.get("reason"),
+        image_digests=images,
+        lifecycle_hooks=hooks,
+    )
+
+
+@dataclass(slots=True)
+class DeploymentRecords:
+    """Reads the current deployment record for one service, at most once per change; see the module docstring."""
+
+    unavailable: str | None = None  # why the records are not read (e.g. "AccessDeniedException on ...")
+    _records: dict[str, DeploymentRecord] = field(default_factory=dict)
+    _revisions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def read(self, clients: AwsClients, raw_service: Mapping[str, Any], *, changed: bool) -> DeploymentRecord | None:
+        """The record of ``raw_service['currentServiceDeployment']``, or None: read ``deployments`` instead.
+
+        ``changed``: describe_services differs from the last look (an unfinished record is read again).
+        Errors other than the "unavailable" codes and transient ones propagate as botocore raised them.
+        """
+        arn = raw_service.get("currentServiceDeployment")
+        if not arn or self.unavailable is not None:
+            return None
+        cached = self._records.get(arn)
+        if cached is not None and (cached.finished or not changed):
+            return cached
+        try:
+            answer = clients.ecs.describe_service_deployments(serviceDeploymentArns=[arn])
+            raw = next(iter(answer.get("serviceDeployments") or []), None)
+            if raw is None:
+                return cached
+            revision = self._revision(clients, str((raw.get("targetServiceRevision") or {}).get("arn", "")))
+        except ClientError as error:
+            if error_code(error) in UNAVAILABLE_CODES:
+                self.unavailable = f"{error_code(error)} on {getattr(error, 'operation_name', 'an ECS call')}"
+                return None
+            if is_transient_aws_error(error):
+                return cached  # the next change tries again; deployments still answer meanwhile
+            raise
+        if revision is None:
+            return cached
+        record = parse_record(raw, revision)
+        self._records[arn] = record
+        return record
+
+    def _revision(self, clients: AwsClients, arn: str) -> dict[str, Any] | None:
+        if not arn:
+            return None
+        if arn not in self._revisions:
+            answer = clients.ecs.describe_service_revisions(serviceRevisionArns=[arn])
+            found = next(iter(answer.get("serviceRevisions") or []), None)
+            if found is None:
+                return None
+            self._revisions[arn] = found
+        return self._revisions[arn]
