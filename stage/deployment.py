@@ -25,17 +25,24 @@ from typing import Any
 import boto3
 
 from stage import scenarios
+from stage.canary import CanaryResources, install_canary
 from stage.deployment_records import DeploymentRecords
 from stage.faults import FaultError, parse_faults
-from stage.moto_quirks import MotoServer
+from stage.moto_quirks import ACCOUNT_ID, MotoServer
 from stage.scheduler import PORT, Scheduler, StageError, StageTask, WarmPool, app_cmd_fields, port_is_free
-from stage.seed import CLUSTER, CONTAINER, LOG_GROUP, LOG_PREFIX, REGION, SERVICE, SMOKE_SECRET, Seeded, seed
+from stage.seed import (CLUSTER, CONTAINER, LOG_GROUP, LOG_PREFIX, REGION, REPOSITORY, SERVICE, SMOKE_SECRET, Seeded,
+                        seed)
 
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 DEFAULT_TIME_SCALE = 0.01  # 30 s health-check interval -> 0.3 s
 # startPeriod is the app's time to boot, which the stage cannot shorten: real seconds by default.
 DEFAULT_START_PERIOD_SCALE = 1.0
 WARM_TASKS = 2  # stand-in processes kept booted: the first two tasks of any scenario start at once
+
+
+def _session_credentials() -> dict[str, str]:
+    return {"aws_access_key_id": DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +124,7 @@ class Stage:
         self._warm = WarmPool(0 if options.app_cmd else WARM_TASKS, secret_key)
         self._moto = MotoServer(port=options.moto_port)
         self._moto.start()
-        session = boto3.session.Session(region_name=REGION, aws_access_key_id="testing",
-                                        aws_secret_access_key="testing")
+        session = boto3.session.Session(region_name=REGION, **_session_credentials())
         for name in ("ecs", "ec2", "ecr", "logs", "secretsmanager", "cloudwatch"):
             self._clients[name] = session.client(name, endpoint_url=self._moto.endpoint)
         self.seeded = seed(self._clients, health_check_path=options.health_check_path,
@@ -223,7 +229,34 @@ class Stage:
         }
 
     def client(self, name: str) -> Any:
+        """A boto3 client on the stage's moto (the services the stage seeds are made at start)."""
+        if name not in self._clients:
+            session = boto3.session.Session(region_name=REGION, **_session_credentials())
+            self._clients[name] = session.client(name, endpoint_url=self.endpoint)
         return self._clients[name]
+
+    @property
+    def aws_env(self) -> dict[str, str]:
+        """Only the endpoint and the credentials: what a task role gives a task, not its target."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, **DUMMY_CREDENTIALS}
+
+    def install_canary(self, **parameters: str) -> CanaryResources:
+        """The canary stack (infra/canary.yaml) for this deployment, in this stage's moto.
+
+        ``parameters`` override the stage's own (its cluster, service, subnet, security group,
+        smoke secret); the canary runs at the private addresses, as the template's default says.
+        """
+        assert self.seeded is not None, "the stage is not running"
+        secret_arn = self.client("secretsmanager").describe_secret(SecretId=SMOKE_SECRET)["ARN"]
+        given = {
+            "ClusterName": CLUSTER, "ServiceName": SERVICE, "Subnets": self.seeded.subnet_id,
+            "SecurityGroups": self.seeded.security_group_id,
+            "ImageUri": f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/civicforge-smoke:stage",
+            "ImageRepositoryArn": f"arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/civicforge-smoke",
+            "SmokeSecretArn": secret_arn, "ServiceLogGroupName": LOG_GROUP, "ServiceImageRepositoryName": REPOSITORY,
+            **parameters,
+        }
+        return install_canary(self.client, given, region=REGION)
 
     @property
     def aws_calls(self) -> dict[str, int]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -26,11 +25,12 @@ from typing import Any
 
 import boto3
 import pytest
-from cfnlint.decode import decode_str
 from dockerfile_parse import DockerfileParser
 from moto import mock_aws
 
 from plugins.core.metrics import SUCCESS_METRIC
+from stage import canary
+from stage.canary import load_template
 from stage.seed import CLUSTER, REGION, SERVICE, SMOKE_SECRET
 from tests.conftest import StageFactory
 
@@ -64,9 +64,7 @@ RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours)\)")
 
 
 def _template() -> dict[str, Any]:
-    template, problems = decode_str(TEMPLATE.read_text(encoding="utf-8"))
-    assert not problems, problems
-    return json.loads(json.dumps(template))  # plain dicts and lists, short-form tags expanded
+    return load_template(TEMPLATE)
 
 
 def _resources(kind: str) -> dict[str, dict[str, Any]]:
@@ -88,47 +86,13 @@ def _container() -> dict[str, Any]:
 
 def stack_values(given: dict[str, str], pseudo: dict[str, str], resources: dict[str, str] | None = None
                  ) -> dict[str, Any]:
-    """Ref targets: parameters (defaults applied, lists split), pseudo parameters, resources."""
-    values: dict[str, Any] = {}
-    for name, spec in _template()["Parameters"].items():
-        raw = given.get(name, spec.get("Default"))
-        if raw is None:
-            continue
-        values[name] = str(raw).split(",") if spec["Type"].startswith(("List<", "CommaDelimitedList")) else str(raw)
-    values |= pseudo
-    values |= {name: f"<{name}>" for name in _template()["Resources"]} | (resources or {})
-    return values
+    """Ref targets of this template: parameters (defaults applied, lists split), pseudo parameters, resources."""
+    return canary.stack_values(_template(), given, pseudo, resources)
 
 
 def evaluate(node: Any, values: dict[str, Any]) -> Any:
-    """Ref, Fn::Sub (string form), Fn::GetAtt, Fn::Join, Fn::If / Equals / Not: nothing else."""
-    conditions = _template().get("Conditions", {})
-    if isinstance(node, list):
-        return [evaluate(item, values) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if len(node) == 1:
-        [(key, argument)] = node.items()
-        if key == "Ref":
-            return values[argument]
-        if key == "Fn::Sub":
-            assert isinstance(argument, str), "only the string form of Fn::Sub is evaluated"
-            return re.sub(r"\$\{([\w:.]+)\}", lambda m: str(values[m.group(1)]), argument)
-        if key == "Fn::GetAtt":
-            return values[".".join(argument) if isinstance(argument, list) else argument]
-        if key == "Fn::Join":
-            separator, items = argument
-            return separator.join(evaluate(items, values))
-        if key == "Fn::If":
-            name, when_true, when_false = argument
-            return evaluate(when_true if evaluate(conditions[name], values) else when_false, values)
-        if key == "Fn::Equals":
-            left, right = argument
-            return evaluate(left, values) == evaluate(right, values)
-        if key == "Fn::Not":
-            return not evaluate(argument[0], values)
-        assert not key.startswith("Fn::"), f"{key} is not evaluated here"
-    return {key: evaluate(value, values) for key, value in node.items()}
+    """The template's intrinsic functions, evaluated as the stage does (stage/canary.py)."""
+    return canary.evaluate(node, values, _template().get("Conditions", {}))
 
 
 def _period_of(expression: str) -> int:
@@ -397,24 +361,25 @@ def test_the_scheduled_command_passes_against_the_stage_and_feeds_the_alarm(
 ) -> None:
     stage = stage_factory("healthy")
     secret_arn = stage.client("secretsmanager").describe_secret(SecretId=SMOKE_SECRET)["ARN"]
-    values = stack_values({**PARAMETERS, "ClusterName": CLUSTER, "ServiceName": SERVICE,
-                           "SmokeSecretArn": secret_arn}, {**PSEUDO, "AWS::Region": REGION})
-    command = evaluate(_container()["Command"], values)
-    assert command == _expected_command(values)
-    # The target and the secret come from the command alone, as they do in the scheduled task.
-    env = {key: value for key, value in {**os.environ, **stage.env}.items()
-           if key not in ("ECS_CLUSTER", "ECS_SERVICE", "SMOKE_SECRET", "AWS_PROFILE", "AWS_REGION",
-                          "AWS_DEFAULT_REGION")}
-    env |= {"SMOKE_REPORT_DIR": str(tmp_path / "reports"), "SMOKE_LEDGER": str(tmp_path / "reports" / "ledger.jsonl")}
+    given = {**PARAMETERS, "ClusterName": CLUSTER, "ServiceName": SERVICE, "SmokeSecretArn": secret_arn}
+    values = stack_values(given, {**PSEUDO, "AWS::Region": REGION})
+    resources = stage.install_canary(**given)
+    definition = stage.client("ecs").describe_task_definition(taskDefinition=resources.task_definition_arn)
+    [container] = definition["taskDefinition"]["containerDefinitions"]
+    assert container["command"] == evaluate(_container()["Command"], values) == _expected_command(values)
     began = datetime.now(timezone.utc)
 
-    done = subprocess.run([sys.executable, "-m", "pytest", "smoke", "-p", "no:cacheprovider", *command],
-                          cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=240)
+    # The target and the secret come from the command alone, as they do in the scheduled task: the
+    # stage hands the process only the image's and the task definition's environment, and AWS.
+    run = canary.run_task_definition(stage.client, resources.task_definition_arn, aws_env=stage.aws_env,
+                                     report_dir=tmp_path / "reports").wait()
 
-    assert done.returncode == 0, done.stdout + done.stderr
-    verdict = json.loads((tmp_path / "reports" / "verdict.json").read_text(encoding="utf-8"))
-    assert verdict["verdict"] == "pass"
-    assert verdict["tasks"] and all(t["ip"].startswith("127.1.") for t in verdict["tasks"])  # --address private
+    assert run.argv[:3] == (sys.executable, "-m", "pytest") and run.argv[3:] == (
+        "smoke", "-p", "no:cacheprovider", *container["command"])
+    assert run.exit_code == 0, run.output
+    assert run.verdict["verdict"] == "pass"
+    tasks = run.verdict["tasks"]
+    assert tasks and all(t["ip"].startswith("127.1.") for t in tasks)  # --address private
     alarm = evaluate(_one("AWS::CloudWatch::Alarm"), values)
     points = stage.client("cloudwatch").get_metric_statistics(
         Namespace=alarm["Namespace"], MetricName=alarm["MetricName"], Dimensions=alarm["Dimensions"],

@@ -1,0 +1,126 @@
+"""The canary as AWS runs it, on the stage: the schedule fired, the alarm evaluated, a deploy rolled back.
+
+moto stores the schedule and the alarm but never fires or evaluates them; stage/canary.py
+plays EventBridge Scheduler (the schedule's task definition, its command run as a process)
+and CloudWatch (the alarm's state from its metric's data points). The evaluator is a pure
+function, pinned here row by row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from stage.canary import ALARM, INSUFFICIENT_DATA, OK, AlarmSpec, evaluate_alarm, evaluate_and_set, fire_schedule
+from tests.conftest import StageFactory
+
+# The template's alarm: SmokeSuccess Minimum < 1 over 2 periods of 5 minutes, missing data breaching.
+CANARY_ALARM = AlarmSpec(
+    name="svc-production-smoke-canary", namespace="CivicForge/Smoke", metric_name="SmokeSuccess",
+    dimensions=(("Service", "svc"), ("Environment", "production")), statistic="Minimum", period=300,
+    evaluation_periods=2, datapoints_to_alarm=2, threshold=1.0, comparison="LessThanThreshold",
+    treat_missing_data="breaching")
+
+
+def _alarm(**changes: object) -> AlarmSpec:
+    fields = {name: getattr(CANARY_ALARM, name) for name in CANARY_ALARM.__slots__}
+    return AlarmSpec(**(fields | changes))  # type: ignore[arg-type]
+
+
+# -- the evaluator, table-driven -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("spec", "values", "current", "state"), [
+    # The canary's own alarm (2 of 2, missing breaching).
+    pytest.param(CANARY_ALARM, [None, None], OK, ALARM, id="no-run-at-all-breaches"),
+    pytest.param(CANARY_ALARM, [None, 1.0], INSUFFICIENT_DATA, OK, id="one-empty-period-is-not-enough"),
+    pytest.param(CANARY_ALARM, [1.0, None], INSUFFICIENT_DATA, OK, id="latest-period-empty"),
+    pytest.param(CANARY_ALARM, [None, 0.0], OK, ALARM, id="a-failed-run-and-an-empty-period"),
+    pytest.param(CANARY_ALARM, [1.0, 0.0], ALARM, OK, id="one-failed-run-after-a-good-one"),
+    pytest.param(CANARY_ALARM, [0.0, 0.0], OK, ALARM, id="two-failed-runs"),
+    pytest.param(CANARY_ALARM, [1.0, 1.0], ALARM, OK, id="all-ones"),
+    # Only the last EvaluationPeriods count.
+    pytest.param(CANARY_ALARM, [0.0, 0.0, 1.0, 1.0], ALARM, OK, id="older-failures-out-of-the-window"),
+    # M of N: 2 of 3.
+    pytest.param(_alarm(evaluation_periods=3), [0.0, 1.0, 0.0], OK, ALARM, id="2-of-3-mixed"),
+    pytest.param(_alarm(evaluation_periods=3), [0.0, 1.0, 1.0], ALARM, OK, id="1-of-3-mixed"),
+    pytest.param(_alarm(evaluation_periods=3, datapoints_to_alarm=3), [0.0, 1.0, 0.0], ALARM, OK, id="3-of-3-mixed"),
+    pytest.param(_alarm(evaluation_periods=3, datapoints_to_alarm=1), [1.0, 1.0, 0.0], OK, ALARM, id="1-of-3-any"),
+    # The other ways of treating missing data.
+    pytest.param(_alarm(treat_missing_data="notBreaching"), [None, None], ALARM, OK, id="not-breaching-empty"),
+    pytest.param(_alarm(treat_missing_data="notBreaching"), [0.0, None], ALARM, OK, id="not-breaching-half"),
+    pytest.param(_alarm(treat_missing_data="missing"), [None, None], OK, INSUFFICIENT_DATA, id="missing-empty"),
+    pytest.param(_alarm(treat_missing_data="missing", datapoints_to_alarm=1), [None, 0.0], OK, ALARM,
+                 id="missing-one-breach"),
+    pytest.param(_alarm(treat_missing_data="ignore"), [None, None], ALARM, ALARM, id="ignore-keeps-alarm"),
+    pytest.param(_alarm(treat_missing_data="ignore"), [None, None], OK, OK, id="ignore-keeps-ok"),
+    # Other comparisons.
+    pytest.param(_alarm(comparison="GreaterThanThreshold", threshold=5.0), [6.0, 7.0], OK, ALARM, id="gt"),
+    pytest.param(_alarm(comparison="GreaterThanOrEqualToThreshold", threshold=5.0), [5.0, 4.0], ALARM, OK, id="ge"),
+    pytest.param(_alarm(comparison="LessThanOrEqualToThreshold"), [1.0, 1.0], OK, ALARM, id="le"),
+])
+def test_the_alarm_state_is_cloudwatchs_for_these_periods(
+    spec: AlarmSpec, values: list[float | None], current: str, state: str
+) -> None:
+    assert evaluate_alarm(spec, values, current).state == state
+
+
+def test_the_reason_says_how_many_periods_breached_and_that_missing_ones_counted() -> None:
+    result = evaluate_alarm(CANARY_ALARM, [None, 0.0])
+    assert result.reason == (
+        "Threshold Crossed: 2 out of the last 2 datapoints [missing, 0] (1 missing treated as Breaching) were less "
+        "than the threshold (1) (minimum 2 datapoints for OK -> ALARM transition).")
+    assert (result.values, result.breaching) == ((None, 0.0), 2)
+
+
+def test_fewer_periods_than_the_alarm_evaluates_is_a_mistake() -> None:
+    with pytest.raises(ValueError, match="need 2 periods"):
+        evaluate_alarm(CANARY_ALARM, [1.0])
+
+
+# -- the schedule fired against the stage ---------------------------------------------------------
+
+
+def _success_points(stage: object, alarm_name: str, since: datetime) -> list[float]:
+    cloudwatch = stage.client("cloudwatch")  # type: ignore[attr-defined]
+    [alarm] = cloudwatch.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
+    points = cloudwatch.get_metric_statistics(
+        Namespace=alarm["Namespace"], MetricName=alarm["MetricName"], Dimensions=alarm["Dimensions"],
+        StartTime=since - timedelta(minutes=1), EndTime=datetime.now(timezone.utc) + timedelta(minutes=1),
+        Period=alarm["Period"], Statistics=[alarm["Statistic"]])["Datapoints"]
+    return [p[alarm["Statistic"]] for p in points]
+
+
+@pytest.mark.parametrize(("faults", "verdict", "success", "state"), [
+    pytest.param((), "pass", 1.0, OK, id="green"),
+    # A read-only check fails: participants may create invites (a permission regression).
+    pytest.param(("participant_can_invite",), "fail", 0.0, ALARM, id="red"),
+])
+def test_a_fired_schedule_runs_the_canary_and_its_alarm_follows_the_result(
+    stage_factory: StageFactory, tmp_path: Path, faults: tuple[str, ...], verdict: str, success: float, state: str
+) -> None:
+    stage = stage_factory("healthy", faults=faults)
+    canary = stage.install_canary()
+    cloudwatch = stage.client("cloudwatch")
+    [alarm] = cloudwatch.describe_alarms(AlarmNames=[canary.alarm_name])["MetricAlarms"]
+    assert alarm["StateValue"] == INSUFFICIENT_DATA  # where AWS starts a new alarm (moto: OK)
+    began = datetime.now(timezone.utc)
+
+    run = fire_schedule(stage.client, canary.schedule_name, aws_env=stage.aws_env, report_dir=tmp_path / "reports")
+
+    assert run.verdict["verdict"] == verdict, run.output
+    assert run.exit_code == (0 if verdict == "pass" else 1)
+    if verdict == "fail":
+        failed = {c["name"] for c in run.verdict["checks"] if c["outcome"] == "failed"}
+        assert failed == {"test_participant_cannot_create_invites"}
+    assert _success_points(stage, canary.alarm_name, began) == [success]
+    evaluation = evaluate_and_set(cloudwatch, canary.alarm_name)
+    assert evaluation.state == state
+    [alarm] = cloudwatch.describe_alarms(AlarmNames=[canary.alarm_name])["MetricAlarms"]
+    assert (alarm["StateValue"], alarm["StateReason"]) == (state, evaluation.reason)
+    # The task's output went where the task definition's awslogs options send it.
+    streams = stage.client("logs").describe_log_streams(
+        logGroupName="/ecs/civicforge-board-service-smoke-canary")["logStreams"]
+    assert [s["logStreamName"] for s in streams] == [f"smoke/smoke/{run.task_id}"]
