@@ -29,7 +29,8 @@ from stage.canary import CanaryResources, install_canary
 from stage.deployment_records import DeploymentRecords
 from stage.faults import FaultError, parse_faults
 from stage.moto_quirks import ACCOUNT_ID, MotoServer
-from stage.scheduler import PORT, Scheduler, StageError, StageTask, WarmPool, app_cmd_fields, port_is_free
+from stage.scheduler import (DEFAULT_BAKE_TIME_S, PORT, Scheduler, StageError, StageTask, WarmPool, app_cmd_fields,
+                             port_is_free)
 from stage.seed import (CLUSTER, CONTAINER, LOG_GROUP, LOG_PREFIX, REGION, REPOSITORY, SERVICE, SMOKE_SECRET, Seeded,
                         seed)
 
@@ -58,6 +59,7 @@ class StageOptions:
     restart_delay_s: float = 0.5
     rolling_delay_s: float = 3.0
     ready_timeout_s: float = 30.0
+    bake_time_s: float = DEFAULT_BAKE_TIME_S  # a deploy whose service has deployment alarms bakes this long
     # False: an account without ECS deployment records (no currentServiceDeployment, UnknownOperation).
     deployment_records: bool = True
 
@@ -99,6 +101,7 @@ class Stage:
         self._workdir: Path | None = None
         self._clients: dict[str, Any] = {}
         self.seeded: Seeded | None = None
+        self.canary: CanaryResources | None = None  # the canary stack, when the scenario installs it
 
     # -- life ------------------------------------------------------------------------------------
 
@@ -143,10 +146,13 @@ class Stage:
             clients=self._clients, network=network, database=database,
             app_cmd=options.app_cmd, time_scale=options.time_scale, restart_delay_s=options.restart_delay_s,
             start_period_scale=options.start_period_scale, warm=self._warm, app_version=options.app_version,
+            bake_time_s=options.bake_time_s,
         )
         self._moto.hook = DeploymentRecords(self._scheduler, self.seeded, network=network,
                                             enabled=options.deployment_records)
         plan = scenarios.build(options.scenario, self.faults, self.seeded)
+        if plan.canary_alarm:
+            self.canary = self._guard_with_canary()
         # Before the wait for readiness, which can last a whole startPeriod: say how long it counts.
         print(f"stage: {self.health_clock}", file=sys.stderr, flush=True)
         self._scheduler.start(plan.deployments, plan.events)
@@ -239,6 +245,15 @@ class Stage:
     def aws_env(self) -> dict[str, str]:
         """Only the endpoint and the credentials: what a task role gives a task, not its target."""
         return {"AWS_ENDPOINT_URL": self.endpoint, **DUMMY_CREDENTIALS}
+
+    def _guard_with_canary(self) -> CanaryResources:
+        """The canary stack, and its alarm in the service's deployment alarms with rollback on."""
+        canary = self.install_canary()
+        # update_service keeps deploymentConfiguration (create_service drops it); the circuit breaker stays on.
+        self.client("ecs").update_service(cluster=CLUSTER, service=SERVICE, deploymentConfiguration={
+            "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+            "alarms": {"alarmNames": [canary.alarm_name], "enable": True, "rollback": True}})
+        return canary
 
     def install_canary(self, **parameters: str) -> CanaryResources:
         """The canary stack (infra/canary.yaml) for this deployment, in this stage's moto.

@@ -24,6 +24,8 @@ SCENARIOS: dict[str, str] = {
     "exec_format": "the new deployment's tasks stop at start: exec format error (image built for ARM)",
     "stale_image": "tasks run an image digest other than the one the deploy pushed as :latest",
     "rolled_back": "the circuit breaker rolled the deploy back: rolloutState FAILED, service on the previous revision",
+    "alarm_rollback": "the canary stack is installed and its alarm guards deploys (rollback on); a deploy of a faulty "
+                      "build (default participant_can_invite) bakes IN_PROGRESS until the alarm fires, then is rolled back",
 }
 
 
@@ -33,6 +35,8 @@ class ScenarioPlan:
     events: list[str]
     stopped_history: list[tuple[int, str, int | None]]  # (deployment index, stoppedReason, exit code)
     deferred: Deployment | None = None  # begins rolling_delay_s after the stage is ready
+    # Install the canary stack and list its alarm in the service's deploymentConfiguration.alarms.
+    canary_alarm: bool = False
 
 
 def build(name: str, faults: Faults, seeded: Seeded) -> ScenarioPlan:
@@ -74,6 +78,12 @@ def build(name: str, faults: Faults, seeded: Seeded) -> ScenarioPlan:
         old = old_release()
         new = primary(lambda _i: TaskPlan("exec_format", faults, seeded.pushed_digest))
         return ScenarioPlan([new, old], [], [])
+    if name == "alarm_rollback":
+        # Like rolling, but under way at once: its tasks pass their health checks (the fault is one only
+        # a smoke check sees), the old tasks drain, and ECS bakes the deploy until the alarm decides.
+        bad = faults if faults.names else parse_faults(["participant_can_invite"])
+        return ScenarioPlan([primary(serving(seeded.pushed_digest, lambda _i: bad)), old_release()], [], [],
+                            canary_alarm=True)
     # rolled_back: the failed deploy is still listed while ECS drains it; the service is
     # back on the previous revision through a fresh PRIMARY deployment.
     failed = Deployment(deployment_id(), current, "ACTIVE", "FAILED", 0, all_faulty,

@@ -53,6 +53,10 @@ MIN_HEALTH_CHECK_TIMEOUT_S = 1.0
 PUBLIC_NETWORK = "127.0.0"
 PRIVATE_NETWORK = "127.1.0"
 APP_CMD_FIELDS = ("host", "private_host", "port")  # what --app-cmd may name: {host} is the Elastic IP
+# ECS computes a deployment's bake time from its alarms and lets nobody set it; the stage's is a
+# fixed span, long enough to fire the canary and evaluate its alarm by hand (StageOptions.bake_time_s).
+DEFAULT_BAKE_TIME_S = 300.0
+ALARM_POLL_S = 0.5  # how often the stage, playing ECS, reads a deployment's alarms
 
 
 def app_cmd_fields(app_cmd: str) -> frozenset[str]:
@@ -94,6 +98,10 @@ class Deployment:
     rollout_reason: str = ""
     failed_tasks: int = 0
     launched: int = 0
+    # The service's deploymentConfiguration.alarms when the deployment began (None: not read yet).
+    alarms: dict[str, Any] | None = None
+    bake_until: float | None = None  # monotonic end of the bake time, once the old tasks are gone
+    rolling_back: bool = False  # a rollback: ECS does not roll it back in turn
     created_at: datetime = field(default_factory=now)
     updated_at: datetime = field(default_factory=now)
 
@@ -326,8 +334,12 @@ class Scheduler:
         start_period_scale: float,
         warm: WarmPool,
         app_version: str | None = None,
+        bake_time_s: float = DEFAULT_BAKE_TIME_S,
     ) -> None:
         self._ecs, self._ec2, self._logs = clients["ecs"], clients["ec2"], clients["logs"]
+        self._cloudwatch = clients.get("cloudwatch")
+        self._bake_time_s = bake_time_s
+        self._next_alarm_check = 0.0
         self._network = network
         self._database = database
         self._app_cmd = app_cmd
@@ -424,6 +436,9 @@ class Scheduler:
         primary = self._primary()
         if primary.rollout_state != "IN_PROGRESS":
             return
+        alarms = self._deployment_alarms(primary)
+        if alarms and self._roll_back_on_alarm(primary, alarms):
+            return
         healthy = [t for t in self.live_tasks(primary) if t.health == "HEALTHY" or self._health_check(t) is None]
         running = [t for t in healthy if t.status == "RUNNING"]
         if len(running) < primary.desired:
@@ -434,6 +449,13 @@ class Scheduler:
         if any(self.live_tasks(d) for d in old):
             self._scale_down([task for d in old for task in self.live_tasks(d)])
             return
+        if alarms:
+            # ECS watches the alarms for a bake time after the old tasks are gone; until it ends
+            # the rollout stays IN_PROGRESS and the old deployment stays listed.
+            if primary.bake_until is None:
+                primary.bake_until = time.monotonic() + self._bake_time_s
+            if time.monotonic() < primary.bake_until:
+                return
         self.deployments = [d for d in self.deployments if d not in old]
         primary.rollout_state = "COMPLETED"
         primary.rollout_reason = f"ECS deployment {primary.id} completed."
@@ -441,6 +463,50 @@ class Scheduler:
         self._event(f"(service {SERVICE}) (deployment {primary.id}) deployment completed.")
         self._event(f"(service {SERVICE}) has reached a steady state.")
         self.stable_at = time.time()
+
+    def _deployment_alarms(self, deployment: Deployment) -> list[str]:
+        """The alarm names ECS watches for this deployment: none for a rollback or when not enabled."""
+        if deployment.alarms is None:
+            # update_service keeps deploymentConfiguration on moto's service (create_service drops
+            # it); read from there, not through describe_services, so the stage's own calls do not
+            # show in the harness's call counts.
+            service = moto_quirks.find_service(REGION, CLUSTER, SERVICE)
+            configuration = getattr(service, "deployment_configuration", None) or {}
+            deployment.alarms = dict(configuration.get("alarms") or {})
+        if deployment.rolling_back or not deployment.alarms.get("enable"):
+            return []
+        return list(deployment.alarms.get("alarmNames") or [])
+
+    def _roll_back_on_alarm(self, deployment: Deployment, names: list[str]) -> bool:
+        """A watched alarm in ALARM fails the deployment and, with rollback on, rolls it back (True)."""
+        clock = time.monotonic()
+        if self._cloudwatch is None or clock < self._next_alarm_check:
+            return False
+        self._next_alarm_check = clock + ALARM_POLL_S
+        alarms = self._cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]
+        firing = [alarm["AlarmName"] for alarm in alarms if alarm["StateValue"] == "ALARM"]
+        if not firing:
+            return False
+        listed = ", ".join(firing)
+        deployment.rollout_state = "FAILED"
+        deployment.rollout_reason = f"ECS deployment failed: alarm(s) {listed} are in ALARM state."
+        deployment.updated_at = now()
+        self._event(f"(service {SERVICE}) (deployment {deployment.id}) deployment failed: "
+                    f"alarm(s) {listed} are in ALARM state.")
+        # As ECS: back to the most recent COMPLETED deployment, which turns IN_PROGRESS again.
+        target = next((d for d in self.deployments if d is not deployment and d.rollout_state == "COMPLETED"), None)
+        if not deployment.alarms or not deployment.alarms.get("rollback") or target is None:
+            return True  # FAILED: it launches no new tasks, nothing is rolled back
+        desired = deployment.desired
+        deployment.status, deployment.desired = "ACTIVE", 0
+        target.status, target.rollout_state, target.desired = "PRIMARY", "IN_PROGRESS", desired
+        target.rolling_back = True
+        target.rollout_reason = f"ECS deployment {target.id} in progress."
+        target.updated_at = now()
+        self.deployments = [target, deployment] + [d for d in self.deployments if d not in (target, deployment)]
+        self._event(f"(service {SERVICE}) (deployment {deployment.id}) deployment failed: rolling back to "
+                    f"deployment {target.id}.")
+        return True
 
     def _scale_down(self, tasks: list[StageTask]) -> None:
         for task in tasks:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from stage.canary import ALARM, INSUFFICIENT_DATA, OK, AlarmSpec, evaluate_alarm, evaluate_and_set, fire_schedule
+from stage.canary import (ALARM, INSUFFICIENT_DATA, OK, AlarmSpec, evaluate_alarm, evaluate_and_set, fire_schedule,
+                          launch_schedule)
 from tests.conftest import StageFactory
 
 # The template's alarm: SmokeSuccess Minimum < 1 over 2 periods of 5 minutes, missing data breaching.
@@ -124,3 +125,65 @@ def test_a_fired_schedule_runs_the_canary_and_its_alarm_follows_the_result(
     streams = stage.client("logs").describe_log_streams(
         logGroupName="/ecs/civicforge-board-service-smoke-canary")["logStreams"]
     assert [s["logStreamName"] for s in streams] == [f"smoke/smoke/{run.task_id}"]
+
+
+# -- deployment alarms roll a deploy back ---------------------------------------------------------
+
+
+def _baking(stage: object) -> bool:
+    deployments = stage.scheduler.deployments  # type: ignore[attr-defined]
+    return any(d.status == "PRIMARY" and d.rollout_state == "IN_PROGRESS" and d.bake_until for d in deployments)
+
+
+def _rolled_back(stage: object) -> bool:
+    deployments = stage.scheduler.deployments  # type: ignore[attr-defined]
+    return deployments[0].rollout_state == "COMPLETED" and any(d.rollout_state == "FAILED" for d in deployments)
+
+
+def test_the_canary_alarm_in_alarm_during_the_bake_rolls_the_deploy_back(
+    stage_factory: StageFactory, tmp_path: Path
+) -> None:
+    """A deploy of a faulty build, guarded by the canary's alarm, is rolled back within its bake time.
+
+    What fires the alarm is the canary's silence, not its verdict: while ECS bakes a deploy its
+    rollout stays IN_PROGRESS, and the harness waits for COMPLETED before it tests (and publishes).
+    Two periods without a data point are breaching, so the alarm goes off; the canary that was
+    waiting then sees the rollback and reports it, naming the alarm.
+    """
+    stage = stage_factory("alarm_rollback", bake_time_s=240)
+    assert stage.canary is not None
+    alarm_name = stage.canary.alarm_name
+    ecs, cloudwatch = stage.client("ecs"), stage.client("cloudwatch")
+    [service] = ecs.describe_services(cluster="civicforge-cluster", services=["civicforge-board-service"])["services"]
+    assert service["deploymentConfiguration"]["alarms"] == {"alarmNames": [alarm_name], "enable": True,
+                                                            "rollback": True}
+    assert stage.wait_until(lambda: _baking(stage), 60), "the deploy never reached its bake time"
+    [service] = ecs.describe_services(cluster="civicforge-cluster", services=["civicforge-board-service"])["services"]
+    assert [(d["status"], d["rolloutState"], d["runningCount"]) for d in service["deployments"]] == [
+        ("PRIMARY", "IN_PROGRESS", 2), ("ACTIVE", "COMPLETED", 0)]
+    faulty = service["deployments"][0]
+    began = datetime.now(timezone.utc)
+
+    waiting = launch_schedule(stage.client, stage.canary.schedule_name, aws_env=stage.aws_env,
+                              report_dir=tmp_path / "reports")
+    evaluation = evaluate_and_set(cloudwatch, alarm_name)  # CloudWatch's next evaluation
+
+    assert (evaluation.state, evaluation.values) == (ALARM, (None, None))
+    assert stage.wait_until(lambda: _rolled_back(stage), 60), "ECS did not roll the deploy back"
+    run = waiting.wait()
+    [service] = ecs.describe_services(cluster="civicforge-cluster", services=["civicforge-board-service"])["services"]
+    primary, failed = service["deployments"]
+    assert (primary["status"], primary["rolloutState"]) == ("PRIMARY", "COMPLETED")
+    assert primary["taskDefinition"] == stage.seeded.previous_task_definition  # type: ignore[union-attr]
+    assert (failed["id"], failed["status"], failed["rolloutState"]) == (faulty["id"], "ACTIVE", "FAILED")
+    assert alarm_name in failed["rolloutStateReason"]
+    events = [event["message"] for event in service["events"]]
+    assert (f"(service civicforge-board-service) (deployment {faulty['id']}) deployment failed: "
+            f"alarm(s) {alarm_name} are in ALARM state.") in events
+    assert any(f"(deployment {faulty['id']})" in e and "rolling back to deployment" in e for e in events)
+    # The canary that was waiting reports the rollback, naming the alarm, and publishes its 0.
+    assert (run.exit_code, run.verdict["verdict"]) == (1, "fail"), run.output
+    [diagnosis] = [d for d in run.verdict["diagnoses"] if d["category"] == "deployment_rolled_back"]
+    assert alarm_name in diagnosis["evidence"]
+    assert _success_points(stage, alarm_name, began) == [0.0]
+    assert evaluate_and_set(cloudwatch, alarm_name).values == (None, 0.0)
