@@ -153,7 +153,12 @@ class DeploymentRecords:
         if target is not None and deployment is not target:
             created = min(created, target.created_at)  # history is older than what replaced it
         failed = deployment.rollout_state == "FAILED"
-        breaker = "TRIGGERED" if failed else "MONITORING" if status == "IN_PROGRESS" else "MONITORING_COMPLETE"
+        watching = "MONITORING" if status == "IN_PROGRESS" else "MONITORING_COMPLETE"
+        # The scheduler fails a deploy either by its circuit breaker or by an alarm it watches (alarm_rollback).
+        alarms = getattr(deployment, "alarms", None) or {}
+        alarm_names = list(alarms.get("alarmNames") or []) if alarms.get("enable") else []
+        fired = [name for name in alarm_names if failed and name in deployment.rollout_reason]
+        breaker = "TRIGGERED" if failed and not fired else watching
         primary = self._primary()
         finished = (primary.updated_at if failed and primary else deployment.updated_at) if status in FINISHED else None
         sources = ([d for d in known if self._number(d) < self._number(deployment) and d.rollout_state != "FAILED"]
@@ -182,10 +187,13 @@ class DeploymentRecords:
             "deploymentCircuitBreaker": {
                 "status": breaker, "failureCount": deployment.failed_tasks, "threshold": CIRCUIT_BREAKER_THRESHOLD,
             },
-            "alarms": {"status": "DISABLED", "alarmNames": [], "triggeredAlarmNames": []},
+            "alarms": {
+                "status": ("TRIGGERED" if fired else watching) if alarm_names else "DISABLED",
+                "alarmNames": alarm_names, "triggeredAlarmNames": fired,
+            },
         }
         if status == "IN_PROGRESS":
-            record["lifecycleStage"] = "SCALE_UP"
+            record["lifecycleStage"] = "BAKE_TIME" if getattr(deployment, "bake_until", None) else "SCALE_UP"
         if finished is not None:
             record["finishedAt"] = _epoch(max(finished, created))
         if failed and primary is not None:

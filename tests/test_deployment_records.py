@@ -310,3 +310,26 @@ def test_a_finished_record_is_read_once_and_an_unfinished_one_on_each_change(aws
     stubber.assert_no_pending_responses()
     assert records.unavailable is None
     assert records.read(clients, {}, changed=True) is None  # no currentServiceDeployment: deployments only
+
+
+def test_an_alarm_rollback_names_the_alarm_not_the_circuit_breaker(stage_factory: Any) -> None:
+    stage = stage_factory("alarm_rollback", bake_time_s=240)
+    alarm = stage.canary.alarm_name
+    ecs = stage.client("ecs")
+
+    def current() -> dict[str, Any]:
+        arn = ecs.describe_services(cluster=CLUSTER, services=[SERVICE])["services"][0]["currentServiceDeployment"]
+        return ecs.describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"][0]
+
+    assert stage.wait_until(lambda: any(d.bake_until for d in stage.scheduler.deployments), 60)
+    baking = current()
+    assert (baking["status"], baking["lifecycleStage"], baking["alarms"]["status"]) == (
+        "IN_PROGRESS", "BAKE_TIME", "MONITORING")
+    stage.client("cloudwatch").set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="test")
+    assert stage.wait_until(lambda: stage.scheduler.deployments[0].rollout_state == "COMPLETED"
+                            and any(d.rollout_state == "FAILED" for d in stage.scheduler.deployments), 60)
+    record = current()
+    assert record["serviceDeploymentArn"] == baking["serviceDeploymentArn"]
+    assert record["status"] == "ROLLBACK_SUCCESSFUL"
+    assert record["alarms"] == {"status": "TRIGGERED", "alarmNames": [alarm], "triggeredAlarmNames": [alarm]}
+    assert record["deploymentCircuitBreaker"]["status"] == "MONITORING_COMPLETE"
