@@ -105,6 +105,7 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
             container=config.ecs_container,
             port=config.target_port,
             on_progress=on_progress,
+            test_during_bake=config.canary,  # a canary is what an alarm-watched bake waits for
         )
         state.deployment = result.deployment.to_dict()
         state.targets = [t.to_dict() for t in result.deployment.targets]

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stage.canary import (ALARM, INSUFFICIENT_DATA, OK, AlarmSpec, evaluate_alarm, evaluate_and_set, fire_schedule,
-                          launch_schedule)
+from stage.canary import (ALARM, INSUFFICIENT_DATA, OK, AlarmSpec, evaluate_alarm, evaluate_and_set, fire_schedule)
 from tests.conftest import StageFactory
 
 # The template's alarm: SmokeSuccess Minimum < 1 over 2 periods of 5 minutes, missing data breaching.
@@ -145,10 +144,9 @@ def test_the_canary_alarm_in_alarm_during_the_bake_rolls_the_deploy_back(
 ) -> None:
     """A deploy of a faulty build, guarded by the canary's alarm, is rolled back within its bake time.
 
-    What fires the alarm is the canary's silence, not its verdict: while ECS bakes a deploy its
-    rollout stays IN_PROGRESS, and the harness waits for COMPLETED before it tests (and publishes).
-    Two periods without a data point are breaching, so the alarm goes off; the canary that was
-    waiting then sees the rollback and reports it, naming the alarm.
+    While ECS bakes a deploy its rollout stays IN_PROGRESS; the canary tests the new tasks then
+    (they are the ones serving), fails and publishes its 0, the alarm goes off on that datapoint,
+    and ECS rolls back. The next canary run reports the rollback, naming the alarm.
     """
     stage = stage_factory("alarm_rollback", bake_time_s=240)
     assert stage.canary is not None
@@ -164,13 +162,15 @@ def test_the_canary_alarm_in_alarm_during_the_bake_rolls_the_deploy_back(
     faulty = service["deployments"][0]
     began = datetime.now(timezone.utc)
 
-    waiting = launch_schedule(stage.client, stage.canary.schedule_name, aws_env=stage.aws_env,
-                              report_dir=tmp_path / "reports")
+    during_bake = fire_schedule(stage.client, stage.canary.schedule_name, aws_env=stage.aws_env,
+                                report_dir=tmp_path / "bake")
+    assert (during_bake.exit_code, during_bake.verdict["verdict"]) == (1, "fail"), during_bake.output
+    assert "permission_regression" in {d["category"] for d in during_bake.verdict["diagnoses"]}
+    assert _success_points(stage, alarm_name, began) == [0.0]
     evaluation = evaluate_and_set(cloudwatch, alarm_name)  # CloudWatch's next evaluation
+    assert (evaluation.state, evaluation.values) == (ALARM, (None, 0.0))  # the canary's 0, not its silence
 
-    assert (evaluation.state, evaluation.values) == (ALARM, (None, None))
     assert stage.wait_until(lambda: _rolled_back(stage), 60), "ECS did not roll the deploy back"
-    run = waiting.wait()
     [service] = ecs.describe_services(cluster="civicforge-cluster", services=["civicforge-board-service"])["services"]
     primary, failed = service["deployments"]
     assert (primary["status"], primary["rolloutState"]) == ("PRIMARY", "COMPLETED")
@@ -181,9 +181,9 @@ def test_the_canary_alarm_in_alarm_during_the_bake_rolls_the_deploy_back(
     assert (f"(service civicforge-board-service) (deployment {faulty['id']}) deployment failed: "
             f"alarm(s) {alarm_name} are in ALARM state.") in events
     assert any(f"(deployment {faulty['id']})" in e and "rolling back to deployment" in e for e in events)
-    # The canary that was waiting reports the rollback, naming the alarm, and publishes its 0.
-    assert (run.exit_code, run.verdict["verdict"]) == (1, "fail"), run.output
-    [diagnosis] = [d for d in run.verdict["diagnoses"] if d["category"] == "deployment_rolled_back"]
-    assert alarm_name in diagnosis["evidence"]
-    assert _success_points(stage, alarm_name, began) == [0.0]
-    assert evaluate_and_set(cloudwatch, alarm_name).values == (None, 0.0)
+
+    after = fire_schedule(stage.client, stage.canary.schedule_name, aws_env=stage.aws_env,
+                          report_dir=tmp_path / "after")
+    assert (after.exit_code, after.verdict["verdict"]) == (1, "fail"), after.output
+    [diagnosis] = [d for d in after.verdict["diagnoses"] if d["category"] == "deployment_rolled_back"]
+    assert diagnosis["summary"] == f"ECS rolled the deployment back: deployment alarm(s) {alarm_name} went into ALARM"

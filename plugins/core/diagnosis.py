@@ -186,6 +186,8 @@ _PYTHON_ERROR = re.compile(
 )
 _HEALTH_STOP = re.compile(r"failed (?:container|ELB) health checks", re.IGNORECASE)
 _ROLLBACK_EVENT = re.compile(r"roll(?:ing|ed)? ?back|circuit breaker", re.IGNORECASE)
+# ECS's words when deployment alarms fail a rollout: "... alarm(s) smoke-alarm are in ALARM state."
+_ALARM_ROLLBACK = re.compile(r"alarm\(s\) (?P<names>[^\s]+(?:, ?[^\s]+)*) (?:are|is) in ALARM state", re.IGNORECASE)
 # uvicorn's access log line: '... - "POST /api/boards/board_001/invites HTTP/1.1" 500 Internal Server Error'
 _ACCESS_LINE = re.compile(r"\"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+\" (?P<status>\d{3})")
 MAX_EVIDENCE_CHARS = 300
@@ -380,6 +382,9 @@ def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
         )
     if failure.kind == "rolled_back":
         # The rollback is the finding; why the new tasks died is its evidence, not another category.
+        by_alarm = _alarm_rollback(failure, evidence)
+        if by_alarm is not None:
+            return by_alarm
         rollback = next((d for d in evidence.deployments if "rolloutState=FAILED" in d), None) or next(
             (e for e in evidence.service_events if _ROLLBACK_EVENT.search(e)), None
         )
@@ -416,6 +421,23 @@ def _health_check_command(failure: Failure, evidence: Evidence, *, require_healt
         task_id,
         f"the container health check calls {tool}, which the image lacks, so ECS keeps replacing tasks",
         f"{stopped}health check: {command}",
+    )
+
+
+def _alarm_rollback(failure: Failure, evidence: Evidence) -> Diagnosis | None:
+    """A rollback that ECS's deployment alarms caused, named by its alarm (else None)."""
+    texts = [failure.message, *evidence.deployments, *evidence.service_events, *map(str, failure.details.values())]
+    alarm = next((found for text in texts if (found := _ALARM_ROLLBACK.search(text or ""))), None)
+    if alarm is None:
+        return None
+    names = alarm["names"]
+    return _make(
+        "deployment_rolled_back",
+        failure.task_id,
+        f"ECS rolled the deployment back: deployment alarm(s) {names} went into ALARM",
+        alarm.string,
+        f"Read why the alarm fired (`aws cloudwatch describe-alarm-history --alarm-name {names.split(',')[0]}`) "
+        "and the canary's and the new tasks' logs; fix the build and redeploy.",
     )
 
 
@@ -531,6 +553,9 @@ def _lifecycle(failure: Failure, evidence: Evidence) -> Diagnosis:
         (e for e in evidence.service_events if _ROLLBACK_EVENT.search(e)), None
     )
     if failure.kind == "rolled_back" or rollback:
+        by_alarm = _alarm_rollback(failure, evidence)
+        if by_alarm is not None:
+            return by_alarm
         return _make(
             "deployment_rolled_back",
             failure.task_id,

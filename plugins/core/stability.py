@@ -178,6 +178,7 @@ class WaitOptions:
     container: str | None
     port: int | None
     consecutive_ok: int
+    test_during_bake: bool = False
 
 
 @dataclass(slots=True)
@@ -230,7 +231,8 @@ class _Wait:
                 # Tasks that keep stopping over a health path the build lacks: name that cause.
                 self._probe_starting(observation, choice)
             raise
-        waiting_on = aws_not_settled(observation, primary, needs_health=choice.task_has_health_check)
+        waiting_on = aws_not_settled(observation, primary, needs_health=choice.task_has_health_check,
+                                     bake_is_settled=self.options.test_during_bake)
         if waiting_on:
             self.aws_settled_at = None
             ready = ready_primary_tasks(observation, needs_health=choice.task_has_health_check)
@@ -338,12 +340,21 @@ class _Wait:
         )
 
 
-def aws_not_settled(observation: Observation, primary: DeploymentInfo, *, needs_health: bool) -> str:
-    """What ECS still shows as moving ("" when the AWS side has settled)."""
+def aws_not_settled(observation: Observation, primary: DeploymentInfo, *, needs_health: bool,
+                    bake_is_settled: bool = False) -> str:
+    """What ECS still shows as moving ("" when the AWS side has settled).
+
+    ``bake_is_settled`` (a canary): a rollout still IN_PROGRESS whose old deployments
+    run no task is ECS baking the new one while its deployment alarms watch, and the
+    canary is what those alarms listen to: it tests the new tasks now instead of
+    waiting for a COMPLETED that waits for it.
+    """
     others = [item for item in observation.deployments if item is not primary]
-    if others:
+    baking = bake_is_settled and primary.rollout_state == "IN_PROGRESS" and all(
+        item.running == 0 for item in others)
+    if others and not baking:
         return "old deployment still listed: " + "; ".join(item.describe() for item in others)
-    if primary.rollout_state not in (None, "COMPLETED"):
+    if primary.rollout_state not in (None, "COMPLETED") and not baking:
         return f"rollout {primary.rollout_state}"
     if observation.running != observation.desired:
         return f"running {observation.running} of {observation.desired} tasks"
@@ -466,6 +477,7 @@ def wait_until_stable(
     consecutive_ok: int = 2,
     rng: random.Random | None = None,
     observer: ServiceObserver | None = None,
+    test_during_bake: bool = False,
 ) -> StableResult:
     """Poll until the service's PRIMARY deployment is settled and answers; see the module docstring.
 
@@ -485,6 +497,7 @@ def wait_until_stable(
         container=container,
         port=port,
         consecutive_ok=consecutive_ok,
+        test_during_bake=test_during_bake,
     )
     own_http = http is None
     client = http if http is not None else httpx.Client(timeout=HEALTH_TIMEOUT, follow_redirects=False)
