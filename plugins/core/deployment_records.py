@@ -11,10 +11,12 @@ FAILED entry plus events; the target is "the PRIMARY"). Where the records are ab
 for a role without the two actions, InvalidParameter...) the reader answers None and the
 harness reads ``deployments`` as before.
 
-Call budget: ``DeploymentRecords.read`` calls AWS only when the current deployment ARN is new,
-or when describe_services changed while that deployment is unfinished (its status may have
-moved); a finished record and a service revision (immutable) are never read twice. Once
-refused, the records are not asked for again in this run.
+Call budget: the records are read only when ``deployments`` shows something the record
+settles (``records_worth_reading``: a FAILED rollout, or no PRIMARY), so a deploy that rolls out
+cleanly costs no extra call. Then ``DeploymentRecords.read`` calls AWS when the current
+deployment ARN is new, or when describe_services changed while that deployment is unfinished
+(its status may have moved); a finished record and a service revision (immutable) are never
+read twice. Once refused, the records are not asked for again in this run.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class DeploymentRecord:
     rollback_reason: str | None
     image_digests: tuple[tuple[str, str], ...]  # (container name, digest) the revision pinned
     lifecycle_hooks: tuple[str, ...] = ()  # "hookId status" per lifecycle hook
+    triggered_alarms: tuple[str, ...] = ()  # deployment alarms that went off (an alarm rollback)
 
     @property
     def rolled_back(self) -> bool:
@@ -109,6 +112,8 @@ class DeploymentRecord:
         if self.rollback_revision_arn:
             why = f": {self.rollback_reason}" if self.rollback_reason else ""
             lines.append(f"rolled back to service revision {self.rollback_revision_arn.rsplit('/', 1)[-1]}{why}")
+        if self.triggered_alarms:
+            lines.append(f"deployment alarms TRIGGERED: {', '.join(self.triggered_alarms)}")
         lines += [f"lifecycle hook {hook}" for hook in self.lifecycle_hooks]
         return lines
 
@@ -139,6 +144,7 @@ def parse_record(raw: Mapping[str, Any], revision: Mapping[str, Any]) -> Deploym
         rollback_reason=rollback.get("reason"),
         image_digests=images,
         lifecycle_hooks=hooks,
+        triggered_alarms=tuple(str(name) for name in (raw.get("alarms") or {}).get("triggeredAlarmNames") or []),
     )
 
 
@@ -191,3 +197,12 @@ class DeploymentRecords:
                 return None
             self._revisions[arn] = found
         return self._revisions[arn]
+
+
+def records_worth_reading(raw_service: Mapping[str, Any]) -> bool:
+    """Whether ``deployments`` shows what a record settles: a FAILED rollout (rollback?) or no PRIMARY (target?)."""
+    if not raw_service.get("currentServiceDeployment"):
+        return False
+    deployments = raw_service.get("deployments") or []
+    return (any(item.get("rolloutState") == "FAILED" for item in deployments)
+            or not any(item.get("status") == "PRIMARY" for item in deployments))

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from plugins.core.aws import AwsClients, aws_errors, service_not_found
-from plugins.core.deployment_records import DeploymentRecord, DeploymentRecords
+from plugins.core.deployment_records import DeploymentRecord, DeploymentRecords, records_worth_reading
 from plugins.core.errors import CouldNotVerify, DeployFailed
 from plugins.core.lint import health_check_shell_text, url_path_in
 from plugins.core.observation import (
@@ -161,7 +161,8 @@ class ServiceObserver:
             counts = (int(raw_service.get("desiredCount", 0)), int(raw_service.get("runningCount", 0)),
                       int(raw_service.get("pendingCount", 0)))  # fmt: skip
             signature = _signature(raw_service, counts)
-            self._record = self.records.read(self.clients, raw_service, changed=signature != self._last_signature)
+            self._record = (self.records.read(self.clients, raw_service, changed=signature != self._last_signature)
+                            if records_worth_reading(raw_service) else None)
             fresh = time.monotonic() - self._last_full_at < full_every_s
             if light_if_unchanged and self.polls and signature == self._last_signature and fresh:
                 self.light_polls += 1
