@@ -1,14 +1,31 @@
-"""Fixtures for the harness's own tests: the local stage, in-process."""
+"""Fixtures for the harness's own tests: the local stage, in-process.
+
+Two ways to get a stage:
+
+- ``stage_factory(...)``: a stage of the test's own, stopped after it. For tests that
+  change the stage (kill a task, scale the service) or watch it change (a roll-out).
+- ``shared_stage``, parametrised indirectly with a ``StagePlan``: one running stage per
+  plan, handed to every test of that plan in turn, for tests that only read it (or put
+  back what they change). Tests of one plan run one after another, whichever module
+  they are in (``pytest_collection_modifyitems`` below), so each plan starts once. A
+  test marked ``changes_shared_stage`` runs last of its plan and the stage is stopped
+  after it.
+
+moto's state is process-wide, so the process holds one stage at a time: a shared
+stage is stopped before any test that does not ask for it (and so before a
+``stage_factory`` or a module's own ``Stage``), and after a test of it fails, so one
+failure cannot leak into the next test.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from typing import Callable
 
 import pytest
 
 from stage import Stage, StageOptions
-
 
 StageFactory = Callable[..., Stage]
 # Tasks that never pass a health check (restart_loop, curl_health_check, a health path that 404s)
@@ -17,6 +34,144 @@ StageFactory = Callable[..., Stage]
 # their first passing check makes them HEALTHY. Tests of the real clock pass start_period_scale
 # themselves (tests/test_start_period.py).
 TEST_START_PERIOD_SCALE = 0.125
+# A failed task is replaced after this long: quick enough that restart_loop shows its stops at once.
+TEST_RESTART_DELAY_S = 0.2
+# A shared "rolling" stage must stay mid-roll-out for as long as its tests run.
+SHARED_ROLLING_DELAY_S = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class StagePlan:
+    """What a shared stage runs; equal plans (in any module) share one running stage.
+
+    ``shared=False`` gives each test a stage of its own (a roll-out that must be watched
+    from its start), stopped after the test.
+    """
+
+    scenario: str = "healthy"
+    faults: tuple[str, ...] = ()
+    health_check_path: str = "/health"
+    rolling_delay_s: float = SHARED_ROLLING_DELAY_S
+    shared: bool = True
+
+    @property
+    def id(self) -> str:
+        parts = [self.scenario, *self.faults]
+        if self.health_check_path != "/health":
+            parts.append(f"probe{self.health_check_path.replace('/', '_')}")
+        return "-".join(parts)
+
+    def options(self) -> StageOptions:
+        return StageOptions(scenario=self.scenario, faults=self.faults, health_check_path=self.health_check_path,
+                            rolling_delay_s=self.rolling_delay_s, restart_delay_s=TEST_RESTART_DELAY_S,
+                            start_period_scale=TEST_START_PERIOD_SCALE)
+
+
+class SharedStages:
+    """Holds at most one running stage, the one of the plan the current test asked for."""
+
+    def __init__(self) -> None:
+        self._plan: StagePlan | None = None
+        self._stage: Stage | None = None
+
+    def stage_for(self, plan: StagePlan) -> Stage:
+        if self._stage is not None and self._plan == plan and plan.shared:
+            return self._stage
+        self.release()
+        stage = Stage(plan.options())
+        stage.start()
+        self._plan, self._stage = plan, stage
+        return stage
+
+    def release(self) -> None:
+        stage, self._plan, self._stage = self._stage, None, None
+        if stage is not None:
+            stage.stop()
+
+
+shared_stages_key = pytest.StashKey[SharedStages]()
+failed_key = pytest.StashKey[bool]()
+
+
+CHANGES_SHARED_STAGE = "changes_shared_stage"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{CHANGES_SHARED_STAGE}: the test changes its shared stage; it runs last of "
+                                       "its plan and the stage is stopped after it")
+    config.stash[shared_stages_key] = SharedStages()
+
+
+def changes_its_stage(item: pytest.Item) -> bool:
+    return item.get_closest_marker(CHANGES_SHARED_STAGE) is not None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shared = config.stash.get(shared_stages_key, None)
+    if shared is not None:
+        shared.release()
+
+
+def plan_of(item: pytest.Item) -> StagePlan | None:
+    callspec = getattr(item, "callspec", None)
+    plan = callspec.params.get("shared_stage") if callspec is not None else None
+    return plan if isinstance(plan, StagePlan) else None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run each shared plan's tests one after another: the plan's stage then starts once.
+
+    Each plan's tests move up to its first one; within a plan, tests that change the
+    stage go last. Every other test keeps its place, so no module of another kind is
+    split.
+    """
+    groups: dict[StagePlan, list[pytest.Item]] = {}
+    runs: list[list[pytest.Item]] = []
+    for item in items:
+        plan = plan_of(item)
+        if plan is None or not plan.shared:
+            runs.append([item])
+        elif plan in groups:
+            groups[plan].append(item)
+        else:
+            groups[plan] = [item]
+            runs.append(groups[plan])
+    for group in groups.values():
+        group.sort(key=changes_its_stage)  # stable: otherwise in collection order
+    items[:] = [item for run in runs for item in run]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before any fixture (a module's own Stage, a stage_factory) starts a second moto.
+    if plan_of(item) is None:
+        item.config.stash[shared_stages_key].release()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport,
+                                                                                          pytest.TestReport]:
+    report = yield
+    if report.failed:
+        item.stash[failed_key] = True
+    return report
+
+
+@pytest.fixture
+def shared_stage(request: pytest.FixtureRequest) -> Iterator[Stage]:
+    """The running stage of the ``StagePlan`` this test is parametrised with (indirectly); read it, don't change it."""
+    plan = getattr(request, "param", None)
+    assert isinstance(plan, StagePlan), "parametrize shared_stage indirectly with a StagePlan"
+    shared = request.config.stash[shared_stages_key]
+    yield shared.stage_for(plan)
+    if not plan.shared or changes_its_stage(request.node) or request.node.stash.get(failed_key, False):
+        shared.release()
+
+
+def on_shared_stage(*plans: StagePlan) -> pytest.MarkDecorator:
+    """``@on_shared_stage(StagePlan("healthy"), ...)``: the test runs once per plan, on that plan's shared stage."""
+    return pytest.mark.parametrize("shared_stage", plans, indirect=True, ids=[plan.id for plan in plans])
 
 
 @pytest.fixture

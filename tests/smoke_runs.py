@@ -55,6 +55,12 @@ def smoke_env(env: dict[str, str]) -> dict[str, str]:
     return full
 
 
+def with_plugin(folder: Path, name: str, source: str, env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a run given ``-p NAME``: the test's own pytest plugin ``source``, written to ``folder``."""
+    (folder / f"{name}.py").write_text(source)
+    return {**env, "PYTHONPATH": f"{folder}{os.pathsep}{ROOT}"}
+
+
 def run_smoke(env: dict[str, str], report_dir: Path, *args: str, ledger: Path | None = None,
               timeout_s: float = RUN_TIMEOUT_S) -> SmokeRun:
     """``pytest smoke ARGS`` against whatever ``env`` points at."""
