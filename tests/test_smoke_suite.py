@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from plugins.core.ledger import Ledger
 from stage import Stage, StageOptions
 from stage.seed import LOG_GROUP
 from tests.smoke_runs import ROOT as REPO_ROOT
-from tests.smoke_runs import RUN_TIMEOUT_S, SmokeRun, smoke_command, smoke_env
+from tests.smoke_runs import RUN_TIMEOUT_S, SmokeRun, smoke_command, smoke_env, with_plugin
 from tests.smoke_runs import run_smoke as run_stage_smoke
 
 LEDGER_DEADLINE_S = 60.0
@@ -40,7 +41,6 @@ EXIT_INTERRUPTED = 2
 
 # (scenario, faults, task definition health-check path)
 HEALTHY = ("healthy", (), "/health")
-SLOW = ("healthy", ("slow_ms=150",), "/health")  # room to interrupt between the join and the removal
 NO_ROOT_HEALTH = ("healthy", ("no_root_health",), "/api/health")  # the build and its task definition agree
 NO_MIGRATIONS = ("one_bad_task", ("no_migrations",), "/health")
 NO_OWNER = ("healthy", ("no_owner",), "/health")
@@ -67,7 +67,8 @@ def run_smoke(stage: Stage, workdir: Path, *args: str) -> SmokeRun:
     """One run with its own report folder; every run in ``workdir`` shares that folder's ledger."""
     report_dir = workdir / f"report-{len(list(workdir.glob('report-*')))}"
     run = run_stage_smoke(stage.env, report_dir, *args, ledger=workdir / "ledger.jsonl")
-    assert run.verdict is not None  # a run always writes its verdict (the property asserts it)
+    # Every run writes its verdict, and the verdict's exit code is the one the process ended with.
+    assert run.verdict["exit_code"] == run.exit_code, run.output[-3000:]
     return run
 
 
@@ -78,8 +79,8 @@ def faulty_task_ids(stage: Stage) -> set[str]:
 # -- the API, as the owner -------------------------------------------------------------------------
 
 
-def participant_memberships(stage: Stage) -> int:
-    """How many memberships of board_001 the smoke participants hold, read through the API."""
+def participant_member_ids(stage: Stage) -> set[int]:
+    """The user ids of the smoke participants that are members of board_001, read through the API."""
     accounts = stage.smoke_accounts
     ip = sorted(stage.task_ips().values())[0]
     with httpx.Client(base_url=f"http://{ip}:{stage.port}", timeout=10.0) as client:
@@ -89,7 +90,12 @@ def participant_memberships(stage: Stage) -> int:
                              headers={"Authorization": f"Bearer {login.json()['token']}"})
         assert members.status_code == 200, members.text
     pool = {account["username"] for key, account in accounts.items() if key.startswith("participant")}
-    return sum(1 for m in members.json() if m["username"] in pool)
+    return {int(m["user_id"]) for m in members.json() if m["username"] in pool}
+
+
+def participant_memberships(stage: Stage) -> int:
+    """How many memberships of board_001 the smoke participants hold, read through the API."""
+    return len(participant_member_ids(stage))
 
 
 def access_log_lines(stage: Stage, fragment: str) -> list[str]:
@@ -225,28 +231,82 @@ def test_two_full_runs_at_once_never_blame_the_service(stage: Stage, tmp_path: P
     assert false_failures == []
 
 
-@in_stage(SLOW)
+# Loaded into the interrupted run with -p: once a join has succeeded (the ledger has its "created"
+# entry), the process's next request waits until the test lets go. The test interrupts the run
+# while it waits, so the signal always lands between the join and the removal.
+HOLD_AFTER_JOIN_HOOK = '''
+import os
+import socket
+
+import httpx
+
+_send = httpx.Client.send
+_state = {"joined": False, "held": False}
+
+
+def _send_holding_after_the_join(self, request, **kwargs):
+    if _state["joined"] and not _state["held"]:
+        _state["held"] = True
+        with socket.create_connection(("127.0.0.1", int(os.environ["SMOKE_TEST_HOLD_PORT"]))) as hold:
+            hold.sendall(b"joined")
+            try:
+                hold.recv(1)  # returns (or fails) when the test closes its end
+            except OSError:
+                pass
+    response = _send(self, request, **kwargs)
+    if request.method == "POST" and request.url.path.endswith("/join") and response.status_code == 200:
+        _state["joined"] = True
+    return response
+
+
+httpx.Client.send = _send_holding_after_the_join
+'''
+
+
+def accept_the_hold(server: socket.socket, process: subprocess.Popen[str], deadline_s: float) -> socket.socket:
+    """The first run process that holds after its join; fails if the run ends or the deadline passes first."""
+    deadline = time.monotonic() + deadline_s
+    server.settimeout(0.2)  # to notice a run that ended instead
+    while True:
+        assert process.poll() is None, "the run ended before it joined, so it could not be interrupted"
+        assert time.monotonic() < deadline, f"no join held after {deadline_s:.0f} s"
+        try:
+            connection, _ = server.accept()
+        except TimeoutError:
+            continue
+        connection.settimeout(deadline_s)
+        assert connection.recv(16) == b"joined"
+        return connection
+
+
+@in_stage(HEALTHY)
 @pytest.mark.parametrize(("signum", "workers"), [(signal.SIGINT, "0"), (signal.SIGTERM, "0"), (signal.SIGINT, "2")],
                          ids=["SIGINT", "SIGTERM", "SIGINT-xdist"])
 def test_interrupted_invite_flow_leaves_no_membership(stage: Stage, tmp_path: Path, signum: int, workers: str) -> None:
     """Interrupted between the join and the removal (the controller alone gets the signal, as from CI)."""
     ledger_path = tmp_path / "ledger.jsonl"
     ledger = Ledger(ledger_path, "reader")
-    command = smoke_command(tmp_path / "report", "smoke/test_invites.py", "-n", workers, ledger=ledger_path)
-    process = subprocess.Popen(command,
-                               cwd=REPO_ROOT, env=smoke_env(stage.env), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: any(e.event == "created" for e in ledger.entries()) or process.poll() is not None,
-                 LEDGER_DEADLINE_S, "the ledger to record a membership")
-        assert process.poll() is None, "the run ended before it could be interrupted"
-        assert participant_memberships(stage) == 1  # caught mid-flow: joined, not yet removed
-        process.send_signal(signum)
-        output, _ = process.communicate(timeout=RUN_TIMEOUT_S)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    command = smoke_command(tmp_path / "report", "smoke/test_invites.py", "-n", workers, "-p", "hold_after_join",
+                            ledger=ledger_path)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        env = with_plugin(tmp_path, "hold_after_join", HOLD_AFTER_JOIN_HOOK,
+                          {**stage.env, "SMOKE_TEST_HOLD_PORT": str(server.getsockname()[1])})
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=smoke_env(env), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        try:
+            with accept_the_hold(server, process, LEDGER_DEADLINE_S):
+                # Caught mid-flow: the ledger records the join, the service lists the member, no removal yet.
+                created = {e.user_id for e in ledger.entries() if e.event == "created"}
+                assert created, ledger.entries()
+                assert created <= participant_member_ids(stage)
+                assert [e for e in ledger.entries() if e.event == "removed"] == []
+                process.send_signal(signum)
+            server.close()  # leaving the hold lets the held request go on; closing here, any other worker's
+            output, _ = process.communicate(timeout=RUN_TIMEOUT_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
     assert process.returncode == EXIT_INTERRUPTED, output[-3000:]
     assert participant_memberships(stage) == 0, output[-3000:]
     assert ledger.outstanding() == []
