@@ -1,10 +1,10 @@
 """The smoke suite end to end: ``pytest smoke`` as a real subprocess against the local stage.
 
-One stage per scenario and fault (module-scoped, parametrised indirectly, so pytest
-runs one stage at a time: moto's state is process-wide), reused by every assertion
-about it. Outcomes come from the run's ``verdict.json``; memberships are counted
-through the API as the owner; "no user added" is read from the tasks' CloudWatch
-access logs, which must show logins and no registration.
+One shared stage per scenario and fault (``shared_stage``, parametrised indirectly with
+a ``StagePlan``: tests of one plan run one after another, one stage at a time, as moto's
+state is process-wide), reused by every assertion about it. Outcomes come from the run's
+``verdict.json``; memberships are counted through the API as the owner; "no user added"
+is read from the tasks' CloudWatch access logs, which must show logins and no registration.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,9 @@ import httpx
 import pytest
 
 from plugins.core.ledger import Ledger
-from stage import Stage, StageOptions
+from stage import Stage
 from stage.seed import LOG_GROUP
+from tests.conftest import StagePlan, on_shared_stage
 from tests.smoke_runs import ROOT as REPO_ROOT
 from tests.smoke_runs import RUN_TIMEOUT_S, SmokeRun, smoke_command, smoke_env, with_plugin
 from tests.smoke_runs import run_smoke as run_stage_smoke
@@ -39,25 +39,20 @@ SMOKE_TESTS = {
 }
 EXIT_INTERRUPTED = 2
 
-# (scenario, faults, task definition health-check path)
-HEALTHY = ("healthy", (), "/health")
-NO_ROOT_HEALTH = ("healthy", ("no_root_health",), "/api/health")  # the build and its task definition agree
-NO_MIGRATIONS = ("one_bad_task", ("no_migrations",), "/health")
-NO_OWNER = ("healthy", ("no_owner",), "/health")
-ROWCOUNT = ("one_bad_task", ("rowcount",), "/health")
-URLSAFE = ("one_bad_task", ("urlsafe",), "/health")
-PARTICIPANT_CAN_INVITE = ("one_bad_task", ("participant_can_invite",), "/health")
+HEALTHY = StagePlan("healthy")
+# The build serves /api/health only, and its task definition probes that: they agree.
+NO_ROOT_HEALTH = StagePlan("healthy", ("no_root_health",), "/api/health")
+NO_MIGRATIONS = StagePlan("one_bad_task", ("no_migrations",))
+NO_OWNER = StagePlan("healthy", ("no_owner",))
+ROWCOUNT = StagePlan("one_bad_task", ("rowcount",))
+URLSAFE = StagePlan("one_bad_task")  # the scenario's own fault: urlsafe (shared with test_verdict_matrix)
+PARTICIPANT_CAN_INVITE = StagePlan("one_bad_task", ("participant_can_invite",))
+in_stage = on_shared_stage
 
 
-@pytest.fixture(scope="module")
-def stage(request: pytest.FixtureRequest) -> Iterator[Stage]:
-    scenario, faults, health_path = request.param
-    with Stage(StageOptions(scenario=scenario, faults=faults, health_check_path=health_path)) as running:
-        yield running
-
-
-def in_stage(*plans: tuple[str, tuple[str, ...], str]) -> pytest.MarkDecorator:
-    return pytest.mark.parametrize("stage", plans, indirect=True, ids=lambda p: "-".join([p[0], *p[1]]))
+@pytest.fixture
+def stage(shared_stage: Stage) -> Stage:
+    return shared_stage
 
 
 # -- running the suite ------------------------------------------------------------------------------
