@@ -66,13 +66,17 @@ def test_a_deploy_that_cannot_succeed_fails_at_once_with_its_evidence(
 
 def test_a_stale_image_fails_naming_both_digests(stage_factory: Any, tmp_path: Path) -> None:
     stage = stage_factory("stale_image")
-    run = run_smoke(stage.env, tmp_path, "--expect-image-digest", stage.expected_image_digest, *STAGE_ONLY)
+    expected, running = stage.expected_image_digest, stage.seeded.previous_digest
+    run = run_smoke(stage.env, tmp_path, "--expect-image-digest", expected, *STAGE_ONLY)
     assert run.exit_code == 1, run.output
-    running = stage.client("ecs")
-    assert stage.expected_image_digest[:19] in run.output
+    # One line says what failed with both digests short (the header echoes the expected one anyway)...
+    headline = f"runs {running[:19]}…, expected {expected[:19]}…"
+    assert any(line.startswith("deploy failed: ") and headline in line for line in run.output.splitlines()), run.output
+    # ...and the check's message names every task with both digests in full.
+    assert run.outcomes()[("test_deployment_settled", None)] == "failed"
     message = next(c["message"] for c in run.verdict["checks"] if c["name"] == "test_deployment_settled")
-    assert "expected" in message and stage.expected_image_digest[7:19] in message
-    assert running is not None
+    for task_id in stage.task_ips():
+        assert f"task {task_id[:8]} runs {running}, expected {expected}" in message, message
 
 
 @pytest.mark.parametrize(
