@@ -7,19 +7,23 @@ exit codes, and the one clear line for bad input.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from stage import Stage
+from tests.conftest import StagePlan, on_shared_stage
 from tests.smoke_runs import run_smoke
 
 ZERO_DIGEST = "sha256:" + "0" * 64
 STAGE_ONLY = ("-k", "deployment or health")  # the checks that need no smoke account
 
 
-def test_healthy_passes_with_every_task_tested_under_its_short_id(stage_factory: Any, tmp_path: Path) -> None:
-    stage = stage_factory("healthy")
+@on_shared_stage(StagePlan("healthy"))
+def test_healthy_passes_with_every_task_tested_under_its_short_id(shared_stage: Stage, tmp_path: Path) -> None:
+    stage = shared_stage
     run = run_smoke(stage.env, tmp_path, "-v", *STAGE_ONLY)
     assert run.exit_code == 0, run.output
     for task_id in stage.task_ips():
@@ -44,17 +48,19 @@ def test_rolling_waits_then_tests_only_the_new_tasks(stage_factory: Any, tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("scenario", "evidence"),
+    ("shared_stage", "evidence"),
     [
-        ("restart_loop", "Task failed container health checks"),
-        ("exec_format", "exec format error"),
-        ("rolled_back", "circuit breaker"),
+        (StagePlan("restart_loop"), "Task failed container health checks"),
+        (StagePlan("exec_format"), "exec format error"),
+        (StagePlan("rolled_back"), "circuit breaker"),
     ],
+    indirect=["shared_stage"],
+    ids=["restart_loop", "exec_format", "rolled_back"],
 )
 def test_a_deploy_that_cannot_succeed_fails_at_once_with_its_evidence(
-    stage_factory: Any, tmp_path: Path, scenario: str, evidence: str
+    shared_stage: Stage, tmp_path: Path, evidence: str
 ) -> None:
-    stage = stage_factory(scenario, restart_delay_s=0.2)
+    stage = shared_stage
     run = run_smoke(stage.env, tmp_path, "--stable-timeout", "120")
     assert run.exit_code == 1, run.output
     assert "deploy failed:" in run.output and evidence in run.output
@@ -64,8 +70,9 @@ def test_a_deploy_that_cannot_succeed_fails_at_once_with_its_evidence(
     assert "deadline" not in run.verdict["checks"][0]["message"]
 
 
-def test_a_stale_image_fails_naming_both_digests(stage_factory: Any, tmp_path: Path) -> None:
-    stage = stage_factory("stale_image")
+@on_shared_stage(StagePlan("stale_image"))
+def test_a_stale_image_fails_naming_both_digests(shared_stage: Stage, tmp_path: Path) -> None:
+    stage = shared_stage
     expected, running = stage.expected_image_digest, stage.seeded.previous_digest
     run = run_smoke(stage.env, tmp_path, "--expect-image-digest", expected, *STAGE_ONLY)
     assert run.exit_code == 1, run.output
@@ -135,17 +142,22 @@ def test_could_not_verify_without_aws_is_one_line_and_exit_6(tmp_path: Path, env
     assert run.verdict["verdict"] == "error" and run.verdict["exit_code"] == 6
 
 
-def test_could_not_verify_against_the_stage(stage_factory: Any, tmp_path: Path) -> None:
+@on_shared_stage(StagePlan("rolling"))
+@pytest.mark.changes_shared_stage  # scales the service to zero at the end
+def test_could_not_verify_against_the_stage(shared_stage: Stage, tmp_path: Path) -> None:
     """Wrong names, a service scaled to zero and a deadline: each its own line, all exit 6."""
-    stage = stage_factory("rolling", rolling_delay_s=600)
+    stage = shared_stage
     cases = [
         (("--ecs-cluster", "civicforge-clstr"), "could not verify: ECS cluster 'civicforge-clstr' not found"),
         (("--ecs-service", "civicforge-board-mvp-service"),
          "could not verify: ECS service 'civicforge-board-mvp-service' not found"),
         (("--stable-timeout", "2"), "could not verify: deploy not stable after 2 s (deadline)"),
     ]
-    for number, (args, line) in enumerate(cases):
-        run = run_smoke(stage.env, tmp_path / str(number), *args)
+    # The three runs only read the stage: run them side by side, each with its own report folder.
+    with ThreadPoolExecutor(len(cases)) as pool:
+        runs = list(pool.map(lambda number: run_smoke(stage.env, tmp_path / str(number), *cases[number][0]),
+                             range(len(cases))))
+    for run, (_args, line) in zip(runs, cases):
         assert run.exit_code == 6, run.output
         assert any(out.startswith(line) for out in run.output.splitlines()), run.output
     stage.client("ecs").update_service(cluster="civicforge-cluster", service="civicforge-board-service",
@@ -154,8 +166,9 @@ def test_could_not_verify_against_the_stage(stage_factory: Any, tmp_path: Path) 
     assert run.exit_code == 6 and "has desired count 0" in run.output, run.output
 
 
-def test_xdist_workers_share_one_discovery_and_wait(stage_factory: Any, tmp_path: Path) -> None:
-    stage = stage_factory("healthy")
+@on_shared_stage(StagePlan("healthy"))
+def test_xdist_workers_share_one_discovery_and_wait(shared_stage: Stage, tmp_path: Path) -> None:
+    stage = shared_stage
 
     def describe_services_during(*args: str) -> int:
         before = stage.aws_calls.get("ecs.DescribeServices", 0)
