@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -28,6 +29,7 @@ from plugins.core.stability import (
     poll_gap,
     wait_until_stable,
 )
+from stage import Stage
 from stage.scheduler import PORT, port_is_free
 
 NOW = datetime(2025, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -160,8 +162,27 @@ def clients_for(stage: Any, **kwargs: Any) -> AwsClients:
     return make_clients(stage.env["AWS_DEFAULT_REGION"], stage.env["AWS_ENDPOINT_URL"], **kwargs)
 
 
-def wait(stage: Any, clients: AwsClients | None = None, **kwargs: Any) -> StableResult:
-    options: dict[str, Any] = {"timeout_s": 60, "sleep": lambda _s: None}
+def scheduler_state(stage: Stage) -> tuple[object, ...]:
+    scheduler = stage.scheduler
+    return (tuple((t.id, t.status, t.health) for t in list(scheduler.tasks)),
+            tuple((d.id, d.status, d.rollout_state) for d in list(scheduler.deployments)))
+
+
+def until_the_stage_moves(stage: Stage) -> Callable[[float], None]:
+    """A sleep for the wait: the poll gap, cut short when the stage's tasks or deployments change.
+
+    The wait's own gaps bound how often it asks moto (never a tight loop), while a change
+    it has to see is seen at once rather than a whole gap later.
+    """
+    def sleep(seconds: float) -> None:
+        before = scheduler_state(stage)
+        stage.wait_until(lambda: scheduler_state(stage) != before, seconds)
+
+    return sleep
+
+
+def wait(stage: Stage, clients: AwsClients | None = None, **kwargs: Any) -> StableResult:
+    options: dict[str, Any] = {"timeout_s": 60, "sleep": until_the_stage_moves(stage)}
     options.update(kwargs)
     return wait_until_stable(clients or clients_for(stage), cluster=stage.env["ECS_CLUSTER"],
                              service=stage.env["ECS_SERVICE"], **options)  # fmt: skip
@@ -207,9 +228,9 @@ def test_rolling_before_the_new_tasks_start_never_yields_an_old_task(stage_facto
 
 def test_deadline_carries_the_last_observed_state(stage_factory: Any, aws_env: Any) -> None:
     stage = stage_factory("rolling", rolling_delay_s=600)
-    ticks = iter(range(0, 10_000))
+    ticks = iter(range(10_000))  # a fake clock (one second per reading) and no real sleep: 20 s pass at once
     with pytest.raises(CouldNotVerify) as caught:
-        wait(stage, timeout_s=20, clock=lambda: float(next(ticks)))
+        wait(stage, timeout_s=20, clock=lambda: float(next(ticks)), sleep=lambda _s: None)
     error = caught.value
     assert (error.kind, error.exit_code) == ("deadline", 6)
     assert str(error).startswith("deploy not stable after 20 s (deadline): old deployment still listed")
