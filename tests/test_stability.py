@@ -194,8 +194,8 @@ def test_healthy_settles_on_both_tasks(stage_factory: Any, aws_env: Any) -> None
                                                      services=["civicforge-board-service"])["services"][0]["taskDefinition"]  # fmt: skip
     health_requests: list[str] = []
     with httpx.Client(event_hooks={"request": [lambda request: health_requests.append(request.url.host)]}) as http:
-        result = wait(stage, expect_task_definition=expected, expect_image_digest=stage.expected_image_digest,
-                      http=http)
+        result = wait(stage, expect_task_definition=parse_task_definition_ref(expected),
+                      expect_image_digest=stage.expected_image_digest, http=http)
     assert {t.ip for t in result.deployment.targets} == set(stage.task_ips().values())
     assert sorted(health_requests) == sorted(list(stage.task_ips().values()) * 2)  # two consecutive 200s each
     assert result.deployment.rollout_state == "COMPLETED"
@@ -273,7 +273,7 @@ def test_stale_image_names_both_digests(stage_factory: Any, aws_env: Any) -> Non
 def test_expected_task_definition_never_deployed(stage_factory: Any, aws_env: Any) -> None:
     stage = stage_factory("healthy")
     with pytest.raises(DeployFailed, match="service runs civicforge-board-mvp:2, expected civicforge-board-mvp:9") as caught:
-        wait(stage, expect_task_definition="civicforge-board-mvp:9")
+        wait(stage, expect_task_definition=parse_task_definition_ref("civicforge-board-mvp:9"))
     assert caught.value.kind == "task_definition_mismatch"
 
 
