@@ -31,6 +31,7 @@ from plugins.core.stability import (
 )
 from stage import Stage
 from stage.scheduler import PORT, port_is_free
+from tests.conftest import StagePlan, on_shared_stage
 
 NOW = datetime(2025, 5, 1, 12, 0, tzinfo=timezone.utc)
 TD_NEW = "arn:aws:ecs:us-east-1:123456789012:task-definition/civicforge-board-mvp:8"
@@ -155,7 +156,10 @@ def test_aws_side_waits_for_old_deployment_and_health() -> None:
 
 # -- against the stage ---------------------------------------------------------------------------------------
 
-
+HEALTHY = StagePlan("healthy")
+ROLLING = StagePlan("rolling")  # the new deployment starts only after the tests (SHARED_ROLLING_DELAY_S)
+API_HEALTH_ONLY = StagePlan("healthy", ("no_root_health",), "/api/health")  # task definition probes /api/health
+PROBES_MISSING_PATH = StagePlan("healthy", ("no_root_health",))  # task definition probes /health: 404
 
 
 def clients_for(stage: Any, **kwargs: Any) -> AwsClients:
@@ -188,8 +192,9 @@ def wait(stage: Stage, clients: AwsClients | None = None, **kwargs: Any) -> Stab
                              service=stage.env["ECS_SERVICE"], **options)  # fmt: skip
 
 
-def test_healthy_settles_on_both_tasks(stage_factory: Any, aws_env: Any) -> None:
-    stage = stage_factory("healthy")
+@on_shared_stage(HEALTHY)
+def test_healthy_settles_on_both_tasks(shared_stage: Stage, aws_env: Any) -> None:
+    stage = shared_stage
     expected = stage.client("ecs").describe_services(cluster="civicforge-cluster",
                                                      services=["civicforge-board-service"])["services"][0]["taskDefinition"]  # fmt: skip
     health_requests: list[str] = []
@@ -218,16 +223,18 @@ def test_rolling_waits_then_yields_only_the_new_tasks(stage_factory: Any, aws_en
     assert result.light_polls > 0
 
 
-def test_rolling_before_the_new_tasks_start_never_yields_an_old_task(stage_factory: Any, aws_env: Any) -> None:
-    stage = stage_factory("rolling", rolling_delay_s=600)
+@on_shared_stage(ROLLING)
+def test_rolling_before_the_new_tasks_start_never_yields_an_old_task(shared_stage: Stage, aws_env: Any) -> None:
+    stage = shared_stage
     with pytest.raises(CouldNotVerify) as caught:
         resolve_targets(clients_for(stage), cluster=stage.env["ECS_CLUSTER"], service=stage.env["ECS_SERVICE"])
     assert caught.value.kind == "no_running_task"
     assert "2 task(s) of older deployments still run" in str(caught.value)
 
 
-def test_deadline_carries_the_last_observed_state(stage_factory: Any, aws_env: Any) -> None:
-    stage = stage_factory("rolling", rolling_delay_s=600)
+@on_shared_stage(ROLLING)
+def test_deadline_carries_the_last_observed_state(shared_stage: Stage, aws_env: Any) -> None:
+    stage = shared_stage
     ticks = iter(range(10_000))  # a fake clock (one second per reading) and no real sleep: 20 s pass at once
     with pytest.raises(CouldNotVerify) as caught:
         wait(stage, timeout_s=20, clock=lambda: float(next(ticks)), sleep=lambda _s: None)
@@ -238,17 +245,19 @@ def test_deadline_carries_the_last_observed_state(stage_factory: Any, aws_env: A
 
 
 @pytest.mark.parametrize(
-    ("scenario", "kind", "headline", "evidence"),
+    ("shared_stage", "kind", "headline", "evidence"),
     [
-        ("restart_loop", "tasks_stopping", "keep stopping", "Task failed container health checks"),
-        ("exec_format", "tasks_stopping", "exec format error", "(exit code 255)"),
-        ("rolled_back", "rolled_back", "was rolled back", "circuit breaker"),
+        (StagePlan("restart_loop"), "tasks_stopping", "keep stopping", "Task failed container health checks"),
+        (StagePlan("exec_format"), "tasks_stopping", "exec format error", "(exit code 255)"),
+        (StagePlan("rolled_back"), "rolled_back", "was rolled back", "circuit breaker"),
     ],
+    indirect=["shared_stage"],
+    ids=["restart_loop", "exec_format", "rolled_back"],
 )
 def test_failing_deploys_end_at_once(
-    stage_factory: Any, aws_env: Any, scenario: str, kind: str, headline: str, evidence: str
+    shared_stage: Stage, aws_env: Any, kind: str, headline: str, evidence: str
 ) -> None:
-    stage = stage_factory(scenario)
+    stage = shared_stage
     clients = clients_for(stage)
     with pytest.raises(DeployFailed) as caught:
         wait(stage, clients, timeout_s=600)
@@ -259,8 +268,9 @@ def test_failing_deploys_end_at_once(
     assert clients.calls.total() <= 8  # ended on the first poll or two, not at the deadline
 
 
-def test_stale_image_names_both_digests(stage_factory: Any, aws_env: Any) -> None:
-    stage = stage_factory("stale_image")
+@on_shared_stage(StagePlan("stale_image"))
+def test_stale_image_names_both_digests(shared_stage: Stage, aws_env: Any) -> None:
+    stage = shared_stage
     with pytest.raises(DeployFailed) as caught:
         wait(stage, expect_image_digest=stage.expected_image_digest)
     error = caught.value
@@ -270,15 +280,17 @@ def test_stale_image_names_both_digests(stage_factory: Any, aws_env: Any) -> Non
     assert all(f"runs {running}, expected {stage.expected_image_digest}" in line for line in error.evidence)
 
 
-def test_expected_task_definition_never_deployed(stage_factory: Any, aws_env: Any) -> None:
-    stage = stage_factory("healthy")
+@on_shared_stage(HEALTHY)
+def test_expected_task_definition_never_deployed(shared_stage: Stage, aws_env: Any) -> None:
+    stage = shared_stage
     with pytest.raises(DeployFailed, match="service runs civicforge-board-mvp:2, expected civicforge-board-mvp:9") as caught:
         wait(stage, expect_task_definition=parse_task_definition_ref("civicforge-board-mvp:9"))
     assert caught.value.kind == "task_definition_mismatch"
 
 
-def test_health_path_404_names_the_path_that_answers(stage_factory: Any, aws_env: Any) -> None:
-    stage = stage_factory("healthy", faults=["no_root_health"], health_check_path="/api/health")
+@on_shared_stage(API_HEALTH_ONLY)
+def test_health_path_404_names_the_path_that_answers(shared_stage: Stage, aws_env: Any) -> None:
+    stage = shared_stage
     with pytest.raises(DeployFailed) as caught:
         wait(stage, health_path="/health")
     error = caught.value
@@ -287,18 +299,20 @@ def test_health_path_404_names_the_path_that_answers(stage_factory: Any, aws_env
     assert str(error).endswith("/api/health answers 200: use --health-path /api/health")
 
 
-def test_without_a_health_path_the_task_definitions_is_taken(stage_factory: Any, aws_env: Any) -> None:
-    stage = stage_factory("healthy", faults=["no_root_health"], health_check_path="/api/health")
+@on_shared_stage(API_HEALTH_ONLY)
+def test_without_a_health_path_the_task_definitions_is_taken(shared_stage: Stage, aws_env: Any) -> None:
+    stage = shared_stage
     result = wait(stage)
     assert (result.health_path, result.health_path_source) == ("/api/health", "task definition")
     assert len(result.deployment.targets) == 2
 
 
+@on_shared_stage(PROBES_MISSING_PATH)
 def test_a_task_definition_probing_a_path_the_build_lacks_fails_while_tasks_still_start(
-        stage_factory: Any, aws_env: Any) -> None:
+        shared_stage: Stage, aws_env: Any) -> None:
     # The check probes /health, the build serves /api/health only: ECS would replace the tasks
     # forever; the wait asks the starting tasks itself and names both paths at once.
-    stage = stage_factory("healthy", faults=["no_root_health"], health_check_path="/health")
+    stage = shared_stage
     # The stage is "ready" once ECS replaced the first tasks; catch a replacement while it serves.
     for attempt in Retrying(stop=stop_after_delay(30), wait=wait_fixed(0.05), reraise=True):
         with attempt:
@@ -313,8 +327,9 @@ def test_a_task_definition_probing_a_path_the_build_lacks_fails_while_tasks_stil
     assert "the task definition's container health check probes the same path (/health)" in error.evidence
 
 
-def test_throttling_is_retried_within_the_deadline(stage_factory: Any, aws_env: Any) -> None:
-    stage = stage_factory("healthy")
+@on_shared_stage(HEALTHY)
+def test_throttling_is_retried_within_the_deadline(shared_stage: Stage, aws_env: Any) -> None:
+    stage = shared_stage  # throttled for this test only: the fault is taken away again at the end
     throttled: list[str] = []
 
     def throttle(operation: str) -> tuple[int, dict[str, str]] | None:
