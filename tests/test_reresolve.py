@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
 
-from tests.smoke_runs import ROOT, run_smoke
+import pytest
+
+from stage import Stage
+from tests.conftest import StagePlan, on_shared_stage
+from tests.smoke_runs import run_smoke, with_plugin
 
 # Loaded into the smoke run with -p: before the first health test, hand its task id to this
 # test over a FIFO and block until the task has been replaced (no sleeping, no guessing).
@@ -24,12 +27,13 @@ def pytest_runtest_setup(item):
 '''
 
 
-def test_a_task_replaced_mid_run_is_re_resolved_once_and_reported(stage_factory: Any, tmp_path: Path) -> None:
-    stage = stage_factory("healthy", restart_delay_s=0.1)
+@on_shared_stage(StagePlan("healthy"))
+@pytest.mark.changes_shared_stage  # kills a task
+def test_a_task_replaced_mid_run_is_re_resolved_once_and_reported(shared_stage: Stage, tmp_path: Path) -> None:
+    stage = shared_stage
     request_fifo, done_fifo = tmp_path / "replace", tmp_path / "replaced"
     os.mkfifo(request_fifo)
     os.mkfifo(done_fifo)
-    (tmp_path / "replace_hook.py").write_text(REPLACE_HOOK)
     replaced: dict[str, str] = {}
 
     def replace_the_task_the_suite_is_about_to_test() -> None:
@@ -49,8 +53,8 @@ def test_a_task_replaced_mid_run_is_re_resolved_once_and_reported(stage_factory:
 
     controller = threading.Thread(target=replace_the_task_the_suite_is_about_to_test, daemon=True)
     controller.start()
-    env = {**stage.env, "SMOKE_TEST_REPLACE": str(request_fifo), "SMOKE_TEST_REPLACED": str(done_fifo),
-           "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    env = with_plugin(tmp_path, "replace_hook", REPLACE_HOOK,
+                      {**stage.env, "SMOKE_TEST_REPLACE": str(request_fifo), "SMOKE_TEST_REPLACED": str(done_fifo)})
     run = run_smoke(env, tmp_path / "reports", "-k", "health", "-p", "replace_hook", timeout_s=120)
     controller.join(timeout=5)
 
