@@ -38,7 +38,7 @@ $(ACTIONLINT_STAMP): $(ALLURE_STAMP)
 
 # tests/test_html_report.py renders with the Allure CLI and opens the result in Chromium (make browser).
 test: $(STAMP) $(ALLURE_STAMP) $(ACTIONLINT_STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=10
 
 report: $(ALLURE_STAMP)
 	@test -d reports/allure-results || { echo "report: no reports/allure-results: run make demo first" >&2; exit 1; }
