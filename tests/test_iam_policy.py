@@ -77,6 +77,8 @@ SCENARIOS = [
              "tasks that keep failing health checks: stopped tasks and their logs"),
     Scenario("stale_image", (), ("--read-only", "--canary", "--expect-image-digest", "{expected_digest}"), 1,
              "tasks on another digest than the one pushed"),
+    Scenario("rolled_back", (), ("--read-only", "--canary"), 1,
+             "a circuit-breaker rollback: the service's deployment record and its revision"),
 ]
 
 
