@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import allure
 import httpx
 import pytest
 
@@ -103,11 +104,16 @@ def smoke_accounts(pytestconfig: pytest.Config, smoke_config: SmokeConfig, smoke
         pytest.fail(f"could not verify: {outcome}", pytrace=False)
 
 
+def allure_step_for(exchange: Exchange) -> None:
+    """One Allure step per HTTP request, with the (redacted) request and response attached."""
+    with allure.step(exchange.title):
+        allure.attach(exchange.request_text, name="request", attachment_type=allure.attachment_type.TEXT)
+        allure.attach(exchange.response_text, name="response", attachment_type=allure.attachment_type.TEXT)
+
+
 @pytest.fixture
 def smoke_exchanges(request: pytest.FixtureRequest, smoke_secrets: SecretRegistry) -> ExchangeLog:
     """Every HTTP exchange of this test, for failure reports and Allure steps."""
-    from plugins.reporting import allure_step_for
-
     log = ExchangeLog(secrets=smoke_secrets, on_exchange=allure_step_for)
     request.node.stash[exchanges_key] = log
     return log

@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import allure
 import pytest
 
 from plugins.core import verdict as verdicts
@@ -27,7 +26,6 @@ from plugins.core.diagnosis import Diagnosis, Failure, allure_categories, diagno
 from plugins.core.discovery import choose_container
 from plugins.core.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
 from plugins.core.evidence import collect_evidence
-from plugins.core.http import Exchange
 from plugins.core.lint import health_check_path, lint_task_definition
 from plugins.core.metrics import publish_verdict_metrics
 from plugins.core.redact import SecretRegistry
@@ -48,13 +46,6 @@ _PARAM = re.compile(r"\[(?P<id>[^\]]+)\]$")
 
 
 # -- per test ----------------------------------------------------------------------------------------
-
-
-def allure_step_for(exchange: Exchange) -> None:
-    """One Allure step per HTTP request, with the (redacted) request and response attached."""
-    with allure.step(exchange.title):
-        allure.attach(exchange.request_text, name="request", attachment_type=allure.attachment_type.TEXT)
-        allure.attach(exchange.response_text, name="response", attachment_type=allure.attachment_type.TEXT)
 
 
 @pytest.hookimpl(wrapper=True)

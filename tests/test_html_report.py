@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import StageFactory
+from tests.loopback import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 ALLURE_CLI = ROOT / ".tools" / "node_modules" / ".bin" / "allure"
@@ -56,15 +56,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @contextmanager
 def served(folder: Path) -> Iterator[str]:
     """Serve ``folder`` on a free loopback port; yield its base URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(functools.partial(_QuietHandler, directory=str(folder))) as base_url:
+        yield base_url
 
 
 def visible_text(url: str) -> str:

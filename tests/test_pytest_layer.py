@@ -9,9 +9,8 @@ one internal step with one that raises: what is under test is the guard around i
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 
 from plugins import reporting, smoke_plugin
 from plugins.core import verdict as verdicts
+from tests.loopback import serving
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "smoke")
 PLUGINS = '["plugins.fixtures", "plugins.reporting", "plugins.smoke_plugin", "plugins.session_fixtures"]'
@@ -41,14 +41,8 @@ class _Healthy(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def health_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Healthy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Healthy) as base_url:
+        yield base_url
 
 
 @pytest.fixture
@@ -121,7 +115,8 @@ def test_a_harness_bug_before_the_tests_is_a_verdict_not_an_internal_error(
     verdict = json.loads((report_dir / "verdict.json").read_text())
     assert (verdict["verdict"], verdict["exit_code"]) == ("error", 6)
     assert [d["category"] for d in verdict["diagnoses"]] == ["harness_error"]
-    assert "raise KeyError" in (report_dir / "harness-error.txt").read_text()
+    details = (report_dir / "harness-error.txt").read_text()
+    assert "Traceback (most recent call last)" in details and "in broken_preflight" in details
 
 
 def test_a_harness_bug_while_reporting_still_leaves_a_verdict(
