@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 import pytest
 
 from plugins.core.redact import SecretRegistry, scrub_patterns
+from plugins.fixtures import registry_of
+from plugins.stash import config_key
 
 HARNESS_ERROR_FILE = "harness-error.txt"
 harness_error_key = pytest.StashKey[str]()  # the one line, set by the first harness error of the run
@@ -78,3 +80,12 @@ def guarded(*, report_dir_of: Callable[[pytest.Config], Path | None],
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _report_dir(config: pytest.Config) -> Path | None:
+    resolved = config.stash.get(config_key, None)
+    return Path(resolved.report_dir) if resolved is not None else None
+
+
+# The guard every smoke plugin's hooks use: the run's report folder and its secret registry.
+harness_hook = guarded(report_dir_of=_report_dir, secrets_of=registry_of)

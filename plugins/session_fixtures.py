@@ -39,7 +39,7 @@ from plugins.core.ledger import DEFAULT_LEDGER_PATH, Ledger, MembershipWrites, S
 from plugins.core.redact import SecretRegistry
 from plugins.core.targets import Target
 from plugins.fixtures import configured_accounts, registry_of
-from plugins.harness_errors import guarded
+from plugins.harness_errors import harness_hook
 from plugins.options import SmokeConfig
 from plugins.smoke_plugin import reaches
 from plugins.stash import config_key, smoke_run_key, state_key
@@ -52,13 +52,6 @@ sweeps_key = pytest.StashKey[list[str]]()
 previous_sigterm_key = pytest.StashKey[Any]()
 
 
-def _report_dir(config: pytest.Config) -> Path | None:
-    resolved = config.stash.get(config_key, None)
-    return Path(resolved.report_dir) if resolved is not None else None
-
-
-# A bug here is a verdict "error" with one line (plugins.harness_errors), never an INTERNALERROR.
-harness_hook = guarded(report_dir_of=_report_dir, secrets_of=registry_of)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

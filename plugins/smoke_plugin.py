@@ -26,7 +26,7 @@ from plugins import options as smoke_options
 from plugins.core.stability import Progress
 from plugins.core.verdict import EXIT_NOT_VERIFIED
 from plugins.fixtures import registry_of
-from plugins.harness_errors import guarded, harness_error_key
+from plugins.harness_errors import harness_error_key, harness_hook
 from plugins.preflight import RunState, could_not_verify, run_preflight
 from plugins.reporting import configure_outputs, verdict_key, write_reports, write_fallback_verdict
 from plugins.stash import config_key, smoke_run_key, state_key
@@ -36,13 +36,6 @@ WORKER_KEY = "smoke_run_state"
 PROGRESS_EVERY_S = 10.0  # without a terminal, one progress line this often
 
 
-def _report_dir(config: pytest.Config) -> Path | None:
-    resolved = config.stash.get(config_key, None)
-    return Path(resolved.report_dir) if resolved is not None else None
-
-
-# A bug in any hook below is a verdict "error" (exit 6) with one line, never an INTERNALERROR.
-harness_hook = guarded(report_dir_of=_report_dir, secrets_of=registry_of)
 error_shown_key = pytest.StashKey[bool]()
 
 
