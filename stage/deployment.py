@@ -62,6 +62,9 @@ class StageOptions:
     bake_time_s: float = DEFAULT_BAKE_TIME_S  # a deploy whose service has deployment alarms bakes this long
     # False: an account without ECS deployment records (no currentServiceDeployment, UnknownOperation).
     deployment_records: bool = True
+    # blue_green scenarios: their PAUSE hooks' timeoutConfiguration (minutes on the stage's clock, x time_scale).
+    hook_timeout_minutes: int = scenarios.BLUE_GREEN_HOOK_TIMEOUT_MINUTES
+    hook_timeout_action: str = "ROLLBACK"
 
 
 def clock_factor(flag: str, value: str | float) -> float:
@@ -153,9 +156,13 @@ class Stage:
         plan = scenarios.build(options.scenario, self.faults, self.seeded)
         if plan.canary_alarm:
             self.canary = self._guard_with_canary()
+        if plan.blue_green:
+            # As a team would: update-service --deployment-configuration (create_service drops it in moto).
+            self.client("ecs").update_service(cluster=CLUSTER, service=SERVICE, deploymentConfiguration=(
+                scenarios.blue_green_configuration(options.hook_timeout_minutes, options.hook_timeout_action)))
         # Before the wait for readiness, which can last a whole startPeriod: say how long it counts.
         print(f"stage: {self.health_clock}", file=sys.stderr, flush=True)
-        self._scheduler.start(plan.deployments, plan.events)
+        self._scheduler.start(plan.deployments, plan.events, retired=list(plan.retired))
         for index, reason, exit_code in plan.stopped_history:
             self._scheduler.add_stopped_task(plan.deployments[index], reason, exit_code)
         self._wait_ready(plan)
