@@ -22,13 +22,16 @@ import pytest
 
 from plugins.core import verdict as verdicts
 from plugins.core.aws import make_clients
+from plugins.core.blue_green import CONTINUE, PausedHook, act_on_hook
 from plugins.core.diagnosis import Diagnosis, Failure, allure_categories, diagnose_all
-from plugins.core.discovery import choose_container
+from plugins.core.discovery import TaskDefinitionRef, choose_container
 from plugins.core.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
 from plugins.core.evidence import collect_evidence
 from plugins.core.lint import health_check_path, lint_task_definition
 from plugins.core.metrics import publish_verdict_metrics
 from plugins.core.redact import SecretRegistry
+from plugins.core.rollback import not_rolled_back, roll_back
+from plugins.core.stability import StableResult, wait_until_stable
 from plugins.fixtures import exchanges_key, exchanges_of, registry_of
 from plugins.harness_errors import harness_error_key
 from plugins.options import SmokeConfig
@@ -197,6 +200,13 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     decision = verdicts.decide(
         checks, outcome=state.outcome, diagnoses=findings.diagnoses, lint_warnings=findings.warnings,
         strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error)
+    # Once the verdict is known and before it is written: continue or roll back, and record what was done.
+    actions = act_on_the_service(resolved, state, decision.exit_code)
+    if actions.refused is not None:
+        decision = verdicts.decide(
+            checks, outcome=state.outcome, diagnoses=findings.diagnoses, lint_warnings=findings.warnings,
+            strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error,
+            deployment_action_refused=actions.refused)
     verdict = verdicts.build_verdict(
         started_at=datetime.fromisoformat(state.started_at),
         duration_s=time.monotonic() - state.started_monotonic,
@@ -214,8 +224,10 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         ],
         checks=checks,
         decision=decision,
-        warnings=[*findings.warnings, *(f"note: {note}" for note in [*state.notes, *findings.notes])],
+        warnings=[*findings.warnings,
+                  *(f"note: {note}" for note in [*state.notes, *findings.notes, *actions.notes])],
     )
+    verdict.update(actions.fields)  # type: ignore[typeddict-item]
     if resolved.canary:
         # After the verdict is final, before it is written: a failed publish is a warning in it, not a failure.
         verdict["warnings"] += publish_verdict_metrics(verdict, region=resolved.aws_region,
@@ -264,6 +276,51 @@ def write_fallback_verdict(config: pytest.Config, resolved: SmokeConfig, state: 
 
 
 verdict_key = pytest.StashKey[verdicts.Verdict]()
+
+
+@dataclass
+class ServiceActions:
+    """What the run did to the service after its verdict: the verdict fields, notes, a refused continue."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    refused: str | None = None  # ECS refused to continue a paused deployment the gate passed
+
+
+def act_on_the_service(resolved: SmokeConfig, state: RunState, exit_code: int) -> ServiceActions:
+    """``--continue-deployment``: act on the paused hook; ``--on-fail rollback``: roll a failed gate back."""
+    done = ServiceActions()
+    if resolved.continue_deployment:
+        if state.paused_hook is None:
+            if exit_code == 1:
+                done.notes.append("--continue-deployment: the deploy failed before it paused at a hook: ECS's own "
+                                  "circuit breaker and the hook's timeout decide")
+            return done
+        gate = act_on_hook(state.clients or make_clients(resolved.aws_region), PausedHook.from_dict(state.paused_hook),
+                           exit_code)
+        done.fields["deployment_gate"] = gate.to_dict()
+        done.notes += [action.describe() for action in gate.actions] + list(gate.notes)
+        refused = gate.refused
+        if refused is not None and refused.action == CONTINUE:
+            done.refused = refused.describe()
+    if resolved.rolls_back_on_fail:
+        line = not_rolled_back(exit_code)
+        if line is not None:
+            done.notes += [line] if line else []
+            return done
+        clients = state.clients or make_clients(resolved.aws_region)
+        cluster, service = resolved.ecs_cluster or "", resolved.ecs_service or ""
+
+        def wait(expected: TaskDefinitionRef) -> StableResult:
+            return wait_until_stable(clients, cluster=cluster, service=service, health_path=resolved.health_path,
+                                     timeout_s=resolved.stable_timeout, expect_task_definition=expected,
+                                     address=resolved.address, container=resolved.ecs_container,
+                                     port=resolved.target_port)
+
+        record = roll_back(clients, cluster=cluster, service=service, failed=state.deployment, wait=wait)
+        done.fields["rollback"] = record.to_dict()
+        done.notes.append(record.describe())
+    return done
 
 
 def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckRecord],

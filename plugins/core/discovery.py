@@ -142,6 +142,14 @@ class ServiceObserver:
     # The current service deployment's record where the account has them (else deployments alone).
     records: DeploymentRecords = field(default_factory=DeploymentRecords)
     _record: DeploymentRecord | None = None
+    # Read the record on every change, not only when deployments show what it settles (a blue/green
+    # gate needs its lifecycle hooks, which deployments never show).
+    read_records: bool = False
+
+    @property
+    def record(self) -> DeploymentRecord | None:
+        """The current service deployment's record as the last poll read it (None: not read or none)."""
+        return self._record
 
     @property
     def group(self) -> str:
@@ -161,8 +169,9 @@ class ServiceObserver:
             counts = (int(raw_service.get("desiredCount", 0)), int(raw_service.get("runningCount", 0)),
                       int(raw_service.get("pendingCount", 0)))  # fmt: skip
             signature = _signature(raw_service, counts)
+            worth = self.read_records or records_worth_reading(raw_service)
             self._record = (self.records.read(self.clients, raw_service, changed=signature != self._last_signature)
-                            if records_worth_reading(raw_service) else None)
+                            if worth else None)
             fresh = time.monotonic() - self._last_full_at < full_every_s
             if light_if_unchanged and self.polls and signature == self._last_signature and fresh:
                 self.light_polls += 1

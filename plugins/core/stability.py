@@ -34,6 +34,7 @@ import httpx
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception
 
 from plugins.core.aws import AwsClients
+from plugins.core.blue_green import green_not_settled, paused_hook_note
 from plugins.core.deployment_records import DeploymentRecord
 from plugins.core.discovery import (
     ContainerChoice,
@@ -179,6 +180,8 @@ class WaitOptions:
     port: int | None
     consecutive_ok: int
     test_during_bake: bool = False
+    # Blue/green (--continue-deployment): settled means paused at a PAUSE hook with green's tasks ready.
+    at_paused_hook: bool = False
 
 
 @dataclass(slots=True)
@@ -231,8 +234,12 @@ class _Wait:
                 # Tasks that keep stopping over a health path the build lacks: name that cause.
                 self._probe_starting(observation, choice)
             raise
-        waiting_on = aws_not_settled(observation, primary, needs_health=choice.task_has_health_check,
-                                     bake_is_settled=self.options.test_during_bake)
+        if self.options.at_paused_hook:
+            waiting_on = (paused_hook_note(observation.record, self.observer.records.unavailable)
+                          or green_not_settled(observation, primary, needs_health=choice.task_has_health_check))
+        else:
+            waiting_on = aws_not_settled(observation, primary, needs_health=choice.task_has_health_check,
+                                         bake_is_settled=self.options.test_during_bake)
         if waiting_on:
             self.aws_settled_at = None
             ready = ready_primary_tasks(observation, needs_health=choice.task_has_health_check)
@@ -478,6 +485,7 @@ def wait_until_stable(
     rng: random.Random | None = None,
     observer: ServiceObserver | None = None,
     test_during_bake: bool = False,
+    at_paused_hook: bool = False,
 ) -> StableResult:
     """Poll until the service's PRIMARY deployment is settled and answers; see the module docstring.
 
@@ -498,6 +506,7 @@ def wait_until_stable(
         port=port,
         consecutive_ok=consecutive_ok,
         test_during_bake=test_during_bake,
+        at_paused_hook=at_paused_hook,
     )
     own_http = http is None
     client = http if http is not None else httpx.Client(timeout=HEALTH_TIMEOUT, follow_redirects=False)
@@ -505,6 +514,7 @@ def wait_until_stable(
     start = clock()
     # A caller's own observer keeps what AWS answered after the wait, also when it raised.
     observer = observer or ServiceObserver(clients, cluster, service)
+    observer.read_records = observer.read_records or at_paused_hook  # the hooks are only in the record
     state = _Wait(observer, options, client, clock, start, datetime.now().astimezone())
     deadline = start + timeout_s
     jitter = rng or random.Random()
