@@ -226,3 +226,14 @@ def test_acting_options_that_cannot_work_are_one_usage_line(environ: dict[str, s
     with pytest.raises(UsageError) as caught:
         resolve_settings(lambda _dest: None, lambda _name: None, environ)
     assert str(caught.value).startswith(fix)
+
+
+def test_a_pass_whose_continue_ecs_refused_is_could_not_verify() -> None:
+    from plugins.core.verdict import decide
+
+    passed = [{"name": "test_health", "task_id": "t", "outcome": "passed", "duration_s": 0.1, "message": ""}]
+    refused = "CONTINUE lifecycle hook ecs-pause-1 at POST_SCALE_UP at T: refused (AccessDeniedException: no)"
+    decision = decide(passed, deployment_action_refused=refused)  # type: ignore[arg-type]
+    assert (decision.verdict, decision.exit_code) == ("error", 6)
+    assert [d["category"] for d in decision.diagnoses] == ["hook_action_failed"]
+    assert decide(passed).exit_code == 0  # type: ignore[arg-type]
