@@ -21,7 +21,8 @@ import pytest
 
 from plugins.core import verdict as verdicts
 from plugins.core.aws import make_clients
-from plugins.core.diagnosis import Diagnosis, Failure, allure_categories, diagnose_all
+from plugins.core.categories import Diagnosis, allure_categories
+from plugins.core.diagnosis import Failure, diagnose_all
 from plugins.core.discovery import choose_container
 from plugins.core.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
 from plugins.core.evidence import collect_evidence
