@@ -17,7 +17,7 @@ import threading
 from stage.deployment import DEFAULT_START_PERIOD_SCALE, DEFAULT_TIME_SCALE, Stage, StageOptions, clock_factor
 from stage.faults import ALL_FAULTS
 from stage.scenarios import SCENARIOS
-from stage.scheduler import StageError
+from stage.errors import StageError
 
 EXIT_BAD_INPUT = 2
 
