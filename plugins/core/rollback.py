@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from plugins.core.aws import AwsClients, error_code
 from plugins.core.blue_green import utc_now
 from plugins.core.deployment_records import ROLLBACK_STATUSES, UNAVAILABLE_CODES
-from plugins.core.discovery import TaskDefinitionRef, parse_task_definition_ref
+from plugins.core.discovery import Deployment, TaskDefinitionRef, parse_task_definition_ref
 from plugins.core.errors import HarnessOutcome
 from plugins.core.observation import family_revision
 from plugins.core.stability import StableResult
@@ -92,15 +92,15 @@ def _from_records(clients: AwsClients, arn: str, failed: str) -> tuple[str, str]
     return None
 
 
-def roll_back(clients: AwsClients, *, cluster: str, service: str, failed: Mapping[str, Any] | None,
+def roll_back(clients: AwsClients, *, cluster: str, service: str, failed: Deployment | None,
               wait: Wait) -> RollbackRecord:
     """UpdateService back to the previous task definition and wait for it (``failed``: the run's deployment)."""
-    failed = failed or {}
+    failed_id = failed.deployment_id if failed is not None else None
+    failed_td: str | None = failed.task_definition_arn if failed is not None else None
     try:
         raw = (clients.ecs.describe_services(cluster=cluster, services=[service]).get("services") or [{}])[0]
         record = _current_record(clients, raw)
-        failed_td = failed.get("task_definition_arn") or (record or {}).get("taskDefinition") or _primary_td(raw)
-        failed_id = failed.get("deployment_id")
+        failed_td = failed_td or (record or {}).get("taskDefinition") or _primary_td(raw)
         if record is not None and record.get("status") in ROLLBACK_STATUSES:
             return RollbackRecord("not_started", f"ECS already rolled the deployment back ({record['status']})",
                                   failed_id, failed_td)
@@ -115,8 +115,7 @@ def roll_back(clients: AwsClients, *, cluster: str, service: str, failed: Mappin
         clients.ecs.update_service(cluster=cluster, service=service, taskDefinition=target)
     except (ClientError, BotoCoreError) as error:
         code = error_code(error) if isinstance(error, ClientError) else type(error).__name__
-        return RollbackRecord("refused", f"AWS refused the rollback ({code}: {error})",
-                              failed.get("deployment_id"), failed.get("task_definition_arn"))
+        return RollbackRecord("refused", f"AWS refused the rollback ({code}: {error})", failed_id, failed_td)
     try:
         result = wait(parse_task_definition_ref(target))
     except HarnessOutcome as outcome:
