@@ -330,7 +330,8 @@ def smoke_participant(smoke_login: SmokeLogins, smoke_http: httpx.Client, smoke_
 def smoke_participants(smoke_login: SmokeLogins, smoke_http: httpx.Client, smoke_config: SmokeConfig,
                        smoke_accounts: SmokeAccounts) -> list[BoardApi]:
     """Every participant account of the pool on this task (each logs in on first use)."""
-    return [BoardApi(smoke_http, lambda account=account: smoke_login.session_of(account), smoke_config.board_id)
+    return [BoardApi(smoke_http, lambda account=account: smoke_login.session_of(account), smoke_config.board_id,
+                     username=account.username)
             for account in smoke_accounts.participants]
 
 
@@ -342,14 +343,18 @@ def smoke_anonymous(smoke_http: httpx.Client, smoke_config: SmokeConfig) -> Anon
 
 @pytest.fixture
 def smoke_memberships(smoke_ledger: Ledger, smoke_owner: BoardApi, smoke_target: Target,
-                      smoke_exchanges: ExchangeLog) -> Iterator[MembershipWrites]:
+                      smoke_exchanges: ExchangeLog, smoke_accounts: SmokeAccounts) -> Iterator[MembershipWrites]:
     """Membership writes for this test: under the inter-process lock, recorded, undone at teardown.
 
-    Collisions with runs on other machines become notes in the report (``smoke_exchanges.notes``).
+    The lock is shared among tests, each holding its own participant of the pool (the tasks share
+    one database: one participant joins one task at a time), so every task's writes can overlap;
+    the sweeps take it exclusively. Collisions with runs on other machines become notes in the
+    report (``smoke_exchanges.notes``).
     """
-    with smoke_ledger.write_lock():
+    usernames = [account.username for account in smoke_accounts.participants]
+    with smoke_ledger.write_lock(shared=True), smoke_ledger.account_lock(usernames) as reserved:
         writes = MembershipWrites(smoke_ledger, smoke_owner, task=smoke_target.short_id,
-                                  notes=smoke_exchanges.notes)
+                                  notes=smoke_exchanges.notes, reserved=reserved)
         try:
             yield writes
         finally:

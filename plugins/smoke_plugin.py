@@ -27,12 +27,14 @@ from plugins.core.stability import Progress
 from plugins.core.verdict import EXIT_NOT_VERIFIED
 from plugins.fixtures import registry_of
 from plugins.harness_errors import harness_error_key, harness_hook
+from plugins.lanes import TaskLanes, lanes_apply
 from plugins.preflight import RunState, could_not_verify, run_preflight
 from plugins.reporting import configure_outputs, verdict_key, write_reports, write_fallback_verdict
 from plugins.stash import config_key, smoke_run_key, state_key
 
 SMOKE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
 WORKER_KEY = "smoke_run_state"
+LANES_PLUGIN = "smoke-task-lanes"
 PROGRESS_EVERY_S = 10.0  # without a terminal, one progress line this often
 
 
@@ -77,6 +79,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[config_key] = resolved
     configure_outputs(config, resolved)
+    if lanes_apply(config):
+        config.pluginmanager.register(TaskLanes(config), LANES_PLUGIN)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and WORKER_KEY in workerinput:
         config.stash[state_key] = RunState.from_json(workerinput[WORKER_KEY])

@@ -178,6 +178,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "CloudWatch namespace for --canary", DEFAULT_METRICS_NAMESPACE, parse_name),
     OptionSpec("environment", "--environment", "SMOKE_ENVIRONMENT", "Environment dimension for --canary",
                "production", parse_name),
+    OptionSpec("serial", "--serial", "SMOKE_SERIAL",
+               "check the tasks one after another (default: every task at once, each in its own lane)",
+               False, parse_flag, is_flag=True),
 )
 SPECS: dict[str, OptionSpec] = {spec.dest: spec for spec in OPTIONS}
 
@@ -206,6 +209,7 @@ class Settings:
     canary: bool = False
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     environment: str = "production"
+    serial: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
