@@ -25,9 +25,7 @@ from plugins.core.aws import make_clients
 from plugins.core.diagnosis import Diagnosis, Failure, allure_categories, diagnose_all
 from plugins.core.discovery import choose_container
 from plugins.core.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
-from plugins.core.evidence import collect_evidence
 from plugins.core.lint import health_check_path, lint_task_definition
-from plugins.core.metrics import publish_verdict_metrics
 from plugins.core.redact import SecretRegistry
 from plugins.fixtures import exchanges_key, exchanges_of, registry_of
 from plugins.harness_errors import harness_error_key
@@ -217,6 +215,8 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         warnings=[*findings.warnings, *(f"note: {note}" for note in [*state.notes, *findings.notes])],
     )
     if resolved.canary:
+        from plugins.core.metrics import publish_verdict_metrics  # a canary's only: not paid by every run
+
         # After the verdict is final, before it is written: a failed publish is a warning in it, not a failure.
         verdict["warnings"] += publish_verdict_metrics(verdict, region=resolved.aws_region,
                                                        namespace=resolved.metrics_namespace,
@@ -307,6 +307,8 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
     findings.warnings = [w.message for w in lint_task_definition(
         definition, container=container, health_path_status=_probe_health_check_path(definition, container, state))]
     if failures:
+        from plugins.core.evidence import collect_evidence  # a failing run's only: not paid by a green one
+
         task_ids = sorted({f.task_id for f in failures if f.task_id} | {t.task_id for t in state.target_objects()})
         evidence = collect_evidence(ecs=clients.ecs, logs=clients.logs, cluster=cluster, service=service,
                                     task_ids=task_ids, task_definition=definition, container=container or "",

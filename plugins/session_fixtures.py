@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
@@ -46,6 +47,7 @@ from plugins.stash import config_key, smoke_run_key, state_key
 
 LEDGER_ENV = "SMOKE_LEDGER"
 RUN_ID_KEY = "smoke_run_id"
+LOGIN_THREADS = 8  # the accounts' logins before the tests, side by side
 END_SWEEP_LOCK_TIMEOUT_S = 30.0  # at the end no worker writes any more; do not hang a cancelled job
 ledger_key = pytest.StashKey[Ledger]()
 sweeps_key = pytest.StashKey[list[str]]()
@@ -154,10 +156,13 @@ def check_accounts_log_in(config: pytest.Config) -> None:
     checked = [accounts.owner, *(() if resolved.bootstrap_accounts else accounts.participants)]
     with httpx.Client(base_url=target.base_url, timeout=DEFAULT_TIMEOUT, verify=shared_ssl_context()) as client:
         guard_secrets(client, secrets)
-        for account in checked:
-            try:
-                answer = login(client, account.username, account.password)
-            except httpx.HTTPError:
+        # All at once: a pool of 24 participants logs in in the time of one. The threads end here,
+        # before the task lanes fork.
+        with ThreadPoolExecutor(max_workers=min(LOGIN_THREADS, len(checked)),
+                                thread_name_prefix="smoke-login") as pool:
+            answers = list(pool.map(lambda account: _try_login(client, account), checked))
+        for account, answer in zip(checked, answers):
+            if answer is None:
                 return  # the tests report a task that stops answering
             if answer.status_code == 401:
                 state.outcome = CouldNotVerify(
@@ -165,6 +170,13 @@ def check_accounts_log_in(config: pytest.Config) -> None:
                     f"({describe_status(answer)}) on {target.describe()}: fix its password in {accounts.source}",
                     kind="accounts", details={"account": account.username}).to_dict()
                 return
+
+
+def _try_login(client: httpx.Client, account: Account) -> httpx.Response | None:
+    try:
+        return login(client, account.username, account.password)
+    except httpx.HTTPError:
+        return None
 
 
 @pytest.hookimpl(wrapper=True)

@@ -18,7 +18,7 @@ shows a change (deployments, counts, a new event) or the last one is 3 s old; ev
 other poll is that one describe_services call. Polls back off from 0.25 s to a
 0.6–0.75 s gap, so a long wait costs about 2 AWS calls a second, and the moment ECS
 settles is seen within 0.75 s. The health streak that follows is HTTP only, 0.25 s
-apart.
+apart, every task at once.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import random
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -67,6 +68,7 @@ STOPPED_TASKS_LIMIT = 2  # stopped tasks of the new deployment that mean "it kee
 FATAL_STOP_MARKERS = ("exec format error",)
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
 HEALTH_TIMEOUT = httpx.Timeout(3.0, connect=2.0)
+HEALTH_THREADS = 32  # health GETs in flight at once (the wait's HTTP side; no AWS call)
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -152,6 +154,18 @@ def get_health(http: httpx.Client, target: Target, path: str) -> HealthAnswer:
     except httpx.TransportError as error:
         return HealthAnswer(target, url, None, type(error).__name__)
     return HealthAnswer(target, url, response.status_code, None)
+
+
+def get_health_all(http: httpx.Client, targets: tuple[Target, ...], path: str) -> list[HealthAnswer]:
+    """``get_health`` on every target at once (in target order): 24 tasks answer in the time of one.
+
+    The threads end before this returns: nothing keeps running between polls (a forked lane
+    must not copy a thread's half-held lock).
+    """
+    if len(targets) < 2:
+        return [get_health(http, target, path) for target in targets]
+    with ThreadPoolExecutor(max_workers=min(HEALTH_THREADS, len(targets)), thread_name_prefix="health") as pool:
+        return list(pool.map(lambda target: get_health(http, target, path), targets))
 
 
 def poll_gap(attempt: int, rng: random.Random) -> float:
@@ -299,14 +313,13 @@ class _Wait:
                                     address=self.options.address)
             self._starting = (arns, targets)
         path, source = self.health_path(choice)
-        for target in self._starting[1]:
-            answer = get_health(self.http, target, path)
+        for answer in get_health_all(self.http, self._starting[1], path):
             if answer.status == 404:
                 raise health_path_missing(self.http, answer, path, choice, source=source)
 
     def _check_health(self, targets: tuple[Target, ...], choice: ContainerChoice) -> None:
         path, source = self.health_path(choice)
-        answers = [get_health(self.http, target, path) for target in targets]
+        answers = get_health_all(self.http, targets, path)
         for answer in answers:
             if answer.status == 404:
                 raise health_path_missing(self.http, answer, path, choice, source=source)
