@@ -2,7 +2,6 @@
 
 - ``smoke_target``: one task (parametrised: every test runs once per task).
 - ``smoke_http``: an httpx client bound to that task, recording every exchange.
-- ``smoke_accounts``: the owner and participant smoke accounts.
 - ``smoke_config``, ``smoke_deployment``, ``smoke_preflight``: what the run knows.
 - ``smoke_health_path``: the health path (``--health-path``, else the task definition's).
 - ``smoke_secrets``: the run's SecretRegistry (register anything secret you learn).
@@ -10,15 +9,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import allure
 import httpx
 import pytest
 
-from plugins.core.accounts import SmokeAccounts, load_accounts
 from plugins.core.aws import make_clients
 from plugins.core.errors import HarnessOutcome
 from plugins.core.http import Exchange, ExchangeLog, recording_client
@@ -27,6 +24,9 @@ from plugins.core.targets import Target
 from plugins.options import SmokeConfig
 from plugins.preflight import RunState
 from plugins.stash import config_key, state_key
+
+if TYPE_CHECKING:
+    from plugins.core.discovery import Deployment
 
 secrets_key = pytest.StashKey[SecretRegistry]()
 exchanges_key = pytest.StashKey[ExchangeLog]()
@@ -59,49 +59,13 @@ def smoke_preflight(pytestconfig: pytest.Config) -> RunState:
 @pytest.fixture(scope="session")
 def smoke_health_path(pytestconfig: pytest.Config) -> str:
     """The health path this run checks: ``--health-path``, else what the task definition's check probes."""
-    # Not through ``smoke_preflight``: asking for that fixture marks a test as the deployment check.
     return pytestconfig.stash[state_key].health_path
 
 
 @pytest.fixture(scope="session")
-def smoke_deployment(smoke_preflight: RunState) -> dict[str, Any] | None:
+def smoke_deployment(smoke_preflight: RunState) -> Deployment | None:
     """The verified PRIMARY deployment (None when targets were given by URL)."""
     return smoke_preflight.deployment
-
-
-accounts_key = pytest.StashKey[SmokeAccounts]()
-
-
-def configured_accounts(resolved: SmokeConfig, secrets: SecretRegistry, config: pytest.Config | None = None
-                        ) -> SmokeAccounts:
-    """The smoke accounts from SMOKE_OWNER_*/SMOKE_PARTICIPANT_* or ``--smoke-secret`` (passwords registered).
-
-    Read once per process: with ``config`` the accounts are kept in its stash, and the
-    preflight's AWS clients are reused for the secret.
-    """
-    if config is not None and accounts_key in config.stash:
-        return config.stash[accounts_key]
-    secretsmanager = None
-    if resolved.smoke_secret:
-        state = config.stash.get(state_key, None) if config is not None else None
-        clients = state.clients if state is not None and state.clients is not None else make_clients(
-            resolved.aws_region)
-        secretsmanager = clients.secretsmanager
-    accounts = load_accounts(os.environ, secret_name=resolved.smoke_secret, secretsmanager=secretsmanager,
-                             secrets=secrets)
-    if config is not None:
-        config.stash[accounts_key] = accounts
-    return accounts
-
-
-@pytest.fixture(scope="session")
-def smoke_accounts(pytestconfig: pytest.Config, smoke_config: SmokeConfig, smoke_secrets: SecretRegistry
-                   ) -> SmokeAccounts:
-    """The owner-capable and the participant smoke accounts (reused across runs, never created per run)."""
-    try:
-        return configured_accounts(smoke_config, smoke_secrets, pytestconfig)
-    except HarnessOutcome as outcome:
-        pytest.fail(f"could not verify: {outcome}", pytrace=False)
 
 
 def allure_step_for(exchange: Exchange) -> None:
@@ -144,7 +108,7 @@ def replacement_for(config: pytest.Config, target: Target) -> tuple[str, str] | 
     if target.task_id in cache:
         return cache[target.task_id]
     resolved = config.stash[config_key]
-    known = {t["task_id"] for t in config.stash[state_key].targets}
+    known = {t.task_id for t in config.stash[state_key].targets}
     found: tuple[str, str] | None = None
     try:
         deployment = resolve_targets(make_clients(resolved.aws_region), cluster=resolved.ecs_cluster or "",
@@ -159,6 +123,26 @@ def replacement_for(config: pytest.Config, target: Target) -> tuple[str, str] | 
         found = None
     cache[target.task_id] = found
     return found
+
+
+def target_of(item: pytest.Item) -> Target | None:
+    """The task a test ran against (its ``smoke_target`` parameter), None for a test of no task."""
+    callspec = getattr(item, "callspec", None)
+    target = callspec.params.get("smoke_target") if callspec is not None else None
+    return target if isinstance(target, Target) else None
+
+
+# Marks the test that reports on the deployment itself (smoke/test_deployment.py): the one test kept when the
+# deploy failed, so the failure is a test outcome with its evidence rather than nine identical errors.
+DEPLOYMENT_CHECK = "deployment_check"
+TASK_LABEL = "smoke_task"  # the Allure label naming a test's task, read back when results are labelled
+
+
+@pytest.fixture(autouse=True)
+def _smoke_task_label(request: pytest.FixtureRequest) -> None:
+    target = target_of(request.node)
+    if target is not None:
+        allure.dynamic.label(TASK_LABEL, target.task_id)
 
 
 def exchanges_of(item: pytest.Item) -> list[Exchange]:

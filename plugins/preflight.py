@@ -16,7 +16,7 @@ import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
 from plugins.core.aws import AwsClients, make_clients, translate_aws_error
-from plugins.core.discovery import ServiceObserver
+from plugins.core.discovery import Deployment, ServiceObserver
 from plugins.core.errors import CouldNotVerify, DeployFailed, HarnessOutcome
 from plugins.core.evidence import Seen
 from plugins.core.http import shared_ssl_context
@@ -26,7 +26,7 @@ from plugins.core.stability import (
     Progress,
     wait_until_stable,
 )
-from plugins.core.targets import Target, TargetDict
+from plugins.core.targets import Target
 from plugins.options import SmokeConfig
 
 PROBE_TIMEOUT_S = 5.0
@@ -40,8 +40,8 @@ class RunState:
     started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     started_monotonic: float = field(default_factory=time.monotonic)
     region: str | None = None
-    deployment: dict[str, Any] | None = None
-    targets: list[TargetDict] = field(default_factory=list)
+    deployment: Deployment | None = None  # the verified PRIMARY (or the failed one, as far as it was seen)
+    targets: list[Target] = field(default_factory=list)
     outcome: dict[str, Any] | None = None  # HarnessOutcome.to_dict() when the deploy could not be verified/failed
     notes: list[str] = field(default_factory=list)
     health_path: str = DEFAULT_HEALTH_PATH
@@ -56,14 +56,16 @@ class RunState:
     def to_json(self) -> str:
         # Not asdict(): it would deep-copy the AWS clients it then leaves out.
         data = {item.name: getattr(self, item.name) for item in fields(self) if item.name not in IN_PROCESS_ONLY}
+        data["deployment"] = self.deployment.to_dict() if self.deployment is not None else None
+        data["targets"] = [target.to_dict() for target in self.targets]
         return json.dumps(data, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> RunState:
-        return cls(**json.loads(text))
-
-    def target_objects(self) -> list[Target]:
-        return [Target.from_dict(item) for item in self.targets]
+        data = json.loads(text)
+        deployment = Deployment.from_dict(data.pop("deployment")) if data.get("deployment") else None
+        targets = [Target.from_dict(item) for item in data.pop("targets")]
+        return cls(**data, deployment=deployment, targets=targets)
 
     @property
     def exit_code(self) -> int | None:
@@ -81,7 +83,7 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
         state.health_path, state.health_path_source = config.health_path, config.sources.get("health_path", "option")
     began = time.monotonic()
     if config.targets:
-        state.targets = [t.to_dict() for t in config.targets]
+        state.targets = list(config.targets)
         state.notes.append(f"targets given by URL ({len(state.targets)}); ECS discovery skipped")
         unreachable = probe_targets(config.targets, state.health_path)
         if unreachable is not None:
@@ -107,8 +109,8 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
             on_progress=on_progress,
             test_during_bake=config.canary,  # a canary is what an alarm-watched bake waits for
         )
-        state.deployment = result.deployment.to_dict()
-        state.targets = [t.to_dict() for t in result.deployment.targets]
+        state.deployment = result.deployment
+        state.targets = list(result.deployment.targets)
         state.notes += list(result.notes)
         if config.health_path is None:
             state.health_path, state.health_path_source = result.health_path, result.health_path_source
@@ -122,9 +124,7 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
         state.outcome = outcome.to_dict()
         targets = outcome.details.get("targets")
         if isinstance(outcome, DeployFailed) and targets:
-            state.targets = list(targets)
-        if outcome.details.get("deployment"):
-            state.deployment = outcome.details["deployment"]
+            state.targets = [Target.from_dict(item) for item in targets]
     finally:
         state.waited_s = round(time.monotonic() - began, 3)
         if clients is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,12 +21,13 @@ import pytest
 
 from plugins.core import verdict as verdicts
 from plugins.core.aws import make_clients
-from plugins.core.diagnosis import Diagnosis, Failure, allure_categories, diagnose_all
+from plugins.core.categories import Diagnosis, allure_categories
+from plugins.core.diagnosis import Failure, diagnose_all
 from plugins.core.discovery import choose_container
 from plugins.core.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
 from plugins.core.lint import health_check_path, lint_task_definition
 from plugins.core.redact import SecretRegistry
-from plugins.fixtures import exchanges_key, exchanges_of, registry_of
+from plugins.fixtures import DEPLOYMENT_CHECK, TASK_LABEL, exchanges_key, exchanges_of, registry_of, target_of
 from plugins.harness_errors import harness_error_key
 from plugins.options import SmokeConfig
 from plugins.preflight import RunState
@@ -35,12 +35,14 @@ from plugins.stash import state_key
 
 SECRETS_OUTPUT_KEY = "smoke_secrets"
 HINT_PROPERTY = "smoke_failure"
+# Carried on each report so the controller knows the check and its task without parsing test ids.
+CHECK_PROPERTY = "smoke_check"
+TASK_PROPERTY = "smoke_task_id"
+DEPLOYMENT_PROPERTY = "smoke_deployment_check"
 NOTE_PROPERTY = "smoke_note"  # something the report must say, e.g. a target re-resolved mid-run
 MISSING_OWNER_CHECK = "board_has_owner"  # the ContractViolation.check the owner test raises
-DEPLOYMENT_CHECK = "::test_deployment_settled"  # smoke/test_deployment.py: reports the preflight outcome
 checks_key = pytest.StashKey[list[verdicts.CheckRecord]]()
 hints_key = pytest.StashKey[dict[str, dict[str, Any]]]()
-_PARAM = re.compile(r"\[(?P<id>[^\]]+)\]$")
 
 
 # -- per test ----------------------------------------------------------------------------------------
@@ -50,6 +52,13 @@ _PARAM = re.compile(r"\[(?P<id>[^\]]+)\]$")
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     registry = registry_of(item.config)
+    if not any(key == CHECK_PROPERTY for key, _value in report.user_properties):
+        target = target_of(item)
+        report.user_properties.append((CHECK_PROPERTY, getattr(item, "originalname", item.name)))
+        if target is not None:
+            report.user_properties.append((TASK_PROPERTY, target.task_id))
+        if item.get_closest_marker(DEPLOYMENT_CHECK) is not None:
+            report.user_properties.append((DEPLOYMENT_PROPERTY, "true"))
     if report.failed:
         exchanges = exchanges_of(item)
         last = exchanges[-1] if exchanges else None
@@ -85,16 +94,10 @@ class CheckCollector:
         if state is not None and note not in state.notes:
             state.notes.append(note)
 
-    def _full_task_id(self, short_id: str) -> str:
-        state = self.config.stash.get(state_key, None)
-        targets = state.target_objects() if state is not None else []
-        return next((t.task_id for t in targets if t.short_id == short_id), short_id)
-
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call" and not (report.failed or report.skipped):
             return
-        name = report.nodeid.split("::")[-1]
-        match = _PARAM.search(name)
+        properties = dict(report.user_properties)
         outcome = "error" if report.failed and report.when != "call" else report.outcome
         if outcome == "error" and _hint_of(report).get("violation"):
             outcome = "failed"  # the service answered wrongly while a fixture set up (a login 500, say)
@@ -105,8 +108,8 @@ class CheckCollector:
             message = str(report.longrepr[2])
         self.config.stash.setdefault(checks_key, []).append(
             verdicts.CheckRecord(
-                name=_PARAM.sub("", name),
-                task_id=self._full_task_id(match.group("id")) if match else None,
+                name=properties.get(CHECK_PROPERTY, report.nodeid.split("::")[-1]),
+                task_id=properties.get(TASK_PROPERTY),
                 outcome=outcome,  # type: ignore[typeddict-item]
                 duration_s=round(report.duration, 3),
                 message=message,
@@ -116,7 +119,9 @@ class CheckCollector:
             if key == NOTE_PROPERTY:
                 self._note(value)
             if key == HINT_PROPERTY:
-                self.config.stash.setdefault(hints_key, {})[report.nodeid] = {**json.loads(value), "message": message}
+                self.config.stash.setdefault(hints_key, {})[report.nodeid] = {
+                    **json.loads(value), "message": message, "test": properties.get(CHECK_PROPERTY),
+                    "task_id": properties.get(TASK_PROPERTY), "deployment_check": DEPLOYMENT_PROPERTY in properties}
 
 
 def _hint_of(report: pytest.TestReport) -> dict[str, Any]:
@@ -188,8 +193,8 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         findings = RunFindings(notes=[f"diagnosis failed ({type(error).__name__}: {error}); see the checks"])
     findings.duration_s = time.monotonic() - began
     report_dir = Path(resolved.report_dir)
-    deployment = state.deployment or {}
-    targets = state.target_objects()
+    deployment = state.deployment
+    targets = state.targets
     interrupted = int(exit_status) if exit_status in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR) \
         else None  # a run cut short proves nothing, whatever passed before it stopped
     decision = verdicts.decide(
@@ -200,10 +205,10 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         duration_s=time.monotonic() - state.started_monotonic,
         target=verdicts.TargetRecord(
             region=state.region,
-            cluster=deployment.get("cluster") or resolved.ecs_cluster,
-            service=deployment.get("service") or resolved.ecs_service,
-            deployment_id=deployment.get("deployment_id"),
-            task_definition=deployment.get("task_definition_arn"),
+            cluster=deployment.cluster if deployment else resolved.ecs_cluster,
+            service=deployment.service if deployment else resolved.ecs_service,
+            deployment_id=deployment.deployment_id if deployment else None,
+            task_definition=deployment.task_definition_arn if deployment else None,
             image_digest=resolved.expect_image_digest or _common_digest(targets),
         ),
         tasks=[
@@ -277,16 +282,13 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
         failures.append(Failure(kind=state.outcome["kind"], check="deployment",
                                 task_id=None, message=state.outcome["message"],
                                 details=dict(state.outcome.get("details") or {})))
-    by_short = {t.short_id: t.task_id for t in state.target_objects()}
     for nodeid, hint in hints.items():
-        if state.outcome and nodeid.endswith(DEPLOYMENT_CHECK):
+        if state.outcome and hint.get("deployment_check"):
             continue  # the same failure as the preflight outcome above, already diagnosed
-        match = _PARAM.search(nodeid)
-        short = match.group("id") if match else None
         kind = "unreachable" if hint.get("unreachable") else (
             "missing_owner" if hint.get("check") == MISSING_OWNER_CHECK else "check_failed")
-        failures.append(Failure(kind=kind, check=_PARAM.sub("", nodeid.split("::")[-1]),
-                                task_id=by_short.get(short or "", short), message=hint.get("message", ""),
+        failures.append(Failure(kind=kind, check=hint.get("test") or nodeid.split("::")[-1],
+                                task_id=hint.get("task_id"), message=hint.get("message", ""),
                                 security=bool(hint.get("security")),
                                 details={k: hint[k] for k in ("status", "request") if hint.get(k) is not None}))
     if not resolved.uses_discovery:
@@ -303,13 +305,13 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
     if definition is None:  # the service itself could not be read: nothing to lint or gather
         findings.diagnoses = diagnose_all(failures) if failures else []
         return findings
-    container = (state.deployment or {}).get("container") or _container_of(definition, resolved)
+    container = (state.deployment.container if state.deployment else None) or _container_of(definition, resolved)
     findings.warnings = [w.message for w in lint_task_definition(
         definition, container=container, health_path_status=_probe_health_check_path(definition, container, state))]
     if failures:
         from plugins.core.evidence import collect_evidence  # a failing run's only: not paid by a green one
 
-        task_ids = sorted({f.task_id for f in failures if f.task_id} | {t.task_id for t in state.target_objects()})
+        task_ids = sorted({f.task_id for f in failures if f.task_id} | {t.task_id for t in state.targets})
         evidence = collect_evidence(ecs=clients.ecs, logs=clients.logs, cluster=cluster, service=service,
                                     task_ids=task_ids, task_definition=definition, container=container or "",
                                     around=datetime.now(timezone.utc), ecr=clients.ecr, seen=state.seen)
@@ -319,7 +321,7 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
 
 def _task_definition_of(clients: Any, state: RunState, cluster: str, service: str) -> dict[str, Any] | None:
     """The PRIMARY deployment's task definition (also when the wait ended before settling)."""
-    arn = (state.deployment or {}).get("task_definition_arn")
+    arn = state.deployment.task_definition_arn if state.deployment else None
     if arn is None:
         if state.outcome and state.outcome["exit_code"] == 6 and state.outcome["kind"] != "deadline":
             return None
@@ -345,7 +347,7 @@ def _probe_health_check_path(definition: dict[str, Any], container: str | None, 
     import httpx
 
     path = health_check_path(definition, container)
-    targets = state.target_objects()
+    targets = state.targets
     if not path or not targets:
         return {}
     if path == state.health_path and not state.outcome:
@@ -387,14 +389,14 @@ def _escape_property(value: str) -> str:
 
 def label_allure_failures(allure_dir: Path, diagnoses: list[Diagnosis]) -> None:
     """Prefix each failed result's message with ``[category]`` so Allure's categories group it."""
-    by_task = {d.task_id[:8]: d for d in diagnoses if d.task_id}
+    by_task = {d.task_id: d for d in diagnoses if d.task_id}
     general = next((d for d in diagnoses if not d.task_id), None)
     for path in allure_dir.glob("*-result.json"):
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("status") not in ("failed", "broken"):
             continue
-        match = _PARAM.search(data.get("name", ""))
-        diagnosis = by_task.get(match.group("id")) if match else None
+        task_id = next((label["value"] for label in data.get("labels", []) if label.get("name") == TASK_LABEL), None)
+        diagnosis = by_task.get(task_id) if task_id else None
         diagnosis = diagnosis or general
         details = data.setdefault("statusDetails", {})
         message = details.get("message", "")

@@ -26,8 +26,8 @@ import pytest
 from plugins import options as smoke_options
 from plugins.core.stability import Progress
 from plugins.core.verdict import EXIT_NOT_VERIFIED
-from plugins.fixtures import registry_of
-from plugins.harness_errors import harness_error_key, harness_hook
+from plugins.fixtures import DEPLOYMENT_CHECK, registry_of
+from plugins.harness_errors import harness_error_key, harness_hook, record_harness_error
 from plugins.lanes import TaskLanes, lanes_apply
 from plugins.preflight import RunState, could_not_verify, run_preflight
 from plugins.reporting import configure_outputs, verdict_key, write_reports, write_fallback_verdict
@@ -70,6 +70,21 @@ def is_smoke_run(config: pytest.Config) -> bool:
 
 @pytest.hookimpl(tryfirst=True)  # before allure and junitxml read their output paths
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{DEPLOYMENT_CHECK}: reports on the deployment itself, so it runs (and "
+                                       "fails with the evidence) when the deployment failed and no other test does")
+    try:
+        _configure_smoke_run(config)
+    except (pytest.UsageError, pytest.exit.Exception, KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as error:  # noqa: BLE001 - a harness bug before any report exists: one line, exit 6
+        resolved = config.stash.get(config_key, None)
+        line = record_harness_error(config, "pytest_configure", error,
+                                    report_dir=Path(resolved.report_dir) if resolved is not None else None,
+                                    secrets=registry_of(config))
+        pytest.exit(line, returncode=EXIT_NOT_VERIFIED)
+
+
+def _configure_smoke_run(config: pytest.Config) -> None:
     smoke_run = is_smoke_run(config)
     config.stash[smoke_run_key] = smoke_run
     if not smoke_run:
@@ -119,7 +134,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "smoke_target" not in metafunc.fixturenames:
         return
     state = metafunc.config.stash.get(state_key, None)
-    targets = state.target_objects() if state is not None else []
+    targets = state.targets if state is not None else []
     metafunc.parametrize("smoke_target", targets, ids=[t.short_id for t in targets])
 
 
@@ -131,7 +146,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     resolved = config.stash[config_key]
     keep, drop = [], []
     for item in items:
-        needs_deployment_only = "smoke_preflight" in getattr(item, "fixturenames", ())
+        needs_deployment_only = item.get_closest_marker(DEPLOYMENT_CHECK) is not None
         if harness_error_key in config.stash:
             drop.append(item)  # the harness failed before the tests: nothing they say would count
         elif state.blocks_tests and not needs_deployment_only:
@@ -184,8 +199,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("smoke harness")
     if state.deployment:
         d = state.deployment
-        write(f"deployment {d['deployment_id']} of {d['cluster']}/{d['service']} ({d['task_definition_arn']})")
-    for target in state.target_objects():
+        write(f"deployment {d.deployment_id} of {d.cluster}/{d.service} ({d.task_definition_arn})")
+    for target in state.targets:
         write(f"  task {target.short_id}: {target.base_url} {target.image_digest or ''}".rstrip())
     for note in state.notes:
         write(f"note: {note}")

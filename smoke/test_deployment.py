@@ -8,6 +8,7 @@ from plugins.preflight import RunState
 
 
 @pytest.mark.readonly
+@pytest.mark.deployment_check
 def test_deployment_settled(smoke_preflight: RunState) -> None:
     """The new deployment is the only one, every task running and healthy, image as expected."""
     if smoke_preflight.outcome:

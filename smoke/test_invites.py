@@ -22,8 +22,8 @@ from contracts import (
     check_status,
     invite_token,
 )
-from plugins.core.board_api import BoardApi
-from plugins.core.ledger import MembershipWrites
+from plugins.civicforge.board_api import BoardApi
+from plugins.civicforge.ledger import MembershipWrites
 from plugins.core.targets import Target
 
 INVITED_ROLE = "participant"

@@ -20,7 +20,7 @@ from contracts import (
     run_all,
 )
 from contracts.errors import ContractViolation
-from plugins.core.board_api import Anonymous, BoardApi
+from plugins.civicforge.board_api import Anonymous, BoardApi
 from plugins.core.targets import Target
 
 OWNER_CHECK = "board_has_owner"  # plugins/reporting.py keys the missing_board_owner diagnosis on it

@@ -18,7 +18,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(deployment, name)
     if name == "StageError":
-        from stage.scheduler import StageError
+        from stage.errors import StageError
 
         return StageError
     raise AttributeError(f"module 'stage' has no attribute {name!r}")

@@ -19,7 +19,7 @@ from stage.deployment import (DEFAULT_START_PERIOD_SCALE, DEFAULT_TIME_SCALE, St
 from stage.seed import DESIRED_COUNT
 from stage.faults import ALL_FAULTS
 from stage.scenarios import SCENARIOS
-from stage.scheduler import StageError
+from stage.errors import StageError
 
 EXIT_BAD_INPUT = 2
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from stage.deployment import Stage, StageOptions
-from stage.scheduler import StageError
+from stage.errors import StageError
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT_DIR = ROOT / "reports"

@@ -29,8 +29,10 @@ from stage.canary import CanaryResources, install_canary
 from stage.deployment_records import DeploymentRecords
 from stage.faults import FaultError, parse_faults
 from stage.moto_quirks import ACCOUNT_ID, MotoServer
-from stage.scheduler import (DEFAULT_BAKE_TIME_S, PORT, Scheduler, StageError, StageTask, WarmPool, app_cmd_fields,
-                             port_is_free)
+from stage.errors import StageError
+from stage.processes import WarmPool
+from stage.scheduler import DEFAULT_BAKE_TIME_S, PORT, Scheduler, StageTask, app_cmd_fields
+from stage.task_network import port_is_free
 from stage.seed import (CLUSTER, CONTAINER, DESIRED_COUNT, LOG_GROUP, LOG_PREFIX, MAX_TASKS, REGION, REPOSITORY,
                         SERVICE, SMOKE_SECRET, Seeded, seed)
 

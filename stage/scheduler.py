@@ -11,23 +11,20 @@ the harness under test reads them through unmodified boto3 calls.
 
 It is a reconcile loop like the real one: every change (a task became
 healthy, a process exited, a timer fired) re-runs ``_reconcile``, which starts
-what is missing, stops what is unwanted and finishes roll-outs.
+what is missing, stops what is unwanted and finishes roll-outs. What a task
+needs around it lives beside this module: its addresses (``task_network``), its
+log stream (``task_logs``), its health check (``task_health``) and its process
+(``processes``).
 """
 
 from __future__ import annotations
 
-import queue
 import random
-import re
 import shlex
-import socket
 import string
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,8 +32,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stage import moto_quirks
+from stage.errors import StageError
 from stage.faults import Faults
+from stage.processes import WarmPool, popen, terminate
 from stage.seed import CLUSTER, CONTAINER, LOG_GROUP, LOG_PREFIX, PORT, REGION, SERVICE
+from stage.task_health import HealthCheck
+from stage.task_logs import LogShipper
+from stage.task_network import PRIVATE_NETWORK, AddressPool
 
 HEALTH_CHECK_FAILED = "Task failed container health checks"
 EXEC_FORMAT_REASON = (
@@ -44,12 +46,6 @@ EXEC_FORMAT_REASON = (
     'OCI runtime create failed: runc create failed: unable to start container process: exec: "/bin/bash": '
     "exec format error: unknown"
 )
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MIN_HEALTH_CHECK_TIMEOUT_S = 1.0
-# Both on loopback: the stage never sends traffic elsewhere. Fargate gives an ENI a private IP of
-# its subnet and NATs the Elastic IP to it; the stage's tasks listen on both addresses themselves.
-PUBLIC_NETWORK = "127.0.0"
-PRIVATE_NETWORK = "127.1.0"
 APP_CMD_FIELDS = ("host", "private_host", "port")  # what --app-cmd may name: {host} is the Elastic IP
 # ECS computes a deployment's bake time from its alarms and lets nobody set it; the stage's is a
 # fixed span, long enough to fire the canary and evaluate its alarm by hand (StageOptions.bake_time_s).
@@ -144,179 +140,6 @@ class StageTask:
         return self.id[:8]
 
 
-class AddressPool:
-    """Hands out NETWORK.N addresses (127.0.0.N by default) whose port is free, oldest-released first.
-
-    A replaced task gets a new address, as on Fargate, so a harness that caches
-    an IP is caught.
-    """
-
-    def __init__(self, port: int, network: str = PUBLIC_NETWORK) -> None:
-        self._port = port
-        self._network = network
-        offset = random.randrange(0, 200)
-        numbers = list(range(2, 255))
-        self._free = numbers[offset:] + numbers[:offset]
-        self._lock = threading.Lock()
-
-    def take(self) -> str:
-        with self._lock:
-            for _ in range(len(self._free)):
-                address = f"{self._network}.{self._free.pop(0)}"
-                if port_is_free(address, self._port):
-                    return address
-                self._free.append(int(address.rsplit(".", 1)[1]))
-        raise StageError(f"no free {self._network}.N address with port {self._port} free")
-
-    def release(self, address: str) -> None:
-        with self._lock:
-            self._free.append(int(address.rsplit(".", 1)[1]))
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-class StageError(RuntimeError):
-    """The stage cannot do what it was asked; the message is one line for a person."""
-
-
-class LogShipper:
-    """Copies each task's stdout/stderr lines into its CloudWatch log stream."""
-
-    def __init__(self, logs: Any) -> None:
-        self._logs = logs
-        self._queue: queue.Queue[tuple[str, int, str] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="log-shipper", daemon=True)
-        self._thread.start()
-
-    def line(self, stream: str, text: str) -> None:
-        self._queue.put((stream, int(time.time() * 1000), text))
-
-    def follow(self, stream: str, pipe: Any) -> threading.Thread:
-        def pump() -> None:
-            for raw in iter(pipe.readline, b""):
-                self.line(stream, raw.decode(errors="replace").rstrip("\n"))
-            pipe.close()
-
-        thread = threading.Thread(target=pump, name=f"log-{stream[-8:]}", daemon=True)
-        thread.start()
-        return thread
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        done = False
-        while not done:
-            batch: dict[str, list[dict[str, Any]]] = {}
-            item = self._queue.get()
-            items = [item]
-            while True:
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            for entry in items:
-                if entry is None:
-                    done = True
-                    continue
-                stream, stamp, text = entry
-                batch.setdefault(stream, []).append({"timestamp": stamp, "message": text or " "})
-            for stream, events in batch.items():
-                try:
-                    self._logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events)
-                except Exception as error:  # noqa: BLE001 - a lost log line must not kill the scheduler
-                    print(f"stage: could not ship {len(events)} log lines to {stream}: {error}", file=sys.stderr)
-            for _ in items:
-                self._queue.task_done()
-
-
-@dataclass(frozen=True, slots=True)
-class HealthCheck:
-    """The task definition's container health check, on the stage's clock.
-
-    Two factors make the clock: ``time_scale`` shortens the interval and the timeout
-    (30 s checks x 0.01 = every 0.3 s), ``start_period_scale`` the startPeriod. They are
-    separate because the startPeriod is the app's time to boot, which does not shrink
-    with the stage's clock: counted in real seconds (x 1.0) a build that needs 15 s of
-    its 60 s is HEALTHY, as on ECS; a smaller factor is for tests of tasks that never
-    answer, which would otherwise wait out the whole startPeriod.
-    """
-
-    path: str | None  # None: the command cannot succeed in this image (curl/wget)
-    interval: float  # the next four as the task definition declares them (seconds, count)
-    timeout: float
-    retries: int
-    start_period: float
-    time_scale: float = 1.0
-    start_period_scale: float = 1.0
-
-    @classmethod
-    def from_task_definition(
-        cls, container: dict[str, Any], time_scale: float, start_period_scale: float
-    ) -> HealthCheck | None:
-        check = container.get("healthCheck")
-        if not check:
-            return None
-        command = " ".join(check["command"][1:])
-        # The image is python:3.11-slim: it has no curl or wget (runbook lesson 1).
-        has_tool = not re.search(r"\b(curl|wget)\b", command)
-        match = re.search(r"https?://[^/'\" ]+(/[^'\" )]*)?", command)
-        path = (match.group(1) or "/") if (match and has_tool) else None
-        # ECS's defaults for fields a task definition leaves out.
-        return cls(
-            path=path,
-            interval=check.get("interval", 30),
-            timeout=check.get("timeout", 5),
-            retries=check.get("retries", 3),
-            start_period=check.get("startPeriod", 0),
-            time_scale=time_scale,
-            start_period_scale=start_period_scale,
-        )
-
-    @property
-    def interval_s(self) -> float:
-        return self.interval * self.time_scale
-
-    @property
-    def timeout_s(self) -> float:
-        # A live Python app answers in milliseconds, but not in 50 ms on a busy machine.
-        return max(MIN_HEALTH_CHECK_TIMEOUT_S, self.timeout * self.time_scale)
-
-    @property
-    def start_period_s(self) -> float:
-        return self.start_period * self.start_period_scale
-
-    @property
-    def judged_within_s(self) -> float:
-        """The longest a started task can take to become HEALTHY or be stopped as UNHEALTHY."""
-        return self.start_period_s + self.retries * (self.interval_s + self.timeout_s)
-
-    def describe(self) -> str:
-        """One line for a person: what the stage's clock makes of the declared check."""
-        return (
-            f"health checks every {self.interval_s:g} s (interval {self.interval:g} s x {self.time_scale:g}), "
-            f"timeout {self.timeout_s:g} s, {self.retries} retries; startPeriod {self.start_period:g} s "
-            f"counted as {self.start_period_s:.1f} s (x {self.start_period_scale:g})"
-        )
-
-    def passes(self, ip: str, port: int) -> bool:
-        if self.path is None:
-            return False
-        try:
-            with urllib.request.urlopen(f"http://{ip}:{port}{self.path}", timeout=self.timeout_s):
-                return True
-        except (urllib.error.URLError, OSError, ValueError):
-            return False
-
-
 class Scheduler:
     """Runs the service's deployments; see the module docstring."""
 
@@ -393,7 +216,7 @@ class Scheduler:
             if task.process is not None and task.process.poll() is None:
                 task.process.terminate()
         for task in tasks:
-            _terminate(task.process)
+            terminate(task.process)
         self._warm.close()
         if self._timer.is_alive():
             self._timer.join(timeout=5)
@@ -571,7 +394,7 @@ class Scheduler:
     def _spawn(self, task: StageTask, stream: str) -> subprocess.Popen[bytes]:
         if self._app_cmd:
             argv = shlex.split(self._app_cmd.format(host=task.ip, private_host=task.private_ip, port=PORT))
-            process = _popen(argv)
+            process = popen(argv)
         else:
             faults = task.plan.faults
             args = ["--host", task.private_ip, "--host", task.ip, "--port", str(PORT), "--db", str(self._database),
@@ -670,7 +493,7 @@ class Scheduler:
         process = task.process
         if process is not None:
             # Terminating outside the lock would let the exit watcher see a half-stopped task.
-            _terminate(process)
+            terminate(process)
         self._mark_stopped(task, reason=reason, stop_code="ServiceSchedulerInitiated", exit_code=exit_code)
         if not reason.startswith(HEALTH_CHECK_FAILED):
             self._event(f"(service {SERVICE}) has stopped 1 running tasks: (task {task.id}).")
@@ -722,52 +545,6 @@ class Scheduler:
             pending=pending_total, task_definition_arn=self._primary().task_definition_arn,
         )
         self._changed.notify_all()
-
-
-def _popen(argv: list[str], *, stdin: int = subprocess.DEVNULL, env: dict[str, str] | None = None
-           ) -> subprocess.Popen[bytes]:
-    try:
-        return subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin,
-                                env=env)
-    except OSError as error:
-        raise StageError(f"cannot start the app command {argv[0]!r}: {error.strerror}") from None
-
-
-class WarmPool:
-    """Stand-in task processes forked from a server that has already imported FastAPI.
-
-    A task then "boots" as fast as a real container that is already pulled, and 24 of them
-    share one copy of the imported code (``stage.task_processes``). The server starts
-    before moto is seeded, so both costs overlap. ``size`` 0 (an ``--app-cmd`` stage)
-    starts no server.
-    """
-
-    def __init__(self, size: int, secret_key: str) -> None:
-        self._env = {"CIVICFORGE_SECRET_KEY": secret_key}
-        if size:
-            from stage import task_processes
-
-            threading.Thread(target=task_processes.warm_up, name="warm-pool", daemon=True).start()
-
-    def take(self, args: list[str]) -> Any:
-        """A started stand-in task (a ``ForkedTask``: pid, stdout/stderr pipes, wait, terminate)."""
-        from stage import task_processes
-
-        return task_processes.fork_task(args, self._env)
-
-    def close(self) -> None:
-        """Nothing to stop: the forkserver exits with the stage's process, its tasks are stopped by the scheduler."""
-
-
-def _terminate(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
 
 
 def deployment_id() -> str:

@@ -23,6 +23,10 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Callable
 
+# httpx imports httpcore on its first request. Import it here, before any pytester in-process run: such a
+# run drops the modules it imported when it ends, and an httpcore imported anew afterwards has exception
+# classes httpx no longer maps (a refused connection then surfaces as httpcore.ConnectError).
+import httpcore  # noqa: F401
 import pytest
 
 from stage import Stage, StageOptions

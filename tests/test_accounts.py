@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from plugins.core.accounts import load_accounts
+from plugins.civicforge.accounts import load_accounts
 from plugins.core.errors import CouldNotVerify
 from plugins.core.redact import SecretRegistry
 

@@ -8,16 +8,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from plugins.core.diagnosis import (
-    CATEGORIES,
-    NEXT_STEPS,
-    Diagnosis,
-    Failure,
-    allure_categories,
-    diagnose,
-    diagnose_all,
-    logged_as,
-)
+from plugins.core.categories import CATEGORIES, NEXT_STEPS, Diagnosis, allure_categories
+from plugins.core.diagnosis import Failure, diagnose, diagnose_all
+from plugins.core.log_clues import logged_as
 from plugins.core.evidence import ContainerExit, Evidence, HealthCheck, StoppedTask
 
 TASK = "3f2a9c0d1e8b4f6a9c7d5e3b1a0f2c4d"

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from plugins.core.board_api import BoardApi, Session, guard_secrets
-from plugins.core.ledger import Ledger, LedgerLockTimeout, MembershipWrites, sweep_memberships
+from plugins.civicforge.board_api import BoardApi, Session, guard_secrets
+from plugins.civicforge.ledger import Ledger, LedgerLockTimeout, MembershipWrites, sweep_memberships
 from plugins.core.redact import SecretRegistry
 
 BOARD = "board_001"

@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from stage import Stage, StageError, StageOptions
-from stage.scheduler import PORT, AddressPool
+from stage.seed import PORT
+from stage.task_network import AddressPool
 from stage.seed import CLUSTER
 from tests.smoke_runs import run_smoke
 

@@ -21,7 +21,7 @@ from plugins.core import verdict as verdicts
 from tests.loopback import serving
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "smoke")
-PLUGINS = '["plugins.fixtures", "plugins.reporting", "plugins.smoke_plugin", "plugins.session_fixtures"]'
+PLUGINS = '["plugins.fixtures", "plugins.reporting", "plugins.smoke_plugin", "plugins.civicforge.fixtures"]'
 ACCOUNTS = {"SMOKE_OWNER_USERNAME": "o", "SMOKE_OWNER_PASSWORD": "owner-secret-1", "SMOKE_PARTICIPANT_USERNAME": "p",
             "SMOKE_PARTICIPANT_PASSWORD": "participant-secret-1"}
 
@@ -145,3 +145,18 @@ def test_when_even_the_verdict_cannot_be_written_the_one_line_says_so(
     result.stdout.fnmatch_lines(["harness error: OSError: * in _write_reports*verdict.json could not be written to "
                                  "*(No space left on device)"])
     assert "owner-secret-1" not in output
+
+
+def test_a_harness_bug_while_configuring_is_one_line_and_exit_6(
+        smoke: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, health_server: str) -> None:
+    def broken_outputs(*_args: Any, **_kwargs: Any) -> Any:
+        raise AttributeError("'NoneType' object has no attribute 'junitxml'")
+
+    monkeypatch.setattr(smoke_plugin, "configure_outputs", broken_outputs)
+    result = run(smoke, "--target-url", health_server)
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == 6 and "INTERNALERROR" not in output and "Traceback" not in output
+    report_dir = smoke.path / "reports"
+    assert (f"harness error: AttributeError: 'NoneType' object has no attribute 'junitxml' in pytest_configure; "
+            f"details in {report_dir}/harness-error.txt") in output
+    assert "in broken_outputs" in (report_dir / "harness-error.txt").read_text()

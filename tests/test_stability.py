@@ -30,7 +30,8 @@ from plugins.core.stability import (
     wait_until_stable,
 )
 from stage import Stage
-from stage.scheduler import PORT, port_is_free
+from stage.seed import PORT
+from stage.task_network import port_is_free
 from tests.conftest import StagePlan, on_shared_stage
 
 NOW = datetime(2025, 5, 1, 12, 0, tzinfo=timezone.utc)

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from stage.deployment import DEFAULT_START_PERIOD_SCALE, DEFAULT_TIME_SCALE
-from stage.scheduler import HEALTH_CHECK_FAILED, HealthCheck
+from stage.scheduler import HEALTH_CHECK_FAILED
+from stage.task_health import HealthCheck
 from stage.seed import CLUSTER, health_check
 from tests.smoke_runs import run_smoke
 

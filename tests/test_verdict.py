@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from plugins.core.diagnosis import NEXT_STEPS, Diagnosis
+from plugins.core.categories import NEXT_STEPS, Diagnosis
 from plugins.core.redact import SecretRegistry
 from plugins.core.verdict import (
     CheckRecord,

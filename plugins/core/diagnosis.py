@@ -25,14 +25,16 @@ Rule order (first match wins):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from plugins.core.categories import NEXT_STEPS, Diagnosis, make_diagnosis, short_id
 from plugins.core.evidence import Evidence, stop_texts
-from plugins.core.lint import FIXED_HEALTH_CHECK_EXAMPLE, external_tool_in, url_path_in
-from plugins.core.redact import scrub_patterns
+from plugins.core.lint import external_tool_in, url_path_in
+from plugins.core.log_clues import (ALARM_ROLLBACK, CURSOR_ATTRIBUTE, EXEC_FORMAT, HEALTH_STOP,
+                                    MISSING_TABLE, PYTHON_ERROR, ROLLBACK_EVENT, answered_404, first_match,
+                                    newest_first, request_blocks, request_path, same_request)
 
 KINDS = frozenset(
     {
@@ -49,148 +51,6 @@ KINDS = frozenset(
     }
 )
 _NETWORK_KINDS = frozenset({"unreachable", "no_public_ip", "no_private_ip"})
-
-CATEGORIES: dict[str, str] = {
-    "permission_regression": "Security: a permission that must be denied was granted, "
-    "or a request without credentials was accepted",
-    "arch_mismatch": "The image was built for the wrong CPU architecture (exec format error)",
-    "health_path_mismatch": "The health check path answers 404 while another health path answers",
-    "health_check_command": "The container health check calls curl/wget, which the image lacks",
-    "stale_image": "The running image is not the one expected (stale build or old deployment)",
-    "missing_board_owner": "No board owner exists: the owner bootstrap in migrations did not run",
-    "migrations_not_applied": "Database tables are missing: migrations did not run before the app started",
-    "db_adapter_error": "Database adapter incompatibility (cursor attribute such as rowcount missing)",
-    "code_error": "The application raised a Python error (AttributeError, NameError, TypeError...)",
-    "task_restarting": "Tasks keep stopping (failed container health checks) with no more specific cause",
-    "deployment_rolled_back": "The deployment failed and ECS rolled it back",
-    "target_unreachable": "The task could not be reached over the network",
-    "not_stable": "The service did not become stable before the deadline",
-    "contract_violation": "A response broke the API contract",
-    # Could not verify: nothing is known about the release; each cause has its own fix.
-    "no_credentials": "The harness found no usable AWS credentials",
-    "aws_access_denied": "AWS refused a call the harness needs (IAM)",
-    "aws_unreachable": "The AWS endpoint could not be reached",
-    "aws_error": "AWS kept answering with an error (throttling, 5xx) the harness could not wait out",
-    "unknown_region": "No AWS region, or one that does not exist",
-    "service_not_found": "The ECS cluster or service does not exist (or is not active)",
-    "container_not_found": "The task definition has no such container, or it maps no port",
-    "no_running_task": "The service has no running task of its PRIMARY deployment to test",
-    "smoke_accounts": "The smoke accounts are missing, unreadable, malformed, or refused at login",
-    "checks_errored": "Checks could not run (errors, not failures): nothing was proven",
-    "harness_error": "The harness itself failed; nothing is known about the release",
-    "task_definition_lint": "--strict-lint: the task definition has warnings",
-}
-
-NEXT_STEPS: dict[str, str] = {
-    "permission_regression": "Do not ship: check the role permission table (ROLE_PERMISSIONS) and the auth dependency "
-    "of the route, then redeploy the previous task definition until it is fixed.",
-    "arch_mismatch": "Rebuild for Fargate's architecture: `docker buildx build --platform linux/amd64 -t $ECR_REPO:latest "
-    "--push .`; check with `docker image inspect $IMAGE | grep Architecture`.",
-    "health_path_mismatch": "Make the task definition's health check probe the path the app serves (/health vs "
-    "/api/health), register the task definition and redeploy.",
-    "health_check_command": "Use Python's urllib in the health check instead of curl/wget: "
-    f'["CMD-SHELL", "{FIXED_HEALTH_CHECK_EXAMPLE}"], then register and redeploy.',
-    "stale_image": "Rebuild without cache (`docker build --no-cache --platform linux/amd64`), push to ECR, then "
-    "`aws ecs update-service --force-new-deployment`; verify the ECR digest matches.",
-    "missing_board_owner": "Re-run migrations (`python -m src.board_mvp.migrations_pg`) after an Organizer exists so the "
-    "earliest one becomes owner of board_001; look for 'Added user <id> as board owner' in the logs.",
-    "migrations_not_applied": "Run migrations before the app starts: ENTRYPOINT a docker-entrypoint.sh (chmod +x) "
-    "running `python -m src.board_mvp.migrations_pg` then `exec uvicorn ...`; look for 'Migrations complete!' in the "
-    "start-up logs.",
-    "db_adapter_error": "Do not rely on cursor.rowcount (the PostgreSQL adapter lacks it): check existence with a "
-    "SELECT before the UPDATE/DELETE, and test database operations against PostgreSQL locally.",
-    "code_error": "Fix the call named in the quoted log line (read the full traceback in CloudWatch), verify the Python "
-    "API exists, and redeploy.",
-    "task_restarting": "Read the stopped tasks' CloudWatch logs for start-up errors; verify the health endpoint "
-    "answers 200 inside the container and startPeriod covers migrations.",
-    "deployment_rolled_back": "Read the service events and the stopped tasks' logs for the new task definition, fix "
-    "the cause and redeploy.",
-    "target_unreachable": "Fetch the task's current public IP (it changes on every restart), check that the task is "
-    "RUNNING and that its security group allows the port from this runner.",
-    "not_stable": "Wait for the service to settle (`aws ecs wait services-stable`; a deployment takes 5-7 minutes) or "
-    "raise the deadline; if it never settles, read the service events and stopped tasks.",
-    "contract_violation": "Compare the response with the API contract; fix the service, or update the contract if the "
-    "change was intended.",
-    "no_credentials": "Give the job AWS credentials: OIDC (aws-actions/configure-aws-credentials), AWS_PROFILE, or "
-    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; check with `aws sts get-caller-identity`.",
-    "aws_access_denied": "Grant the identity the harness runs as the ECS, EC2 and logs read calls it needs "
-    "(ecs:DescribeServices, ecs:ListTasks, ecs:DescribeTasks, ecs:DescribeTaskDefinition, ec2:DescribeNetworkInterfaces, "
-    "logs:GetLogEvents, secretsmanager:GetSecretValue on the smoke secret).",
-    "aws_unreachable": "Check the runner's network, proxy and AWS_ENDPOINT_URL; then run again.",
-    "aws_error": "Run again later or with fewer parallel jobs; if it persists, check the AWS Health Dashboard.",
-    "unknown_region": "Pass --aws-region (or AWS_REGION) naming the region where the service runs, e.g. us-east-1.",
-    "service_not_found": "Check --ecs-cluster and --ecs-service (`aws ecs list-clusters`, `aws ecs list-services "
-    "--cluster NAME`) and the region.",
-    "container_not_found": "Pass --ecs-container naming the container that serves the API (and --target-port if it "
-    "maps several ports).",
-    "no_running_task": "Scale the service up or wait for ECS to start its tasks (`aws ecs describe-services`), then run "
-    "again.",
-    "smoke_accounts": "Fix the smoke accounts: set SMOKE_OWNER_*/SMOKE_PARTICIPANT_* or --smoke-secret holding "
-    '{"owner": {"username", "password"}, "participant": {...}}, and check the passwords still log in.',
-    "checks_errored": "Read the errors in summary.md or junit.xml; they are the harness or its set-up failing, "
-    "not the service.",
-    "harness_error": "Read harness-error.txt in the report folder and file it with the harness's maintainers; "
-    "run again.",
-    "task_definition_lint": "Fix the task definition warnings listed in the report (health check command, path, "
-    "startPeriod), register it and redeploy; or drop --strict-lint.",
-}
-
-# What each could-not-verify outcome kind is, for a person: its category and what the summary says.
-NOT_VERIFIED_KINDS: dict[str, str] = {
-    "no_credentials": "no_credentials",
-    "bad_credentials": "no_credentials",
-    "access_denied": "aws_access_denied",
-    "aws_unreachable": "aws_unreachable",
-    "throttled": "aws_error",
-    "aws_error": "aws_error",
-    "no_region": "unknown_region",
-    "unknown_region": "unknown_region",
-    "cluster_not_found": "service_not_found",
-    "service_not_found": "service_not_found",
-    "container_not_found": "container_not_found",
-    "no_port": "container_not_found",
-    "desired_zero": "no_running_task",
-    "no_running_task": "no_running_task",
-    "no_primary_deployment": "no_running_task",
-    "no_public_ip": "target_unreachable",
-    "no_private_ip": "target_unreachable",
-    "target_unreachable": "target_unreachable",
-    "accounts": "smoke_accounts",
-    "deadline": "not_stable",
-    "harness_error": "harness_error",
-}
-
-
-def diagnose_not_verified(kind: str, message: str, evidence: Iterable[str] = ()) -> Diagnosis:
-    """The diagnosis of a could-not-verify outcome: its own category, the outcome's line, its next step.
-
-    Only ``deadline`` needs the gathered evidence (``diagnose``); every other kind says
-    exactly what is wrong already. An unknown kind is a harness error, never a guess.
-    """
-    category = NOT_VERIFIED_KINDS.get(kind, "harness_error")
-    first = next(iter(evidence), "")
-    return _make(category, None, message, first or message)
-
-_EXEC_FORMAT = re.compile(r"exec format error", re.IGNORECASE)
-_MISSING_TABLE = re.compile(
-    r"no such table: ?(?P<sqlite>[\w.]+)|relation \"(?P<pg>[^\"]+)\" does not exist", re.IGNORECASE
-)
-_CURSOR_ATTRIBUTE = re.compile(
-    r"AttributeError: '(?P<type>\w*(?:Cursor|Result|Connection)\w*)' object has no attribute '(?P<attr>\w+)'"
-    r"|has no attribute '(?P<attr2>rowcount|lastrowid)'",
-    re.IGNORECASE,
-)
-_PYTHON_ERROR = re.compile(
-    r"(?:^|[\s:])(?:[\w.]+\.)?(?P<error>AttributeError|NameError|TypeError|KeyError|ImportError|ModuleNotFoundError|"
-    r"UnboundLocalError|IndexError|ValueError|ZeroDivisionError|SyntaxError|RecursionError)(?::|$)"
-)
-_HEALTH_STOP = re.compile(r"failed (?:container|ELB) health checks", re.IGNORECASE)
-_ROLLBACK_EVENT = re.compile(r"roll(?:ing|ed)? ?back|circuit breaker", re.IGNORECASE)
-# ECS's words when deployment alarms fail a rollout: "... alarm(s) smoke-alarm are in ALARM state."
-_ALARM_ROLLBACK = re.compile(r"alarm\(s\) (?P<names>[^\s]+(?:, ?[^\s]+)*) (?:are|is) in ALARM state", re.IGNORECASE)
-# uvicorn's access log line: '... - "POST /api/boards/board_001/invites HTTP/1.1" 500 Internal Server Error'
-_ACCESS_LINE = re.compile(r"\"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+\" (?P<status>\d{3})")
-MAX_EVIDENCE_CHARS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,63 +75,7 @@ class Failure:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Diagnosis:
-    """One named cause: ``[category] summary``, one line of evidence, and what to do next."""
-
-    category: str
-    task_id: str | None
-    summary: str
-    evidence: str
-    next_step: str
-
-    def message(self) -> str:
-        """The failure message form Allure's categories match on: ``[category] summary``."""
-        return f"[{self.category}] {self.summary}"
-
-    def as_dict(self) -> dict[str, str | None]:
-        """The verdict.json ``diagnoses`` entry."""
-        return {
-            "category": self.category,
-            "task_id": self.task_id,
-            "summary": self.summary,
-            "evidence": self.evidence,
-            "next_step": self.next_step,
-        }
-
-
-def one_line(text: str, limit: int = MAX_EVIDENCE_CHARS) -> str:
-    """Collapse whitespace, mask credential-shaped text, and cut to ``limit`` characters."""
-    flat = scrub_patterns(" ".join(str(text).split()))
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _short(task_id: str | None) -> str:
-    return (task_id or "?")[:8]
-
-
-def _make(category: str, task_id: str | None, summary: str, evidence: str, next_step: str | None = None) -> Diagnosis:
-    return Diagnosis(category, task_id, one_line(summary), one_line(evidence), next_step or NEXT_STEPS[category])
-
-
 # --- finding clues in the evidence -------------------------------------------------------------
-
-
-def _request_blocks(lines: tuple[str, ...]) -> list[tuple[str | None, list[str]]]:
-    """Split a task's log into (request, lines) blocks: a traceback belongs to the request before it."""
-    blocks: list[tuple[str | None, list[str]]] = [(None, [])]
-    for line in lines:
-        access = _ACCESS_LINE.search(line)
-        if access:
-            blocks.append((f"{access['method']} {access['path']}", [line]))
-        else:
-            blocks[-1][1].append(line)
-    return blocks
-
-
-def _request_path(request: object) -> str:
-    """``"POST /api/x?y=1"`` -> ``"POST /api/x"``: query strings vary, the route does not."""
-    return str(request or "").split("?", 1)[0].strip()
 
 
 def _log_groups(failure: Failure, evidence: Evidence) -> list[list[tuple[str, str]]]:
@@ -283,35 +87,17 @@ def _log_groups(failure: Failure, evidence: Evidence) -> list[list[tuple[str, st
     """
     failing_first = sorted(evidence.logs.items(), key=lambda item: item[0] != failure.task_id)
     everything = [(task_id, line) for task_id, lines in failing_first for line in reversed(lines)]
-    request = _request_path(failure.details.get("request"))
+    request = request_path(failure.details.get("request"))
     if not request:
         return [everything]
     focused: list[tuple[str, str]] = []
     for task_id, lines in failing_first:
         if failure.task_id is not None and task_id != failure.task_id:
             continue
-        for block_request, block in _request_blocks(lines):
-            if block_request is not None and _same_request(_request_path(block_request), request):
+        for block_request, block in request_blocks(lines):
+            if block_request is not None and same_request(request_path(block_request), request):
                 focused.extend((task_id, line) for line in reversed(block))
     return [focused, everything] if focused else [everything]
-
-
-def _same_request(logged: str, asked: str) -> bool:
-    logged_method, _, logged_path = logged.partition(" ")
-    asked_method, _, asked_path = asked.partition(" ")
-    return logged_method == asked_method and logged_as(logged_path, asked_path)
-
-
-def _newest_first(ordered: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, str]]:
-    return [(task_id, line) for task_id, lines in ordered for line in reversed(lines)]
-
-
-def _first(pattern: re.Pattern[str], clues: Iterable[tuple[str, str]]) -> tuple[str, str, re.Match[str]] | None:
-    for task_id, text in clues:
-        match = pattern.search(text)
-        if match:
-            return task_id, text, match
-    return None
 
 
 def _health_check_text(evidence: Evidence) -> str | None:
@@ -319,7 +105,7 @@ def _health_check_text(evidence: Evidence) -> str | None:
 
 
 def _health_stops(evidence: Evidence) -> list[tuple[str, str]]:
-    return [(task_id, text) for task_id, text in stop_texts(evidence) if _HEALTH_STOP.search(text)]
+    return [(task_id, text) for task_id, text in stop_texts(evidence) if HEALTH_STOP.search(text)]
 
 
 def _probed_path(evidence: Evidence) -> str | None:
@@ -330,7 +116,7 @@ def _probed_path(evidence: Evidence) -> str | None:
 
 
 def _arch(failure: Failure, evidence: Evidence) -> Diagnosis | None:
-    found = _first(_EXEC_FORMAT, list(stop_texts(evidence)) + _newest_first(list(evidence.logs.items())))
+    found = first_match(EXEC_FORMAT, list(stop_texts(evidence)) + newest_first(list(evidence.logs.items())))
     if found is not None:
         task_id, text, _ = found
     elif failure.details.get("cause") == "exec_format":  # plugins.core.stability saw it in the stop reasons
@@ -338,11 +124,11 @@ def _arch(failure: Failure, evidence: Evidence) -> Diagnosis | None:
         text = failure.message or "exec format error"
     else:
         return None
-    return _make(
+    return make_diagnosis(
         "arch_mismatch",
         task_id,
         "containers cannot start: the image was built for another CPU architecture (Fargate runs linux/amd64)",
-        f"task {_short(task_id)}: {text}",
+        f"task {short_id(task_id)}: {text}",
     )
 
 
@@ -354,7 +140,7 @@ def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
         answering = ", ".join(working) or "no other known health path"
         probed = _probed_path(evidence)
         probe_note = f"; the task definition's health check probes {probed}" if probed else ""
-        return _make(
+        return make_diagnosis(
             "health_path_mismatch",
             failure.task_id,
             f"health path {path} answers 404 while {answering} answers",
@@ -367,14 +153,14 @@ def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
             task_id = task_id if task_id in actual else next(iter(actual))
             actual = actual[task_id] or "an image with no reported digest"
         registry = f"; ECR tag points at {evidence.registry_digest}" if evidence.registry_digest else ""
-        return _make(
+        return make_diagnosis(
             "stale_image",
             task_id,
-            f"task {_short(task_id)} runs an image other than the one deployed",
+            f"task {short_id(task_id)} runs an image other than the one deployed",
             f"expected {expected}, running {actual}{registry}",
         )
     if failure.kind == "task_definition_mismatch":
-        return _make(
+        return make_diagnosis(
             "stale_image",
             failure.task_id,
             f"the service runs {details.get('actual', 'another revision')}, not {details.get('expected', 'the new one')}",
@@ -386,18 +172,18 @@ def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
         if by_alarm is not None:
             return by_alarm
         rollback = next((d for d in evidence.deployments if "rolloutState=FAILED" in d), None) or next(
-            (e for e in evidence.service_events if _ROLLBACK_EVENT.search(e)), None
+            (e for e in evidence.service_events if ROLLBACK_EVENT.search(e)), None
         )
         stops = list(stop_texts(evidence))
         why = f"; its tasks stopped: {stops[0][1]}" if stops else ""
-        return _make(
+        return make_diagnosis(
             "deployment_rolled_back",
             failure.task_id,
             "the deployment failed and ECS rolled it back to the previous task definition",
             (rollback or failure.message or "deployment rolled back") + why,
         )
     if failure.kind == "missing_owner":
-        return _make(
+        return make_diagnosis(
             "missing_board_owner",
             failure.task_id,
             "no user owns the board, so nobody can create invites",
@@ -415,8 +201,8 @@ def _health_check_command(failure: Failure, evidence: Evidence, *, require_healt
     if require_health_stop and not stops:
         return None
     task_id = stops[0][0] if stops else failure.task_id
-    stopped = f"task {_short(task_id)} stopped: {stops[0][1]}; " if stops else ""
-    return _make(
+    stopped = f"task {short_id(task_id)} stopped: {stops[0][1]}; " if stops else ""
+    return make_diagnosis(
         "health_check_command",
         task_id,
         f"the container health check calls {tool}, which the image lacks, so ECS keeps replacing tasks",
@@ -427,11 +213,11 @@ def _health_check_command(failure: Failure, evidence: Evidence, *, require_healt
 def _alarm_rollback(failure: Failure, evidence: Evidence) -> Diagnosis | None:
     """A rollback that ECS's deployment alarms caused, named by its alarm (else None)."""
     texts = [failure.message, *evidence.deployments, *evidence.service_events, *map(str, failure.details.values())]
-    alarm = next((found for text in texts if (found := _ALARM_ROLLBACK.search(text or ""))), None)
+    alarm = next((found for text in texts if (found := ALARM_ROLLBACK.search(text or ""))), None)
     if alarm is None:
         return None
     names = alarm["names"]
-    return _make(
+    return make_diagnosis(
         "deployment_rolled_back",
         failure.task_id,
         f"ECS rolled the deployment back: deployment alarm(s) {names} went into ALARM",
@@ -441,25 +227,6 @@ def _alarm_rollback(failure: Failure, evidence: Evidence) -> Diagnosis | None:
     )
 
 
-def _answered_404(line: str, path: str) -> bool:
-    access = _ACCESS_LINE.search(line)
-    return access is not None and logged_as(access["path"], path) and access["status"] == "404"
-
-
-def logged_as(logged: str, asked: str) -> bool:
-    """Whether an access line's path can be the request for ``asked``.
-
-    An app that mounts its API as a sub-application logs the path inside the mount:
-    the real CivicForge service logs ``/api/health`` as ``/health``. So a logged path
-    matches the asked one, or the asked one with a leading mount prefix left out.
-    """
-    logged, asked = logged.split("?", 1)[0], asked.split("?", 1)[0]
-    if logged == asked:
-        return True
-    prefix = asked[: -len(logged)] if logged and asked.endswith(logged) else ""
-    return prefix.startswith("/") and not prefix.endswith("/") and logged.startswith("/")
-
-
 def _health_path_stop(failure: Failure, evidence: Evidence) -> Diagnosis | None:
     stops = _health_stops(evidence)
     probed = _probed_path(evidence)
@@ -467,15 +234,15 @@ def _health_path_stop(failure: Failure, evidence: Evidence) -> Diagnosis | None:
     if probed is not None and probed not in statuses:
         # The dead tasks cannot be asked any more, but their access logs show what the check got.
         lines = (line for task_lines in evidence.logs.values() for line in task_lines)
-        statuses.update({probed: 404 for line in lines if _answered_404(line, probed)})
+        statuses.update({probed: 404 for line in lines if answered_404(line, probed)})
     if not stops or probed is None or statuses.get(probed) != 404:
         return None
     answering = sorted(p for p, code in statuses.items() if 200 <= int(code) < 400)
-    return _make(
+    return make_diagnosis(
         "health_path_mismatch",
         stops[0][0],
         f"the health check probes {probed}, which answers 404, so ECS keeps replacing tasks",
-        f"task {_short(stops[0][0])} stopped: {stops[0][1]}; GET {probed} -> 404"
+        f"task {short_id(stops[0][0])} stopped: {stops[0][1]}; GET {probed} -> 404"
         + (f", {', '.join(answering)} -> 200" if answering else ""),
     )
 
@@ -489,38 +256,38 @@ def _from_logs(failure: Failure, evidence: Evidence) -> Diagnosis | None:
 
 
 def _from_log_lines(candidates: list[tuple[str, str]]) -> Diagnosis | None:
-    found = _first(_MISSING_TABLE, candidates)
+    found = first_match(MISSING_TABLE, candidates)
     if found:
         task_id, line, match = found
         table = match["sqlite"] or match["pg"]
         what = f"table {table} is missing" if table else "a table is missing"
-        return _make(
+        return make_diagnosis(
             "migrations_not_applied",
             task_id,
             f"database migrations did not run: {what}",
-            f"task {_short(task_id)} log: {line}",
+            f"task {short_id(task_id)} log: {line}",
         )
-    found = _first(_CURSOR_ATTRIBUTE, candidates)
+    found = first_match(CURSOR_ATTRIBUTE, candidates)
     if found:
         task_id, line, match = found
         attribute = match["attr"] or match["attr2"]
-        return _make(
+        return make_diagnosis(
             "db_adapter_error",
             task_id,
             f"the database adapter's cursor has no {attribute} attribute (works on SQLite, fails on PostgreSQL)",
-            f"task {_short(task_id)} log: {line}",
+            f"task {short_id(task_id)} log: {line}",
         )
-    found = _first(_PYTHON_ERROR, candidates)
+    found = first_match(PYTHON_ERROR, candidates)
     if found:
         task_id, line, match = found
         step = NEXT_STEPS["code_error"]
         if "urlsafe" in line:
             step = "Use secrets.token_urlsafe(32), not secrets.urlsafe(32); " + step
-        return _make(
+        return make_diagnosis(
             "code_error",
             task_id,
             f"the application raised {match['error']}",
-            f"task {_short(task_id)} log: {line}",
+            f"task {short_id(task_id)} log: {line}",
             step,
         )
     return None
@@ -543,37 +310,37 @@ def _lifecycle(failure: Failure, evidence: Evidence) -> Diagnosis:
     health = _health_stops(evidence)
     if health or (failure.kind == "tasks_stopping" and stops):
         task_id, reason = (health or stops)[0]
-        return _make(
+        return make_diagnosis(
             "task_restarting",
             task_id,
             f"{len(evidence.stopped_tasks)} task(s) stopped recently; ECS keeps replacing them",
-            f"task {_short(task_id)} stopped: {reason}",
+            f"task {short_id(task_id)} stopped: {reason}",
         )
     rollback = next((d for d in evidence.deployments if "rolloutState=FAILED" in d), None) or next(
-        (e for e in evidence.service_events if _ROLLBACK_EVENT.search(e)), None
+        (e for e in evidence.service_events if ROLLBACK_EVENT.search(e)), None
     )
     if failure.kind == "rolled_back" or rollback:
         by_alarm = _alarm_rollback(failure, evidence)
         if by_alarm is not None:
             return by_alarm
-        return _make(
+        return make_diagnosis(
             "deployment_rolled_back",
             failure.task_id,
             "the deployment failed and ECS rolled it back",
             rollback or failure.message or "deployment rolled back",
         )
     if failure.kind in _NETWORK_KINDS:
-        return _make(
+        return make_diagnosis(
             "target_unreachable",
             failure.task_id,
-            f"task {_short(failure.task_id)} could not be reached",
+            f"task {short_id(failure.task_id)} could not be reached",
             failure.message or "connection failed",
         )
     if failure.kind == "tasks_stopping":
-        return _make("task_restarting", failure.task_id, "tasks keep stopping", failure.message or "tasks stopping")
+        return make_diagnosis("task_restarting", failure.task_id, "tasks keep stopping", failure.message or "tasks stopping")
     state = failure.details.get("state") or failure.message or failure.details
     latest_event = evidence.service_events[0] if evidence.service_events else ""
-    return _make(
+    return make_diagnosis(
         "not_stable",
         failure.task_id,
         "the service did not become stable before the deadline",
@@ -590,10 +357,10 @@ def _stale_from_digests(failure: Failure, evidence: Evidence) -> Diagnosis | Non
     if not stale:
         return None
     task_id, digest = stale[0]
-    return _make(
+    return make_diagnosis(
         "stale_image",
         task_id,
-        f"task {_short(task_id)} runs an older image than the ECR tag",
+        f"task {short_id(task_id)} runs an older image than the ECR tag",
         f"running {digest}, ECR tag points at {registry}",
     )
 
@@ -602,7 +369,7 @@ def diagnose(failure: Failure, evidence: Evidence | None = None) -> Diagnosis:
     """Name the most specific cause of ``failure`` that ``evidence`` supports (see module docstring)."""
     evidence = evidence or Evidence()
     if failure.security:
-        return _make(
+        return make_diagnosis(
             "permission_regression",
             failure.task_id,
             f"security check {failure.check or '?'} failed: access that must be denied was granted",
@@ -619,7 +386,7 @@ def diagnose(failure: Failure, evidence: Evidence | None = None) -> Diagnosis:
     found = (_from_logs(failure, evidence) if server_error else None) or _stale_from_digests(failure, evidence)
     if found:
         return found
-    return _make(
+    return make_diagnosis(
         "contract_violation",
         failure.task_id,
         f"check {failure.check or '?'} failed",
@@ -644,16 +411,3 @@ def diagnose_all(failures: Iterable[Failure], evidence: Evidence | None = None) 
             seen.add(key)
             result.append(found)
     return result
-
-
-def allure_categories() -> list[dict[str, Any]]:
-    """Entries for Allure's ``categories.json``, one per category, matching ``[category]`` in messages."""
-    return [
-        {
-            "name": f"{category}: {description}",
-            "matchedStatuses": ["failed", "broken"],
-            # (?s): failure messages span lines and Allure matches the whole message.
-            "messageRegex": rf"(?s).*\[{category}\].*",
-        }
-        for category, description in CATEGORIES.items()
-    ]

@@ -17,7 +17,7 @@ verdict.json fields
 - ``checks``: one entry per check and task: ``name``, ``task_id`` (``null`` for a check of the
   whole service), ``outcome`` (``"passed"``, ``"failed"``, ``"error"`` or ``"skipped"``),
   ``duration_s``, ``message`` (why it failed; empty when it passed).
-- ``diagnoses``: one entry per named cause: ``category`` (see ``diagnosis.CATEGORIES``),
+- ``diagnoses``: one entry per named cause: ``category`` (see ``categories.CATEGORIES``),
   ``task_id``, ``summary``, ``evidence`` (one line), ``next_step``.
 - ``warnings``: sentences about things that did not fail the run (task definition lint...).
 
@@ -36,7 +36,7 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
-from plugins.core.diagnosis import NEXT_STEPS, Diagnosis, diagnose_not_verified
+from plugins.core.categories import NEXT_STEPS, Diagnosis, diagnose_not_verified
 from plugins.core.redact import SecretRegistry, scrub_patterns
 
 VerdictName = Literal["pass", "fail", "error"]

@@ -222,7 +222,7 @@ def _utc_now() -> str:
 
 
 class MembershipApi(Protocol):
-    """What the sweep needs from an owner session (``plugins.core.board_api.BoardApi``)."""
+    """What the sweep needs from an owner session (``plugins.civicforge.board_api.BoardApi``)."""
 
     board_id: str
 

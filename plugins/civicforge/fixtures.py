@@ -32,14 +32,15 @@ import pytest
 
 from contracts import check_auth
 from contracts.errors import describe_status
-from plugins.core.accounts import ENV_NAMES, ROLES, Account, SmokeAccounts
-from plugins.core.board_api import Anonymous, BoardApi, Session, guard_secrets, login, register
+from plugins.civicforge.accounts import ENV_NAMES, ROLES, Account, SmokeAccounts, load_accounts
+from plugins.civicforge.board_api import Anonymous, BoardApi, Session, guard_secrets, login, register
+from plugins.civicforge.ledger import DEFAULT_LEDGER_PATH, Ledger, MembershipWrites, SweepResult, sweep_memberships
+from plugins.core.aws import make_clients
 from plugins.core.errors import CouldNotVerify, HarnessOutcome
 from plugins.core.http import DEFAULT_TIMEOUT, ExchangeLog, shared_ssl_context
-from plugins.core.ledger import DEFAULT_LEDGER_PATH, Ledger, MembershipWrites, SweepResult, sweep_memberships
 from plugins.core.redact import SecretRegistry
 from plugins.core.targets import Target
-from plugins.fixtures import configured_accounts, registry_of
+from plugins.fixtures import registry_of
 from plugins.harness_errors import harness_hook
 from plugins.options import SmokeConfig
 from plugins.smoke_plugin import reaches
@@ -52,8 +53,39 @@ END_SWEEP_LOCK_TIMEOUT_S = 30.0  # at the end no worker writes any more; do not 
 ledger_key = pytest.StashKey[Ledger]()
 sweeps_key = pytest.StashKey[list[str]]()
 previous_sigterm_key = pytest.StashKey[Any]()
+accounts_key = pytest.StashKey[SmokeAccounts]()
 
 
+def configured_accounts(resolved: SmokeConfig, secrets: SecretRegistry, config: pytest.Config | None = None
+                        ) -> SmokeAccounts:
+    """The smoke accounts from SMOKE_OWNER_*/SMOKE_PARTICIPANT_* or ``--smoke-secret`` (passwords registered).
+
+    Read once per process: with ``config`` the accounts are kept in its stash, and the
+    preflight's AWS clients are reused for the secret.
+    """
+    if config is not None and accounts_key in config.stash:
+        return config.stash[accounts_key]
+    secretsmanager = None
+    if resolved.smoke_secret:
+        state = config.stash.get(state_key, None) if config is not None else None
+        clients = state.clients if state is not None and state.clients is not None else make_clients(
+            resolved.aws_region)
+        secretsmanager = clients.secretsmanager
+    accounts = load_accounts(os.environ, secret_name=resolved.smoke_secret, secretsmanager=secretsmanager,
+                             secrets=secrets)
+    if config is not None:
+        config.stash[accounts_key] = accounts
+    return accounts
+
+
+@pytest.fixture(scope="session")
+def smoke_accounts(pytestconfig: pytest.Config, smoke_config: SmokeConfig, smoke_secrets: SecretRegistry
+                   ) -> SmokeAccounts:
+    """The owner-capable and the participant smoke accounts (reused across runs, never created per run)."""
+    try:
+        return configured_accounts(smoke_config, smoke_secrets, pytestconfig)
+    except HarnessOutcome as outcome:
+        pytest.fail(f"could not verify: {outcome}", pytrace=False)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,7 +94,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"JSON-lines ledger of smoke memberships [env {LEDGER_ENV}] (default {DEFAULT_LEDGER_PATH})")
 
 
-CIVICFORGE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
+CIVICFORGE_SUITE = Path(__file__).resolve().parents[2] / "smoke"
 
 
 def _is_smoke_run(config: pytest.Config) -> bool:
@@ -152,7 +184,7 @@ def check_accounts_log_in(config: pytest.Config) -> None:
     except HarnessOutcome as outcome:
         state.outcome = outcome.to_dict()
         return
-    target = state.target_objects()[0]
+    target = state.targets[0]
     checked = [accounts.owner, *(() if resolved.bootstrap_accounts else accounts.participants)]
     with httpx.Client(base_url=target.base_url, timeout=DEFAULT_TIMEOUT, verify=shared_ssl_context()) as client:
         guard_secrets(client, secrets)
@@ -215,7 +247,7 @@ def sweep_deployment(config: pytest.Config, *, lock_timeout_s: float | None = No
     ledger = config.stash.get(ledger_key, None)
     if resolved is None or state is None or ledger is None or resolved.read_only or state.blocks_tests:
         return None  # a read-only run writes nothing; a failed deploy is not touched
-    targets = state.target_objects()
+    targets = state.targets
     if not targets:
         return None
     secrets = registry_of(config)
