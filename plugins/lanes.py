@@ -40,6 +40,7 @@ import pytest
 from plugins.core.lanes import DEFAULT_MAX_LANES, LanePlan, decode, encode, plan_lanes
 from plugins.fixtures import registry_of
 from plugins.harness_errors import harness_error_key, record_harness_error
+from plugins.reporting import check_properties
 from plugins.stash import config_key
 
 LANE_STOP_S = 10.0  # after Ctrl-C, how long a lane may take to tear its tests down before it is killed
@@ -77,8 +78,14 @@ class TaskLanes:
         plan = plan_lanes([task_key_of(item) for item in session.items], self.max_lanes)
         if not plan.concurrent or threading.active_count() > 1:
             return None  # one task, or threads a fork would copy mid-lock: one test after another
-        self._run(session, plan)
-        return True
+        try:
+            self._run(session, plan)
+        except Exception as error:  # noqa: BLE001 - a harness bug is a verdict, never an INTERNALERROR
+            resolved = self.config.stash.get(config_key, None)
+            record_harness_error(self.config, "pytest_runtestloop (task lanes)", error,
+                                 report_dir=Path(resolved.report_dir) if resolved is not None else None,
+                                 secrets=registry_of(self.config))
+        return True  # handled: pytest's own loop must not run the tests a second time
 
     def _run(self, session: pytest.Session, plan: LanePlan) -> None:
         items = session.items
@@ -304,14 +311,21 @@ def _lane_failed(config: pytest.Config, lane: _Lane, finished: set[str]) -> None
 
 
 def _unfinished_messages(config: pytest.Config, item: pytest.Item, lane: _Lane) -> list[dict[str, Any]]:
-    """A test whose lane ended before it finished: an error row, never a silent gap."""
-    location = list(item.location)
-    report = pytest.TestReport(
-        nodeid=item.nodeid, location=item.location, keywords={name: 1 for name in item.keywords},
-        outcome="failed", when="setup", duration=0.0, user_properties=[],
-        longrepr=f"not run: the lane checking task {lane.task} ended first "
-                 f"({config.stash.get(harness_error_key, 'exit status ' + str(lane.exit_status))})")
+    """A test whose lane ended before it finished: an error row, never a silent gap.
+
+    Made as pytest makes a report, with the properties the verdict row reads (check, task).
+    """
+    why = (f"not run: the lane checking task {lane.task} ended first "
+           f"({config.stash.get(harness_error_key, 'exit status ' + str(lane.exit_status))})")
+
+    def never_ran() -> None:
+        pytest.fail(why, pytrace=False)
+
+    call = pytest.CallInfo.from_call(never_ran, when="setup")
+    report = pytest.TestReport.from_item_and_call(item, call)
+    report.user_properties.extend(check_properties(item))
     data = config.hook.pytest_report_to_serializable(config=config, report=report)
+    location = list(item.location)
     return [{"kind": "logstart", "nodeid": item.nodeid, "location": location},
             {"kind": "report", "data": data},
             {"kind": "logfinish", "nodeid": item.nodeid, "location": location}]

@@ -53,12 +53,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     registry = registry_of(item.config)
     if not any(key == CHECK_PROPERTY for key, _value in report.user_properties):
-        target = target_of(item)
-        report.user_properties.append((CHECK_PROPERTY, getattr(item, "originalname", item.name)))
-        if target is not None:
-            report.user_properties.append((TASK_PROPERTY, target.task_id))
-        if item.get_closest_marker(DEPLOYMENT_CHECK) is not None:
-            report.user_properties.append((DEPLOYMENT_PROPERTY, "true"))
+        report.user_properties.extend(check_properties(item))
     if report.failed:
         exchanges = exchanges_of(item)
         last = exchanges[-1] if exchanges else None
@@ -81,6 +76,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if len(registry):
         report.sections = [(title, registry.redact(text)) for title, text in report.sections]
     return report
+
+
+def check_properties(item: pytest.Item) -> list[tuple[str, str]]:
+    """What a verdict row needs to know of a test: its check, its task, whether it is the deployment check."""
+    properties = [(CHECK_PROPERTY, getattr(item, "originalname", item.name))]
+    target = target_of(item)
+    if target is not None:
+        properties.append((TASK_PROPERTY, target.task_id))
+    if item.get_closest_marker(DEPLOYMENT_CHECK) is not None:
+        properties.append((DEPLOYMENT_PROPERTY, "true"))
+    return properties
 
 
 class CheckCollector:
