@@ -26,9 +26,7 @@ from plugins.core.categories import Diagnosis, allure_categories
 from plugins.core.diagnosis import Failure, diagnose_all
 from plugins.core.discovery import TaskDefinitionRef, choose_container
 from plugins.core.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
-from plugins.core.evidence import collect_evidence
 from plugins.core.lint import health_check_path, lint_task_definition
-from plugins.core.metrics import publish_verdict_metrics
 from plugins.core.redact import SecretRegistry
 from plugins.core.rollback import not_rolled_back, roll_back
 from plugins.core.stability import StableResult, wait_until_stable
@@ -58,12 +56,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     registry = registry_of(item.config)
     if not any(key == CHECK_PROPERTY for key, _value in report.user_properties):
-        target = target_of(item)
-        report.user_properties.append((CHECK_PROPERTY, getattr(item, "originalname", item.name)))
-        if target is not None:
-            report.user_properties.append((TASK_PROPERTY, target.task_id))
-        if item.get_closest_marker(DEPLOYMENT_CHECK) is not None:
-            report.user_properties.append((DEPLOYMENT_PROPERTY, "true"))
+        report.user_properties.extend(check_properties(item))
     if report.failed:
         exchanges = exchanges_of(item)
         last = exchanges[-1] if exchanges else None
@@ -86,6 +79,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if len(registry):
         report.sections = [(title, registry.redact(text)) for title, text in report.sections]
     return report
+
+
+def check_properties(item: pytest.Item) -> list[tuple[str, str]]:
+    """What a verdict row needs to know of a test: its check, its task, whether it is the deployment check."""
+    properties = [(CHECK_PROPERTY, getattr(item, "originalname", item.name))]
+    target = target_of(item)
+    if target is not None:
+        properties.append((TASK_PROPERTY, target.task_id))
+    if item.get_closest_marker(DEPLOYMENT_CHECK) is not None:
+        properties.append((DEPLOYMENT_PROPERTY, "true"))
+    return properties
 
 
 class CheckCollector:
@@ -234,6 +238,8 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     )
     verdict.update(actions.fields)  # type: ignore[typeddict-item]
     if resolved.canary:
+        from plugins.core.metrics import publish_verdict_metrics  # a canary's only: not paid by every run
+
         # After the verdict is final, before it is written: a failed publish is a warning in it, not a failure.
         verdict["warnings"] += publish_verdict_metrics(verdict, region=resolved.aws_region,
                                                        namespace=resolved.metrics_namespace,
@@ -366,6 +372,8 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
     findings.warnings = [w.message for w in lint_task_definition(
         definition, container=container, health_path_status=_probe_health_check_path(definition, container, state))]
     if failures:
+        from plugins.core.evidence import collect_evidence  # a failing run's only: not paid by a green one
+
         task_ids = sorted({f.task_id for f in failures if f.task_id} | {t.task_id for t in state.targets})
         evidence = collect_evidence(ecs=clients.ecs, logs=clients.logs, cluster=cluster, service=service,
                                     task_ids=task_ids, task_definition=definition, container=container or "",

@@ -33,8 +33,8 @@ from stage.errors import StageError
 from stage.processes import WarmPool
 from stage.scheduler import DEFAULT_BAKE_TIME_S, PORT, Scheduler, StageTask, app_cmd_fields
 from stage.task_network import port_is_free
-from stage.seed import (CLUSTER, CONTAINER, LOG_GROUP, LOG_PREFIX, REGION, REPOSITORY, SERVICE, SMOKE_SECRET, Seeded,
-                        seed)
+from stage.seed import (CLUSTER, CONTAINER, DESIRED_COUNT, LOG_GROUP, LOG_PREFIX, MAX_TASKS, REGION, REPOSITORY,
+                        SERVICE, SMOKE_SECRET, Seeded, seed)
 
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 DEFAULT_TIME_SCALE = 0.01  # 30 s health-check interval -> 0.3 s
@@ -51,6 +51,7 @@ def _session_credentials() -> dict[str, str]:
 @dataclass(frozen=True, slots=True)
 class StageOptions:
     scenario: str = "healthy"
+    tasks: int = DESIRED_COUNT  # the service's desiredCount: how many tasks each deployment runs
     faults: tuple[str, ...] = ()
     health_check_path: str = "/health"
     app_cmd: str | None = None
@@ -80,6 +81,17 @@ def clock_factor(flag: str, value: str | float) -> float:
     return number
 
 
+def task_count(flag: str, value: str | int) -> int:
+    """The one rule for ``--tasks``: a whole number from 1 to MAX_TASKS."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MAX_TASKS:
+        raise StageError(f"{flag} must be a whole number from 1 to {MAX_TASKS}, e.g. 24 (got {value!r})")
+    return number
+
+
 class Stage:
     """Owns everything it starts; ``stop()`` (or leaving the ``with``) removes all of it."""
 
@@ -99,6 +111,7 @@ class Stage:
             app_cmd_fields(options.app_cmd)
         clock_factor("--time-scale", options.time_scale)
         clock_factor("--start-period-scale", options.start_period_scale)
+        task_count("--tasks", options.tasks)
         self.options = options
         self._moto: MotoServer | None = None
         self._warm: WarmPool | None = None
@@ -136,7 +149,8 @@ class Stage:
         for name in ("ecs", "ec2", "ecr", "logs", "secretsmanager", "cloudwatch"):
             self._clients[name] = session.client(name, endpoint_url=self._moto.endpoint)
         self.seeded = seed(self._clients, health_check_path=options.health_check_path,
-                           curl_health_check="curl_health_check" in self.faults, secret_key=secret_key)
+                           curl_health_check="curl_health_check" in self.faults, secret_key=secret_key,
+                           desired_count=options.tasks)
         database = self._workdir / "civicforge.db"
         if not options.app_cmd:
             # Like the real start-up migrations, but once, before any task, so the

@@ -15,12 +15,12 @@ from typing import Callable
 
 from stage.faults import Faults, parse_faults
 from stage.scheduler import Deployment, TaskPlan, deployment_id
-from stage.seed import DESIRED_COUNT, SERVICE, Seeded
+from stage.seed import SERVICE, Seeded
 
 SCENARIOS: dict[str, str] = {
-    "healthy": "2 tasks of the new deployment, rollout COMPLETED",
+    "healthy": "the new deployment's tasks (--tasks, default 2), rollout COMPLETED",
     "rolling": "old deployment serving, new one IN_PROGRESS; after --rolling-delay its tasks take over",
-    "one_bad_task": "2 tasks; the --fault switches (default urlsafe) apply to one of them only",
+    "one_bad_task": "the --fault switches (default urlsafe) apply to one task only, the second (index 1)",
     "restart_loop": "the new deployment's tasks never answer, fail health checks, and are replaced with new IPs",
     "exec_format": "the new deployment's tasks stop at start: exec format error (image built for ARM)",
     "stale_image": "tasks run an image digest other than the one the deploy pushed as :latest",
@@ -70,17 +70,18 @@ def build(name: str, faults: Faults, seeded: Seeded) -> ScenarioPlan:
     if name not in SCENARIOS:
         raise KeyError(name)
     current, previous = seeded.current_task_definition, seeded.previous_task_definition
+    desired = seeded.desired_count  # every deployment of every scenario runs the service's desired count
 
     def serving(digest: str, task_faults: Callable[[int], Faults] = lambda _i: Faults()) -> Callable[[int], TaskPlan]:
         return lambda index: TaskPlan("serve", task_faults(index), digest)
 
     def primary(plan: Callable[[int], TaskPlan], *, task_definition: str = current, not_before: float = 0.0,
                 state: str = "IN_PROGRESS") -> Deployment:
-        return Deployment(deployment_id(), task_definition, "PRIMARY", state, DESIRED_COUNT, plan,
+        return Deployment(deployment_id(), task_definition, "PRIMARY", state, desired, plan,
                           not_before=not_before, rollout_reason=f"ECS deployment {state.lower()}.")
 
     def old_release() -> Deployment:
-        return Deployment(deployment_id(), previous, "ACTIVE", "COMPLETED", DESIRED_COUNT,
+        return Deployment(deployment_id(), previous, "ACTIVE", "COMPLETED", desired,
                           serving(seeded.previous_digest), rollout_reason="ECS deployment completed.")
 
     def retired_release() -> Deployment:

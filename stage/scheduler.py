@@ -217,6 +217,10 @@ class Scheduler:
             tasks = [t for t in self.tasks if t.process is not None]
             for task in tasks:
                 task.stopping = True
+        # Signal every task first, then wait: 24 tasks stop in the time of one.
+        for task in tasks:
+            if task.process is not None and task.process.poll() is None:
+                task.process.terminate()
         for task in tasks:
             terminate(task.process)
         self._warm.close()

@@ -185,6 +185,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("on_fail", "--on-fail", "SMOKE_ON_FAIL",
                "none|rollback: on a failed gate (exit 1) update the service back to the task definition it ran "
                "before (needs ecs:UpdateService)", "none", parse_choice(*ON_FAIL_CHOICES)),
+    OptionSpec("serial", "--serial", "SMOKE_SERIAL",
+               "check the tasks one after another (default: every task at once, each in its own lane)",
+               False, parse_flag, is_flag=True),
 )
 SPECS: dict[str, OptionSpec] = {spec.dest: spec for spec in OPTIONS}
 
@@ -215,6 +218,7 @@ class Settings:
     environment: str = "production"
     continue_deployment: bool = False
     on_fail: str = "none"
+    serial: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
