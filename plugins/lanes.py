@@ -41,7 +41,7 @@ from plugins.core.lanes import DEFAULT_MAX_LANES, LanePlan, decode, encode, plan
 from plugins.fixtures import registry_of
 from plugins.harness_errors import harness_error_key, record_harness_error
 from plugins.reporting import check_properties
-from plugins.stash import config_key
+from plugins.stash import config_key, state_key
 
 LANE_STOP_S = 10.0  # after Ctrl-C, how long a lane may take to tear its tests down before it is killed
 EXIT_INTERRUPTED = 130
@@ -76,8 +76,16 @@ class TaskLanes:
         if session.config.option.collectonly:
             return None
         plan = plan_lanes([task_key_of(item) for item in session.items], self.max_lanes)
-        if not plan.concurrent or threading.active_count() > 1:
-            return None  # one task, or threads a fork would copy mid-lock: one test after another
+        if not plan.concurrent:
+            return None  # one task: one test after another
+        if threading.active_count() > 1:
+            # A fork would copy another thread's locks mid-use. Say so: a run that is slower than it
+            # should be must not look like the concurrent one.
+            names = ", ".join(sorted(t.name for t in threading.enumerate() if t is not threading.current_thread()))
+            state = self.config.stash.get(state_key, None)
+            if state is not None:
+                state.notes.append(f"tasks checked one after another, not in lanes: other threads run ({names})")
+            return None
         try:
             self._run(session, plan)
         except Exception as error:  # noqa: BLE001 - a harness bug is a verdict, never an INTERNALERROR

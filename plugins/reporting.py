@@ -210,6 +210,8 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         checks, outcome=state.outcome, diagnoses=findings.diagnoses, lint_warnings=findings.warnings,
         strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error)
     # Once the verdict is known and before it is written: continue or roll back, and record what was done.
+    if resolved.continue_deployment or resolved.on_fail != "none":
+        config.hook.pytest_smoke_before_service_action(config=config)
     actions = act_on_the_service(resolved, state, decision.exit_code)
     if actions.refused is not None:
         decision = verdicts.decide(

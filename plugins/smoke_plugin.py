@@ -45,6 +45,12 @@ error_shown_key = pytest.StashKey[bool]()
 SUITES_INI = "smoke_suites"
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from plugins import hookspecs  # the hooks a suite's plugin may implement
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     smoke_options.add_options(parser)
     parser.addini(SUITES_INI, type="paths", default=[],

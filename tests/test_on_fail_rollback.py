@@ -46,6 +46,10 @@ def test_a_failed_gate_rolls_the_service_back_to_the_previous_revision(stage_fac
     lines = [line for line in run.output.splitlines() if "--on-fail rollback:" in line]
     assert len(lines) == 1 and "runs civicforge-board-mvp:1 again, stable and healthy" in lines[0]
     assert "### Rollback (--on-fail rollback)" in (tmp_path / "reports" / "summary.md").read_text()
+    # The end sweep went through the tested tasks before the rollback stopped them, not after.
+    sweeps = [line for line in run.output.splitlines() if line.startswith("smoke clean-up")]
+    assert sweeps[-1] == "smoke clean-up: no smoke membership left behind (after the tests, before the gate acted)", \
+        sweeps
 
 
 @on_shared_stage(StagePlan("healthy"))

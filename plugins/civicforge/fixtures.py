@@ -52,6 +52,7 @@ LOGIN_THREADS = 8  # the accounts' logins before the tests, side by side
 END_SWEEP_LOCK_TIMEOUT_S = 30.0  # at the end no worker writes any more; do not hang a cancelled job
 ledger_key = pytest.StashKey[Ledger]()
 sweeps_key = pytest.StashKey[list[str]]()
+end_swept_key = pytest.StashKey[bool]()
 previous_sigterm_key = pytest.StashKey[Any]()
 accounts_key = pytest.StashKey[SmokeAccounts]()
 
@@ -218,8 +219,18 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
         return (yield)
     finally:
         config = session.config
-        if _is_smoke_run(config) and _is_controller(config):
+        if _is_smoke_run(config) and _is_controller(config) and not config.stash.get(end_swept_key, False):
             _sweep(config, "after the tests", lock_timeout_s=END_SWEEP_LOCK_TIMEOUT_S)
+
+
+@pytest.hookimpl(optionalhook=True)
+@harness_hook
+def pytest_smoke_before_service_action(config: pytest.Config) -> None:
+    # The gate is about to continue or roll back the deployment, which may stop the tasks under test:
+    # sweep through them now rather than after, when they no longer answer.
+    if _is_smoke_run(config) and _is_controller(config):
+        _sweep(config, "after the tests, before the gate acted", lock_timeout_s=END_SWEEP_LOCK_TIMEOUT_S)
+        config.stash[end_swept_key] = True
 
 
 @harness_hook
