@@ -26,7 +26,7 @@ from plugins.preflight import RunState
 from plugins.stash import config_key, state_key
 
 if TYPE_CHECKING:
-    from plugins.core.discovery import Deployment
+    from plugins.core.deployment import Deployment
 
 secrets_key = pytest.StashKey[SecretRegistry]()
 exchanges_key = pytest.StashKey[ExchangeLog]()

@@ -17,16 +17,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from plugins.core.aws import AwsClients, make_clients, translate_aws_error
 from plugins.core.blue_green import paused_hook_of
-from plugins.core.discovery import Deployment, ServiceObserver
+from plugins.core.deployment import Deployment
+from plugins.core.discovery import ServiceObserver
 from plugins.core.errors import CouldNotVerify, DeployFailed, HarnessOutcome
 from plugins.core.evidence import Seen
 from plugins.core.http import shared_ssl_context
-from plugins.core.stability import (
-    DEFAULT_HEALTH_PATH,
-    HEALTH_PATH_FROM_DEFAULT,
-    Progress,
-    wait_until_stable,
-)
+from plugins.core.health_probe import DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEFAULT
+from plugins.core.stability import Progress, wait_until_stable
 from plugins.core.targets import Target
 from plugins.options import SmokeConfig
 

@@ -24,7 +24,8 @@ from plugins.core.aws import make_clients
 from plugins.core.blue_green import CONTINUE, PausedHook, act_on_hook
 from plugins.core.categories import Diagnosis, allure_categories
 from plugins.core.diagnosis import Failure, diagnose_all
-from plugins.core.discovery import TaskDefinitionRef, choose_container
+from plugins.core.containers import choose_container
+from plugins.core.deployment import TaskDefinitionRef
 from plugins.core.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
 from plugins.core.lint import health_check_path, lint_task_definition
 from plugins.core.redact import SecretRegistry

@@ -22,7 +22,8 @@ from botocore.stub import Stubber
 
 from plugins.core.aws import make_clients
 from plugins.core.deployment_records import DeploymentRecords
-from plugins.core.discovery import ServiceObserver, check_rollback, require_primary
+from plugins.core.discovery import ServiceObserver
+from plugins.core.rollout_checks import check_rollback, require_primary
 from plugins.core.errors import DeployFailed
 from plugins.core.stability import wait_until_stable
 from stage.seed import CLUSTER, CONTAINER, SERVICE

@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 
 from plugins.core.aws import AwsClients, make_clients
-from plugins.core.discovery import Deployment, choose_container, ready_primary_tasks, resolve_targets
+from plugins.core.containers import choose_container
+from plugins.core.deployment import Deployment
+from plugins.core.discovery import resolve_targets
+from plugins.core.rollout_checks import ready_primary_tasks
 from plugins.core.errors import CouldNotVerify
 from plugins.core.observation import Observation, parse_deployment, parse_task
 from plugins.core.targets import Target, target_from_url, targets_from_urls

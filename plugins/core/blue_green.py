@@ -33,7 +33,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, wait_fixed
 
 from plugins.core.aws import AwsClients, error_code
 from plugins.core.deployment_records import DeploymentRecord, parse_record
-from plugins.core.discovery import ready_primary_tasks
+from plugins.core.rollout_checks import ready_primary_tasks
 from plugins.core.errors import CouldNotVerify
 from plugins.core.observation import DeploymentInfo, Observation
 

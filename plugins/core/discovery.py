@@ -16,103 +16,25 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from datetime import datetime, timezone
+from typing import Any
 
 from plugins.core.aws import AwsClients, aws_errors, service_not_found
+from plugins.core.containers import ContainerChoice, choose_container
+from plugins.core.deployment import Address, Deployment, TaskDefinitionRef
 from plugins.core.deployment_records import DeploymentRecord, DeploymentRecords, records_worth_reading
-from plugins.core.errors import CouldNotVerify, DeployFailed
-from plugins.core.lint import health_check_shell_text, url_path_in
+from plugins.core.errors import CouldNotVerify
 from plugins.core.observation import (
-    DeploymentInfo,
     Observation,
-    ServiceEvent,
     TaskInfo,
-    family_revision,
     parse_deployment,
     parse_event,
     parse_task,
 )
+from plugins.core.rollout_checks import check_rollback, no_ready_task, ready_primary_tasks, require_desired, require_primary
 from plugins.core.targets import Target, format_base_url
 
-Address = Literal["public", "private"]
-ADDRESSES: tuple[Address, ...] = ("public", "private")
 DESCRIBE_TASKS_BATCH = 100  # the ECS API limit per describe_tasks call
-ROLLBACK_MARKERS = ("rolling back", "circuit breaker")
-# Rollback events are written around the time the rollback deployment is created.
-EVENT_MARGIN = timedelta(seconds=60)
-
-
-@dataclass(frozen=True, slots=True)
-class Deployment:
-    """The verified state of the service: its PRIMARY deployment and the targets to test."""
-
-    cluster: str
-    service: str
-    region: str
-    deployment_id: str
-    task_definition_arn: str
-    rollout_state: str | None
-    desired_count: int
-    running_count: int
-    container: str
-    port: int
-    health_check: Mapping[str, Any] | None
-    targets: tuple[Target, ...]
-    address: Address = "public"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (for xdist workers and reports)."""
-        return {
-            "cluster": self.cluster,
-            "service": self.service,
-            "region": self.region,
-            "deployment_id": self.deployment_id,
-            "task_definition_arn": self.task_definition_arn,
-            "rollout_state": self.rollout_state,
-            "desired_count": self.desired_count,
-            "running_count": self.running_count,
-            "container": self.container,
-            "port": self.port,
-            "health_check": dict(self.health_check) if self.health_check is not None else None,
-            "targets": [target.to_dict() for target in self.targets],
-            "address": self.address,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Deployment:
-        """Rebuild from ``to_dict()`` output."""
-        return cls(
-            cluster=data["cluster"],
-            service=data["service"],
-            region=data["region"],
-            deployment_id=data["deployment_id"],
-            task_definition_arn=data["task_definition_arn"],
-            rollout_state=data.get("rollout_state"),
-            desired_count=int(data["desired_count"]),
-            running_count=int(data["running_count"]),
-            container=data["container"],
-            port=int(data["port"]),
-            health_check=data.get("health_check"),
-            targets=tuple(Target.from_dict(item) for item in data["targets"]),
-            address=data.get("address", "public"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerChoice:
-    """The container the smoke tests talk to, from the task definition."""
-
-    name: str
-    port: int
-    health_check: Mapping[str, Any] | None
-    task_has_health_check: bool
-
-    @property
-    def health_check_path(self) -> str | None:
-        """The path the container's health check probes (python urllib, curl, wget: any URL), else None."""
-        text = health_check_shell_text(dict(self.health_check) if self.health_check else None)
-        return url_path_in(text) if text is not None else None
 
 
 @dataclass(slots=True)
@@ -295,187 +217,6 @@ def _signature(raw_service: Mapping[str, Any], counts: tuple[int, int, int]) -> 
     return counts, deployments, newest_event
 
 
-def choose_container(task_definition: Mapping[str, Any], container: str | None, port: int | None) -> ContainerChoice:
-    """The named container, or the first one with a port mapping; its port unless one is given."""
-    definitions = list(task_definition.get("containerDefinitions", []))
-    task_has_health_check = any(item.get("healthCheck") for item in definitions)
-    names = ", ".join(item.get("name", "?") for item in definitions) or "none"
-    family = task_definition.get("family", "?")
-    if container is not None:
-        chosen = next((item for item in definitions if item.get("name") == container), None)
-        if chosen is None:
-            raise CouldNotVerify(
-                f"container {container!r} is not in task definition {family}; containers: {names} (fix --ecs-container)",
-                kind="container_not_found",
-            )
-    else:
-        chosen = next((item for item in definitions if item.get("portMappings")), None)
-        if chosen is None:
-            raise CouldNotVerify(
-                f"no container of task definition {family} maps a port (containers: {names}): pass --ecs-container and --port",
-                kind="no_port",
-            )
-    mappings = chosen.get("portMappings") or []
-    if port is None:
-        if not mappings:
-            raise CouldNotVerify(
-                f"container {chosen['name']!r} maps no port: pass --port", kind="no_port"
-            )
-        port = int(mappings[0]["containerPort"])
-    return ContainerChoice(
-        name=str(chosen["name"]),
-        port=port,
-        health_check=chosen.get("healthCheck") or None,
-        task_has_health_check=task_has_health_check,
-    )
-
-
-def ready_primary_tasks(observation: Observation, *, needs_health: bool) -> tuple[TaskInfo, ...]:
-    """Tasks of the PRIMARY deployment that want to run, run, and (if checked) are HEALTHY."""
-    primary = observation.primary
-    if primary is None:
-        return ()
-    return tuple(
-        task
-        for task in observation.live_tasks_of(primary)
-        if task.desired_status == "RUNNING"
-        and task.last_status == "RUNNING"
-        and (not needs_health or task.health_status == "HEALTHY")
-    )
-
-
-def require_primary(observation: Observation) -> DeploymentInfo:
-    """The PRIMARY deployment (else the one running the record's target revision), or ``CouldNotVerify``."""
-    primary = observation.primary
-    record = observation.record
-    if primary is None and record is not None and not (record.rolled_back or record.stopped):
-        primary = next((item for item in observation.deployments
-                        if item.task_definition_arn == record.target_task_definition_arn), None)
-    if primary is None:
-        raise CouldNotVerify(
-            f"service {observation.service!r} reports no PRIMARY deployment; deployments: "
-            f"{observation.describe_deployments() or 'none'}",
-            kind="no_primary_deployment",
-        )
-    return primary
-
-
-def require_desired(observation: Observation) -> None:
-    """``CouldNotVerify`` for a service scaled to zero: there is nothing to test."""
-    if observation.desired == 0:
-        raise CouldNotVerify(
-            f"service {observation.service!r} has desired count 0: nothing to test; scale it up "
-            f"(aws ecs update-service --cluster {observation.cluster} --service {observation.service} --desired-count 1)",
-            kind="desired_zero",
-        )
-
-
-def no_ready_task(observation: Observation, *, needs_health: bool) -> CouldNotVerify:
-    """Why no task of the PRIMARY deployment qualifies, in one line plus per-task evidence."""
-    primary = observation.primary
-    assert primary is not None
-    own = observation.live_tasks_of(primary)
-    older = [task for task in observation.live_tasks if task not in own]
-    states = ", ".join(task.describe_state() for task in own) or "none started"
-    requirement = "RUNNING and HEALTHY" if needs_health else "RUNNING"
-    message = (
-        f"no running task: no task of the PRIMARY deployment ({primary.family_revision}) of service "
-        f"{observation.service!r} is {requirement} yet (its tasks: {states}"
-        + (f"; {len(older)} task(s) of older deployments still run" if older else "")
-        + "): wait for the deploy (--wait-stable) or check the service events"
-    )
-    evidence = [event.message for event in observation.events[:3]]
-    return CouldNotVerify(message, kind="no_running_task", evidence=evidence)
-
-
-@dataclass(frozen=True, slots=True)
-class TaskDefinitionRef:
-    """``family:revision`` parsed from ``--expect-task-definition`` (a full ARN is accepted)."""
-
-    family: str
-    revision: int
-
-    def matches(self, task_definition_arn: str) -> bool:
-        return family_revision(task_definition_arn) == str(self)
-
-    def __str__(self) -> str:
-        return f"{self.family}:{self.revision}"
-
-
-def parse_task_definition_ref(text: str) -> TaskDefinitionRef:
-    """``family:7`` or ``arn:aws:ecs:…:task-definition/family:7``; ``ValueError`` names the form."""
-    tail = family_revision(text.strip())
-    family, _, revision = tail.rpartition(":")
-    if not family or not revision.isdigit() or int(revision) < 1:
-        raise ValueError(f"expected task definition as family:revision or a full ARN (e.g. civicforge-board-mvp:7), got {text!r}")
-    return TaskDefinitionRef(family, int(revision))
-
-
-def check_rollback(observation: Observation, primary: DeploymentInfo, expected: TaskDefinitionRef | None) -> None:
-    """``DeployFailed`` for a failed rollout, a circuit-breaker rollback, or the wrong PRIMARY."""
-    evidence = [f"deployments: {observation.describe_deployments()}"]
-    record = observation.record
-    if record is not None and (record.rolled_back or record.stopped):
-        # The deployment record says it outright; the deployments list only implies it.
-        failed_name = family_revision(record.target_task_definition_arn)
-        how = "stopped" if record.stopped else "rolled back"
-        now_running = (f"the service runs {primary.family_revision} again"
-                       if primary.task_definition_arn != record.target_task_definition_arn
-                       else f"service deployment {record.short_id} is {record.status}")
-        reason = f" ({record.status_reason})" if record.status_reason else ""
-        stopped = record.tasks_of_target(observation.stopped_tasks)
-        raise DeployFailed(
-            f"deploy of {failed_name} was {how}: {now_running}{reason}",
-            kind="rolled_back",
-            evidence=evidence + record.evidence() + _rollback_events(observation, primary)
-            + [task.describe_stop() for task in stopped[:3]],
-            details={"failed": failed_name, "running": primary.family_revision, "service_deployment": record.arn,
-                     "status": record.status, "circuit_breaker": record.circuit_breaker_status},
-        )
-    if primary.rollout_state == "FAILED":
-        raise DeployFailed(
-            f"deployment {primary.id} ({primary.family_revision}) failed: {primary.rollout_state_reason or 'rolloutState FAILED'}",
-            kind="rolled_back",
-            evidence=evidence + _rollback_events(observation, primary),
-            details={"deployment_id": primary.id, "task_definition": primary.family_revision},
-        )
-    failed = [item for item in observation.deployments if item.status == "ACTIVE" and item.rollout_state == "FAILED"]
-    events = _rollback_events(observation, primary)
-    if failed or events:
-        failed_name = failed[0].family_revision if failed else (str(expected) if expected else "the new revision")
-        reason = failed[0].rollout_state_reason if failed and failed[0].rollout_state_reason else None
-        raise DeployFailed(
-            f"deploy of {failed_name} was rolled back: the service runs {primary.family_revision} again"
-            + (f" ({reason})" if reason else ""),
-            kind="rolled_back",
-            evidence=evidence + events,
-            details={"failed": failed_name, "running": primary.family_revision},
-        )
-    if expected is not None and not expected.matches(primary.task_definition_arn):
-        listed = [item for item in observation.deployments if expected.matches(item.task_definition_arn)]
-        hint = (
-            f"{expected} is listed as {listed[0].status}: it was replaced"
-            if listed
-            else f"no deployment of {expected}: was update-service run with it?"
-        )
-        raise DeployFailed(
-            f"service runs {primary.family_revision}, expected {expected}: {hint}",
-            kind="rolled_back" if listed else "task_definition_mismatch",
-            evidence=evidence,
-            details={"expected": str(expected), "actual": primary.family_revision},
-        )
-
-
-def _rollback_events(observation: Observation, primary: DeploymentInfo) -> list[str]:
-    since = primary.created_at - EVENT_MARGIN if primary.created_at else None
-    return [
-        f"event: {event.message}"
-        for event in observation.events
-        if any(marker in event.message.lower() for marker in ROLLBACK_MARKERS)
-        and (since is None or event.created_at is None or event.created_at >= since)
-    ]
-
-
 def lookup_addresses(clients: AwsClients, eni_ids: Iterable[str],
                      known: dict[str, tuple[str | None, str | None]] | None = None,
                      ) -> dict[str, tuple[str | None, str | None]]:
@@ -612,22 +353,3 @@ def resolve_targets(
     targets = build_targets(clients, ready, container=choice.name, port=choice.port, address=address)
     return deployment_from(observation, choice, targets, address)
 
-
-__all__ = [
-    "Address",
-    "ContainerChoice",
-    "Deployment",
-    "DeploymentInfo",
-    "Observation",
-    "ServiceEvent",
-    "ServiceObserver",
-    "TaskDefinitionRef",
-    "TaskInfo",
-    "build_targets",
-    "check_rollback",
-    "choose_container",
-    "observe",
-    "parse_task_definition_ref",
-    "ready_primary_tasks",
-    "resolve_targets",
-]

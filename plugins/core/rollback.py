@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from plugins.core.aws import AwsClients, error_code
 from plugins.core.blue_green import utc_now
 from plugins.core.deployment_records import ROLLBACK_STATUSES, UNAVAILABLE_CODES
-from plugins.core.discovery import Deployment, TaskDefinitionRef, parse_task_definition_ref
+from plugins.core.deployment import Deployment, TaskDefinitionRef, parse_task_definition_ref
 from plugins.core.errors import HarnessOutcome
 from plugins.core.observation import family_revision
 from plugins.core.stability import StableResult

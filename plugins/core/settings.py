@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugins.core.discovery import ADDRESSES, Address, TaskDefinitionRef, parse_task_definition_ref
-from plugins.core.stability import parse_image_digest
+from plugins.core.deployment import ADDRESSES, Address, TaskDefinitionRef, parse_task_definition_ref
+from plugins.core.rollout_checks import parse_image_digest
 from plugins.core.targets import Target, targets_from_urls
 
 DEFAULT_HEALTH_PATH = "/health"

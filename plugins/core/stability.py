@@ -27,10 +27,8 @@ apart, every task at once.
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -39,30 +37,18 @@ from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception
 
 from plugins.core.aws import AwsClients
 from plugins.core.blue_green import green_not_settled, paused_hook_note
-from plugins.core.deployment_records import DeploymentRecord
-from plugins.core.discovery import (
-    ContainerChoice,
-    Deployment,
-    ServiceObserver,
-    Address,
-    TaskDefinitionRef,
-    build_targets,
-    check_rollback,
-    choose_container,
-    deployment_from,
-    ready_primary_tasks,
-    require_desired,
-    require_primary,
-)
+from plugins.core.containers import ContainerChoice, choose_container
+from plugins.core.deployment import Address, Deployment, TaskDefinitionRef
+from plugins.core.discovery import ServiceObserver, build_targets, deployment_from
 from plugins.core.errors import CouldNotVerify, DeployFailed
-from plugins.core.observation import DeploymentInfo, Observation, TaskInfo
+from plugins.core.health_probe import (DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEFAULT, HEALTH_PATH_FROM_TASK_DEFINITION,
+                                       HEALTH_TIMEOUT, get_health_all, health_path_missing)
+from plugins.core.observation import DeploymentInfo, Observation
+from plugins.core.rollout_checks import (check_image, check_rollback, check_tasks_stopping, ready_primary_tasks,
+                                         require_desired, require_primary, stop_evidence)
 from plugins.core.targets import Target
 
 DEFAULT_TIMEOUT_S = 600.0
-DEFAULT_HEALTH_PATH = "/health"
-HEALTH_PATH_FROM_TASK_DEFINITION = "task definition"
-HEALTH_PATH_FROM_DEFAULT = "default"
-KNOWN_HEALTH_PATHS = ("/health", "/api/health", "/healthz")
 FIRST_POLL_GAP_S = 0.25
 # Most polls are one describe_services call (the tasks are listed again only when the
 # service changed, or every FULL_POLL_EVERY_S): 0.75 s apart that stays near 2 calls a second.
@@ -71,12 +57,6 @@ MAX_POLL_GAP_S = 0.75
 # that may show the end reads them at once).
 FULL_POLL_GAP_S = 2.0
 HEALTH_POLL_GAP_S = 0.25  # once ECS has settled, the rest of the health streak is HTTP only
-STOPPED_TASKS_LIMIT = 2  # stopped tasks of the new deployment that mean "it keeps failing"
-FATAL_STOP_MARKERS = ("exec format error",)
-TRANSIENT_STATUSES = frozenset({502, 503, 504})
-HEALTH_TIMEOUT = httpx.Timeout(3.0, connect=2.0)
-HEALTH_THREADS = 32  # health GETs in flight at once (the wait's HTTP side; no AWS call)
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,65 +94,8 @@ class StableResult:
     health_path_source: str = HEALTH_PATH_FROM_DEFAULT
 
 
-def parse_image_digest(text: str) -> str:
-    """``sha256:<64 hex>`` (the prefix may be left out); ``ValueError`` otherwise."""
-    digest = text.strip().lower()
-    if not digest.startswith("sha256:"):
-        digest = f"sha256:{digest}"
-    if not _DIGEST.match(digest):
-        raise ValueError(f"expected an image digest like sha256:<64 hex characters>, got {text!r}")
-    return digest
-
-
-def short_digest(digest: str | None) -> str:
-    """``sha256:3f2a1b2c4d5e…`` for messages (None -> "no digest")."""
-    if not digest:
-        return "no digest"
-    return digest[:19] + "…" if len(digest) > 19 else digest
-
-
 class NotSettled(Exception):
     """The deployment is still moving; the note says on what (retried until the deadline)."""
-
-
-@dataclass(frozen=True, slots=True)
-class HealthAnswer:
-    """One GET of the health path on one target."""
-
-    target: Target
-    url: str
-    status: int | None
-    error: str | None
-
-    @property
-    def transient(self) -> bool:
-        return self.status is None or self.status in TRANSIENT_STATUSES
-
-    def describe(self) -> str:
-        what = f"answered {self.status}" if self.status is not None else self.error
-        return f"task {self.target.short_id} {self.url}: {what}"
-
-
-def get_health(http: httpx.Client, target: Target, path: str) -> HealthAnswer:
-    """GET ``path`` on ``target``; a connection failure is an answer with ``status=None``."""
-    url = target.base_url + path
-    try:
-        response = http.get(url, timeout=HEALTH_TIMEOUT)
-    except httpx.TransportError as error:
-        return HealthAnswer(target, url, None, type(error).__name__)
-    return HealthAnswer(target, url, response.status_code, None)
-
-
-def get_health_all(http: httpx.Client, targets: tuple[Target, ...], path: str) -> list[HealthAnswer]:
-    """``get_health`` on every target at once (in target order): 24 tasks answer in the time of one.
-
-    The threads end before this returns: nothing keeps running between polls (a forked lane
-    must not copy a thread's half-held lock).
-    """
-    if len(targets) < 2:
-        return [get_health(http, target, path) for target in targets]
-    with ThreadPoolExecutor(max_workers=min(HEALTH_THREADS, len(targets)), thread_name_prefix="health") as pool:
-        return list(pool.map(lambda target: get_health(http, target, path), targets))
 
 
 def poll_gap(attempt: int, rng: random.Random) -> float:
@@ -392,97 +315,6 @@ def aws_not_settled(observation: Observation, primary: DeploymentInfo, *, needs_
         wanted = "RUNNING and HEALTHY" if needs_health else "RUNNING"
         return f"{len(ready)} of {observation.desired} tasks {wanted} ({states})"
     return ""
-
-
-def check_tasks_stopping(
-    observation: Observation, primary: DeploymentInfo, stopped_before: frozenset[str], since: datetime
-) -> None:
-    """``DeployFailed`` when the new deployment's tasks keep stopping (or one hit exec format error)."""
-    stopped = observation.stopped_tasks_of(primary)
-    fatal = [task for task in stopped if any(m in text.lower() for text in task.stop_texts() for m in FATAL_STOP_MARKERS)]
-    if fatal:
-        raise DeployFailed(
-            f"task {fatal[0].short_id} of {primary.family_revision} cannot start: exec format error "
-            "(image built for another CPU architecture; build with --platform linux/amd64)",
-            kind="tasks_stopping",
-            evidence=stop_evidence(stopped),
-            details={"stopped_tasks": [task.task_id for task in stopped], "cause": "exec_format"},
-        )
-    in_progress = primary.rollout_state not in (None, "COMPLETED")
-    recent = [task for task in stopped if task.task_arn not in stopped_before or in_progress or _after(task, since)]
-    if len(recent) >= STOPPED_TASKS_LIMIT or (in_progress and primary.failed_tasks >= STOPPED_TASKS_LIMIT and recent):
-        raise DeployFailed(
-            f"tasks of {primary.family_revision} keep stopping: {len(recent)} stopped "
-            f"({primary.failed_tasks} failed per ECS), last: {_newest(recent).stopped_reason or 'no reason given'}",
-            kind="tasks_stopping",
-            evidence=stop_evidence(recent),
-            details={"stopped_tasks": [task.task_id for task in recent]},
-        )
-
-
-def stop_evidence(tasks: tuple[TaskInfo, ...] | list[TaskInfo], limit: int = 5) -> list[str]:
-    """One line per stopped task, newest first, at most ``limit`` plus a count of the rest."""
-    newest = sorted(tasks, key=lambda task: task.stopped_at.timestamp() if task.stopped_at else 0.0, reverse=True)
-    lines = [task.describe_stop() for task in newest[:limit]]
-    if len(newest) > limit:
-        lines.append(f"... and {len(newest) - limit} more stopped task(s) of this deployment")
-    return lines
-
-
-def _newest(tasks: list[TaskInfo]) -> TaskInfo:
-    return max(tasks, key=lambda task: task.stopped_at.timestamp() if task.stopped_at else 0.0)
-
-
-def _after(task: TaskInfo, since: datetime) -> bool:
-    return task.stopped_at is not None and task.stopped_at >= since
-
-
-def health_path_missing(http: httpx.Client, answer: HealthAnswer, path: str, choice: ContainerChoice, *,
-                        source: str = "option") -> DeployFailed:
-    """The health path is 404 while the server answers: name a known path that works, if any."""
-    working = [
-        other for other in KNOWN_HEALTH_PATHS
-        if other != path and get_health(http, answer.target, other).status == 200
-    ]  # fmt: skip
-    if not working:
-        fix = f"none of {', '.join(p for p in KNOWN_HEALTH_PATHS if p != path)} answers 200 either"
-    elif source == HEALTH_PATH_FROM_TASK_DEFINITION:
-        # The harness probed what ECS probes: the task definition is what needs the fix.
-        fix = f"{', '.join(working)} answers 200: make the task definition's health check probe {working[0]}"
-    else:
-        fix = f"{', '.join(working)} answers 200: use --health-path {working[0]}"
-    evidence = [answer.describe()]
-    if choice.health_check_path == path:
-        evidence.append(f"the task definition's container health check probes the same path ({path})")
-    return DeployFailed(
-        f"health path {path} answered 404 on task {answer.target.short_id} ({answer.url}) while the server is up; {fix}",
-        kind="health_path_404",
-        evidence=evidence,
-        details={"path": path, "working_paths": working, "url": answer.url},
-    )
-
-
-def check_image(targets: tuple[Target, ...], expected: str | None, record: DeploymentRecord | None = None) -> None:
-    """``DeployFailed(kind="image_mismatch")`` naming each task's digest, the expected one and what ECS pinned."""
-    if expected is None:
-        return
-    wrong = [target for target in targets if target.image_digest != expected]
-    if wrong:
-        lines = [
-            f"task {target.short_id} runs {target.image_digest or 'an image with no reported digest'}, expected {expected}"
-            for target in wrong
-        ]
-        # What ECS resolved the image to when the deploy began: a stale digest there was stale at build time.
-        pinned = dict(record.image_digests) if record is not None else {}
-        first = wrong[0]
-        raise DeployFailed(
-            f"task {first.short_id} runs {short_digest(first.image_digest)}, expected {short_digest(expected)} "
-            f"({len(wrong)} of {len(targets)} tasks run another image)",
-            kind="image_mismatch",
-            evidence=lines,
-            details={"expected": expected, "actual": {t.task_id: t.image_digest for t in wrong},
-                     **({"pinned_by_service_revision": pinned} if pinned else {})},
-        )
 
 
 def wait_until_stable(
