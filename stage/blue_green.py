@@ -111,7 +111,7 @@ def advance(scheduler: Scheduler, green: Deployment) -> None:
         if clock < waiting.expires_monotonic:
             return
         waiting.status = "TIMED_OUT"
-        scheduler._event(f"(service {SERVICE}) (deployment {green.id}) lifecycle hook {waiting.hook_id} at "
+        scheduler.record_event(f"(service {SERVICE}) (deployment {green.id}) lifecycle hook {waiting.hook_id} at "
                          f"{waiting.stage} timed out: {waiting.timeout_action}.")
         if waiting.timeout_action == "ROLLBACK":
             roll_back(scheduler, green, f"lifecycle hook {waiting.hook_id} at {waiting.stage} timed out")
@@ -126,7 +126,7 @@ def advance(scheduler: Scheduler, green: Deployment) -> None:
             _pause(scheduler, green, stage)
             return
         elif stage in SHIFT_EVENTS:
-            scheduler._event(f"(service {SERVICE}) (deployment {green.id}) {SHIFT_EVENTS[stage]} traffic "
+            scheduler.record_event(f"(service {SERVICE}) (deployment {green.id}) {SHIFT_EVENTS[stage]} traffic "
                              "shifted to the new service revision.")
         elif stage == "BAKE_TIME":
             if state.bake_until is None:
@@ -153,14 +153,14 @@ def continue_or_roll_back(scheduler: Scheduler, deployment: Deployment, hook_id:
         return ("ClientException", f"lifecycle hook {hook_id} is {hook.status}, not {AWAITING_ACTION}, or the service "
                                    "deployment is no longer IN_PROGRESS.")
     hook.status = "SUCCEEDED"
-    scheduler._event(f"(service {SERVICE}) (deployment {deployment.id}) lifecycle hook {hook_id} at "
+    scheduler.record_event(f"(service {SERVICE}) (deployment {deployment.id}) lifecycle hook {hook_id} at "
                      f"{hook.stage}: {action}.")
     if action == "ROLLBACK":
         roll_back(scheduler, deployment, f"ContinueServiceDeployment ROLLBACK at lifecycle hook {hook_id} "
                                          f"({hook.stage})")
     else:
         state.stage = _next(state.stage)
-    scheduler._reconcile()
+    scheduler.reconcile()
     return None
 
 
@@ -173,14 +173,14 @@ def roll_back(scheduler: Scheduler, green: Deployment, why: str) -> None:
     green.rollout_state = "FAILED"
     green.rollout_reason = f"ECS deployment rolled back: {why}."
     green.updated_at = _now()
-    scheduler._event(f"(service {SERVICE}) (deployment {green.id}) deployment failed: {why}.")
+    scheduler.record_event(f"(service {SERVICE}) (deployment {green.id}) deployment failed: {why}.")
     if blue is None:
         return
     green.status, green.desired = "ACTIVE", 0
     blue.status = "PRIMARY"
     blue.updated_at = _now()
     scheduler.deployments = [blue, green] + [d for d in scheduler.deployments if d not in (blue, green)]
-    scheduler._event(f"(service {SERVICE}) (deployment {green.id}) rolled back to deployment {blue.id}.")
+    scheduler.record_event(f"(service {SERVICE}) (deployment {green.id}) rolled back to deployment {blue.id}.")
 
 
 def _next(stage: str) -> str:
@@ -203,7 +203,7 @@ def _pause(scheduler: Scheduler, green: Deployment, stage: str) -> None:
     state.hooks.append(hook)
     green.updated_at = _now()
     # A new event also tells a harness that watches describe_services to read the record again.
-    scheduler._event(f"(service {SERVICE}) (deployment {green.id}) paused at {stage}: lifecycle hook "
+    scheduler.record_event(f"(service {SERVICE}) (deployment {green.id}) paused at {stage}: lifecycle hook "
                      f"{hook.hook_id} is {AWAITING_ACTION}.")
 
 
@@ -214,6 +214,6 @@ def _clean_up(scheduler: Scheduler, green: Deployment) -> None:
         deployment.desired = 0
     live = [task for deployment in blue for task in scheduler.live_tasks(deployment)]
     if live:
-        scheduler._scale_down(live)
+        scheduler.scale_down(live)
         return
     scheduler.finish_rollout(green, retired=blue)

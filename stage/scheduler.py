@@ -10,7 +10,7 @@ deployments, task fields and service events what real ECS would show, so
 the harness under test reads them through unmodified boto3 calls.
 
 It is a reconcile loop like the real one: every change (a task became
-healthy, a process exited, a timer fired) re-runs ``_reconcile``, which starts
+healthy, a process exited, a timer fired) re-runs ``reconcile``, which starts
 what is missing, stops what is unwanted and finishes roll-outs. What a task
 needs around it lives beside this module: its addresses (``task_network``), its
 log stream (``task_logs``), its health check (``task_health``) and its process
@@ -196,8 +196,8 @@ class Scheduler:
             self.deployments = deployments
             self.retired = list(retired)
             for message in events:
-                self._event(message)
-            self._reconcile()
+                self.record_event(message)
+            self.reconcile()
         self._timer.start()
 
     def wait_for(self, condition: Callable[[], bool], timeout_s: float) -> bool:
@@ -243,8 +243,8 @@ class Scheduler:
             new = Deployment(deployment_id(), task_definition_arn, "PRIMARY", "IN_PROGRESS", desired, plan,
                              rollout_reason="ECS deployment in progress.")
             self.deployments.insert(0, new)
-            self._event(f"(service {SERVICE}) (deployment {new.id}) deployment started with {task_definition_arn}.")
-            self._reconcile()
+            self.record_event(f"(service {SERVICE}) (deployment {new.id}) deployment started with {task_definition_arn}.")
+            self.reconcile()
             return new
 
     def add_stopped_task(self, deployment: Deployment, reason: str, exit_code: int | None) -> None:
@@ -260,9 +260,10 @@ class Scheduler:
         # and restart back-off, need the loop to run without an outside change.
         while not self._stop.wait(0.05):
             with self._lock:
-                self._reconcile()
+                self.reconcile()
 
-    def _reconcile(self) -> None:
+    def reconcile(self) -> None:
+        """Start what is missing, stop what is unwanted, finish roll-outs. Call with the scheduler's lock held."""
         if self._stop.is_set():
             return
         clock = time.monotonic()
@@ -273,9 +274,9 @@ class Scheduler:
             if missing > 0 and clock >= ready_at:
                 started = [self._launch(deployment, deployment.plan(deployment.launched)) for _ in range(missing)]
                 ids = " ".join(f"(task {t.id})" for t in started)
-                self._event(f"(service {SERVICE}) has started {len(started)} tasks: {ids}.")
+                self.record_event(f"(service {SERVICE}) has started {len(started)} tasks: {ids}.")
             elif missing < 0:
-                self._scale_down(live[:-missing])
+                self.scale_down(live[:-missing])
         self._advance_rollout()
         self._publish()
 
@@ -300,7 +301,7 @@ class Scheduler:
         for deployment in old:
             deployment.desired = 0
         if any(self.live_tasks(d) for d in old):
-            self._scale_down([task for d in old for task in self.live_tasks(d)])
+            self.scale_down([task for d in old for task in self.live_tasks(d)])
             return
         if alarms:
             # ECS watches the alarms for a bake time after the old tasks are gone; until it ends
@@ -317,8 +318,8 @@ class Scheduler:
         primary.rollout_state = "COMPLETED"
         primary.rollout_reason = f"ECS deployment {primary.id} completed."
         primary.updated_at = now()
-        self._event(f"(service {SERVICE}) (deployment {primary.id}) deployment completed.")
-        self._event(f"(service {SERVICE}) has reached a steady state.")
+        self.record_event(f"(service {SERVICE}) (deployment {primary.id}) deployment completed.")
+        self.record_event(f"(service {SERVICE}) has reached a steady state.")
         self.stable_at = time.time()
 
     def _configuration(self, deployment: Deployment) -> dict[str, Any]:
@@ -361,7 +362,7 @@ class Scheduler:
         deployment.rollout_state = "FAILED"
         deployment.rollout_reason = f"ECS deployment failed: alarm(s) {listed} are in ALARM state."
         deployment.updated_at = now()
-        self._event(f"(service {SERVICE}) (deployment {deployment.id}) deployment failed: "
+        self.record_event(f"(service {SERVICE}) (deployment {deployment.id}) deployment failed: "
                     f"alarm(s) {listed} are in ALARM state.")
         # As ECS: back to the most recent COMPLETED deployment, which turns IN_PROGRESS again.
         target = next((d for d in self.deployments if d is not deployment and d.rollout_state == "COMPLETED"), None)
@@ -374,11 +375,12 @@ class Scheduler:
         target.rollout_reason = f"ECS deployment {target.id} in progress."
         target.updated_at = now()
         self.deployments = [target, deployment] + [d for d in self.deployments if d not in (target, deployment)]
-        self._event(f"(service {SERVICE}) (deployment {deployment.id}) deployment failed: rolling back to "
+        self.record_event(f"(service {SERVICE}) (deployment {deployment.id}) deployment failed: rolling back to "
                     f"deployment {target.id}.")
         return True
 
-    def _scale_down(self, tasks: list[StageTask]) -> None:
+    def scale_down(self, tasks: list[StageTask]) -> None:
+        """Stop ``tasks`` as ECS does when a deployment scales in (lock held)."""
         for task in tasks:
             self._stop_task(task, f"Scaling activity initiated by (deployment {self._primary().id})")
 
@@ -502,11 +504,11 @@ class Scheduler:
                     failures += 1
                     if failures >= check.retries:
                         self._set_health(task, "UNHEALTHY")
-                        self._event(f"(service {SERVICE}) (task {task.id}) failed container health checks.")
+                        self.record_event(f"(service {SERVICE}) (task {task.id}) failed container health checks.")
                         self._stop_task(task, HEALTH_CHECK_FAILED, exit_code=137)
                         task.deployment.failed_tasks += 1
                         self._next_start[task.deployment.id] = time.monotonic() + self._restart_delay_s
-                        self._reconcile()
+                        self.reconcile()
                         return
             if self._stop.wait(check.interval_s):
                 return
@@ -522,8 +524,8 @@ class Scheduler:
                                stop_code="EssentialContainerExited", exit_code=code)
             task.deployment.failed_tasks += 1
             self._next_start[task.deployment.id] = time.monotonic() + self._restart_delay_s
-            self._event(f"(service {SERVICE}) has stopped 1 running tasks: (task {task.id}).")
-            self._reconcile()
+            self.record_event(f"(service {SERVICE}) has stopped 1 running tasks: (task {task.id}).")
+            self.reconcile()
 
     def _set_health(self, task: StageTask, health: str) -> None:
         task.health = health
@@ -531,7 +533,7 @@ class Scheduler:
         ecs_task = moto_quirks.find_task(REGION, CLUSTER, task.arn)
         moto_quirks.set_task_fields(ecs_task, health_status=health)
         moto_quirks.set_container_fields(ecs_task, health_status=health)
-        self._reconcile()
+        self.reconcile()
 
     def _stop_task(self, task: StageTask, reason: str, exit_code: int = 0) -> None:
         task.stopping = True
@@ -541,7 +543,7 @@ class Scheduler:
             terminate(process)
         self._mark_stopped(task, reason=reason, stop_code="ServiceSchedulerInitiated", exit_code=exit_code)
         if not reason.startswith(HEALTH_CHECK_FAILED):
-            self._event(f"(service {SERVICE}) has stopped 1 running tasks: (task {task.id}).")
+            self.record_event(f"(service {SERVICE}) has stopped 1 running tasks: (task {task.id}).")
 
     def _mark_stopped(self, task: StageTask, *, reason: str, stop_code: str, exit_code: int | None,
                       container_reason: str | None = None) -> None:
@@ -571,7 +573,8 @@ class Scheduler:
 
     # -- what describe-services shows ----------------------------------------------------------------
 
-    def _event(self, message: str) -> None:
+    def record_event(self, message: str) -> None:
+        """Add a service event, newest first, as describe_services shows them (lock held)."""
         self.events.insert(0, {"id": str(uuid.uuid4()), "createdAt": now(), "message": message})
         del self.events[100:]
 

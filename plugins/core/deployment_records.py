@@ -24,14 +24,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from botocore.exceptions import ClientError
 
 from plugins.core.aws import AwsClients, error_code, is_transient_aws_error
 
-if TYPE_CHECKING:
-    from plugins.core.observation import TaskInfo
+
+class RunsATaskDefinition(Protocol):
+    """What ``tasks_of_target`` needs of a task (``observation.TaskInfo`` is one), so records need not import it."""
+
+    @property
+    def task_definition_arn(self) -> str: ...
+
+
+T = TypeVar("T", bound=RunsATaskDefinition)
 
 ROLLBACK_STATUSES = frozenset({"ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"})
 STOPPED_STATUSES = frozenset({"STOPPED", "STOP_REQUESTED"})
@@ -117,7 +124,7 @@ class DeploymentRecord:
         """The digest the revision pinned for ``container`` (None when it names none)."""
         return dict(self.image_digests).get(container)
 
-    def tasks_of_target(self, tasks: Iterable[TaskInfo]) -> tuple[TaskInfo, ...]:
+    def tasks_of_target(self, tasks: Iterable[T]) -> tuple[T, ...]:
         """Tasks of the target revision: those running its task definition."""
         return tuple(task for task in tasks if task.task_definition_arn == self.target_task_definition_arn)
 
