@@ -213,6 +213,8 @@ class Scheduler:
                 task.stopping = True
         for task in tasks:
             terminate(task.process)
+        self._addresses.close()
+        self._private_addresses.close()
         self._warm.close()
         if self._timer.is_alive():
             self._timer.join(timeout=5)

@@ -95,6 +95,34 @@ def test_address_pool_for_private_addresses_skips_one_whose_port_is_taken(monkey
         assert [pool.take(), pool.take()] == ["127.1.0.3", "127.1.0.4"]
 
 
+# A pool in another process (an xdist worker's stage) that hands out 127.1.0.2 and keeps it.
+OTHER_PROCESS_POOL = """
+import random, sys
+random.randrange = lambda *_: 0
+from stage.task_network import AddressPool
+pool = AddressPool(int(sys.argv[1]), "127.1.0")
+print(pool.take(), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_pool_skips_an_address_another_process_took_before_its_task_bound_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("stage.task_network.random.randrange", lambda *_: 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.1.0.2", 0))
+        port = probe.getsockname()[1]  # a port nothing listens on once the probe is closed
+    other = subprocess.Popen([sys.executable, "-c", OTHER_PROCESS_POOL, str(port)], cwd=ROOT, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "127.1.0.2"
+        # Nothing is bound to 127.1.0.2:port: only the other process's claim keeps this pool off it.
+        assert AddressPool(port, "127.1.0").take() == "127.1.0.3"
+    finally:
+        other.communicate(timeout=30)  # stdin closed: the other process ends and its claim with it
+    assert AddressPool(port, "127.1.0").take() == "127.1.0.2"
+
+
 def test_an_app_command_that_binds_only_private_host_is_healthy_and_answers_there(stage_factory: Any) -> None:
     command = f"{sys.executable} -m http.server --bind {{private_host}} {{port}}"
     stage = stage_factory("healthy", app_cmd=command, health_check_path="/")
