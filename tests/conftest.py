@@ -15,6 +15,14 @@ moto's state is process-wide, so the process holds one stage at a time: a shared
 stage is stopped before any test that does not ask for it (and so before a
 ``stage_factory`` or a module's own ``Stage``), and after a test of it fails, so one
 failure cannot leak into the next test.
+
+Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) each worker is a process
+of its own with its own stage; what must share one runs on one worker: the tests of a
+shared plan (``xdist_group`` "stage-<plan id>"), and the tests of a module that share a
+module- or class-scoped fixture (a module's own ``Stage``: group "module-<path>"). Every
+other test goes wherever a worker is free. A new test file needs nothing here: the groups
+follow from the fixtures it asks for. Task addresses are claimed across processes
+(``stage.task_network``), so two workers' stages never share one.
 """
 
 from __future__ import annotations
@@ -120,6 +128,28 @@ def plan_of(item: pytest.Item) -> StagePlan | None:
     callspec = getattr(item, "callspec", None)
     plan = callspec.params.get("shared_stage") if callspec is not None else None
     return plan if isinstance(plan, StagePlan) else None
+
+
+SHARED_SCOPES = ("class", "module", "package")
+
+
+def xdist_group_of(item: pytest.Item) -> str | None:
+    """The tests that must run in one process with ``item``, by name; None: it runs anywhere."""
+    plan = plan_of(item)
+    if plan is not None:
+        return f"stage-{plan.id}" if plan.shared else None
+    fixtures = getattr(item, "_fixtureinfo", None)
+    for definitions in (fixtures.name2fixturedefs.values() if fixtures is not None else ()):
+        if definitions and definitions[-1].scope in SHARED_SCOPES:
+            return f"module-{item.nodeid.split('::', 1)[0]}"
+    return None
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # Before any pytest_collection_modifyitems: xdist's own (--dist loadgroup) reads the mark there.
+    group = xdist_group_of(item)
+    if group is not None:
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(trylast=True)
