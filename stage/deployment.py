@@ -133,7 +133,8 @@ class Stage:
         for name in ("ecs", "ec2", "ecr", "logs", "secretsmanager", "cloudwatch"):
             self._clients[name] = session.client(name, endpoint_url=self._moto.endpoint)
         self.seeded = seed(self._clients, health_check_path=options.health_check_path,
-                           curl_health_check="curl_health_check" in self.faults, secret_key=secret_key)
+                           curl_health_check="curl_health_check" in self.faults, secret_key=secret_key,
+                           no_start_period="no_start_period" in self.faults)
         database = self._workdir / "civicforge.db"
         if not options.app_cmd:
             # Like the real start-up migrations, but once, before any task, so the

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from stage.faults import Faults, parse_faults
+from stage.faults import STAGE_FAULTS, Faults, parse_faults
 from stage.scheduler import Deployment, TaskPlan, deployment_id
 from stage.seed import DESIRED_COUNT, SERVICE, Seeded
 
@@ -60,7 +60,7 @@ def build(name: str, faults: Faults, seeded: Seeded) -> ScenarioPlan:
     if name == "healthy":
         return ScenarioPlan([primary(all_faulty)], [], [])
     if name == "one_bad_task":
-        bad = faults if faults.names - {"curl_health_check"} else parse_faults(["urlsafe", *faults.raw])
+        bad = faults if faults.names - set(STAGE_FAULTS) else parse_faults(["urlsafe", *faults.raw])
         # Task index 1 is the second task launched: its sibling stays clean.
         return ScenarioPlan([primary(serving(seeded.pushed_digest, lambda i: bad if i == 1 else Faults()))], [], [])
     if name == "stale_image":
