@@ -21,6 +21,7 @@ from stage import Stage, StageError, StageOptions
 from stage.seed import PORT
 from stage.task_network import AddressPool
 from stage.seed import CLUSTER
+from tests.conftest import StagePlan, on_shared_stage
 from tests.smoke_runs import run_smoke
 
 PRIVATE_NETWORK = ipaddress.ip_network("127.1.0.0/24")
@@ -47,8 +48,9 @@ def in_network(address: str, network: ipaddress.IPv4Network) -> bool:
     return ipaddress.ip_address(address) in network
 
 
-def test_each_task_has_its_own_loopback_private_ip_on_its_eni_and_in_its_attachment(stage_factory: Any) -> None:
-    stage = stage_factory("healthy")
+@on_shared_stage(StagePlan("healthy"))
+def test_each_task_has_its_own_loopback_private_ip_on_its_eni_and_in_its_attachment(shared_stage: Stage) -> None:
+    stage = shared_stage
     running = running_tasks(stage)
     assert len(running) == 2
     private = {}
@@ -65,8 +67,9 @@ def test_each_task_has_its_own_loopback_private_ip_on_its_eni_and_in_its_attachm
     assert private == stage.task_private_ips()
 
 
-def test_the_stand_in_answers_on_both_its_private_and_its_public_address(stage_factory: Any) -> None:
-    stage = stage_factory("healthy")
+@on_shared_stage(StagePlan("healthy"))
+def test_the_stand_in_answers_on_both_its_private_and_its_public_address(shared_stage: Stage) -> None:
+    stage = shared_stage
     private, public = stage.task_private_ips(), stage.task_ips()
     assert set(private) == set(public) and len(private) == 2
     for task_id in private:
@@ -163,8 +166,9 @@ def test_the_stand_in_listening_on_two_hosts_stops_at_once_when_one_is_taken(tmp
     assert result.stderr.strip().splitlines()[-1].startswith("ERROR:    [Errno 98]"), result.stderr
 
 
-def test_smoke_with_address_private_passes_against_the_tasks_private_ips(stage_factory: Any, tmp_path: Path) -> None:
-    stage = stage_factory("healthy")
+@on_shared_stage(StagePlan("healthy"))
+def test_smoke_with_address_private_passes_against_the_tasks_private_ips(shared_stage: Stage, tmp_path: Path) -> None:
+    stage = shared_stage
     run = run_smoke(stage.env, tmp_path, "--address", "private", *STAGE_ONLY)
     assert run.exit_code == 0, run.output
     assert run.verdict["verdict"] == "pass"
