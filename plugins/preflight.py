@@ -16,6 +16,7 @@ import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
 from plugins.core.aws import AwsClients, make_clients, translate_aws_error
+from plugins.core.blue_green import paused_hook_of
 from plugins.core.discovery import Deployment, ServiceObserver
 from plugins.core.errors import CouldNotVerify, DeployFailed, HarnessOutcome
 from plugins.core.evidence import Seen
@@ -49,6 +50,7 @@ class RunState:
     aws_calls: int = 0
     waited_s: float = 0.0
     task_definition: dict[str, Any] | None = None  # the PRIMARY's, as discovery read it
+    paused_hook: dict[str, Any] | None = None  # --continue-deployment: blue_green.PausedHook.to_dict()
     # In the controller's process only (never JSON): one client set, and what AWS already answered.
     clients: AwsClients | None = field(default=None, repr=False, compare=False)
     seen: Seen | None = field(default=None, repr=False, compare=False)
@@ -108,6 +110,7 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
             port=config.target_port,
             on_progress=on_progress,
             test_during_bake=config.canary,  # a canary is what an alarm-watched bake waits for
+            at_paused_hook=config.continue_deployment,  # blue/green: green is tested while the deploy is paused
         )
         state.deployment = result.deployment
         state.targets = list(result.deployment.targets)
@@ -131,6 +134,9 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
             state.aws_calls = clients.calls.total()
         if observer is not None:
             state.seen = Seen(observer.last_service, dict(observer.raw_tasks))
+            # Also when the wait failed green (an image mismatch, say): the gate then rolls it back.
+            hook = paused_hook_of(observer.record) if config.continue_deployment else None
+            state.paused_hook = hook.to_dict() if hook is not None else None
             state.task_definition = observer.cached_task_definition(_primary_task_definition(observer.last_service))
     return state
 

@@ -21,14 +21,15 @@ import pytest
 
 from plugins.core import verdict as verdicts
 from plugins.core.aws import make_clients
+from plugins.core.blue_green import CONTINUE, PausedHook, act_on_hook
 from plugins.core.categories import Diagnosis, allure_categories
 from plugins.core.diagnosis import Failure, diagnose_all
-from plugins.core.discovery import choose_container
+from plugins.core.discovery import TaskDefinitionRef, choose_container
 from plugins.core.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
-from plugins.core.evidence import collect_evidence
 from plugins.core.lint import health_check_path, lint_task_definition
-from plugins.core.metrics import publish_verdict_metrics
 from plugins.core.redact import SecretRegistry
+from plugins.core.rollback import not_rolled_back, roll_back
+from plugins.core.stability import StableResult, wait_until_stable
 from plugins.fixtures import DEPLOYMENT_CHECK, TASK_LABEL, exchanges_key, exchanges_of, registry_of, target_of
 from plugins.harness_errors import harness_error_key
 from plugins.options import SmokeConfig
@@ -55,12 +56,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     registry = registry_of(item.config)
     if not any(key == CHECK_PROPERTY for key, _value in report.user_properties):
-        target = target_of(item)
-        report.user_properties.append((CHECK_PROPERTY, getattr(item, "originalname", item.name)))
-        if target is not None:
-            report.user_properties.append((TASK_PROPERTY, target.task_id))
-        if item.get_closest_marker(DEPLOYMENT_CHECK) is not None:
-            report.user_properties.append((DEPLOYMENT_PROPERTY, "true"))
+        report.user_properties.extend(check_properties(item))
     if report.failed:
         exchanges = exchanges_of(item)
         last = exchanges[-1] if exchanges else None
@@ -83,6 +79,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if len(registry):
         report.sections = [(title, registry.redact(text)) for title, text in report.sections]
     return report
+
+
+def check_properties(item: pytest.Item) -> list[tuple[str, str]]:
+    """What a verdict row needs to know of a test: its check, its task, whether it is the deployment check."""
+    properties = [(CHECK_PROPERTY, getattr(item, "originalname", item.name))]
+    target = target_of(item)
+    if target is not None:
+        properties.append((TASK_PROPERTY, target.task_id))
+    if item.get_closest_marker(DEPLOYMENT_CHECK) is not None:
+        properties.append((DEPLOYMENT_PROPERTY, "true"))
+    return properties
 
 
 class CheckCollector:
@@ -202,6 +209,13 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     decision = verdicts.decide(
         checks, outcome=state.outcome, diagnoses=findings.diagnoses, lint_warnings=findings.warnings,
         strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error)
+    # Once the verdict is known and before it is written: continue or roll back, and record what was done.
+    actions = act_on_the_service(resolved, state, decision.exit_code)
+    if actions.refused is not None:
+        decision = verdicts.decide(
+            checks, outcome=state.outcome, diagnoses=findings.diagnoses, lint_warnings=findings.warnings,
+            strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error,
+            deployment_action_refused=actions.refused)
     verdict = verdicts.build_verdict(
         started_at=datetime.fromisoformat(state.started_at),
         duration_s=time.monotonic() - state.started_monotonic,
@@ -219,9 +233,13 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         ],
         checks=checks,
         decision=decision,
-        warnings=[*findings.warnings, *(f"note: {note}" for note in [*state.notes, *findings.notes])],
+        warnings=[*findings.warnings,
+                  *(f"note: {note}" for note in [*state.notes, *findings.notes, *actions.notes])],
     )
+    verdict.update(actions.fields)  # type: ignore[typeddict-item]
     if resolved.canary:
+        from plugins.core.metrics import publish_verdict_metrics  # a canary's only: not paid by every run
+
         # After the verdict is final, before it is written: a failed publish is a warning in it, not a failure.
         verdict["warnings"] += publish_verdict_metrics(verdict, region=resolved.aws_region,
                                                        namespace=resolved.metrics_namespace,
@@ -271,6 +289,51 @@ def write_fallback_verdict(config: pytest.Config, resolved: SmokeConfig, state: 
 verdict_key = pytest.StashKey[verdicts.Verdict]()
 
 
+@dataclass
+class ServiceActions:
+    """What the run did to the service after its verdict: the verdict fields, notes, a refused continue."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    refused: str | None = None  # ECS refused to continue a paused deployment the gate passed
+
+
+def act_on_the_service(resolved: SmokeConfig, state: RunState, exit_code: int) -> ServiceActions:
+    """``--continue-deployment``: act on the paused hook; ``--on-fail rollback``: roll a failed gate back."""
+    done = ServiceActions()
+    if resolved.continue_deployment:
+        if state.paused_hook is None:
+            if exit_code == 1:
+                done.notes.append("--continue-deployment: the deploy failed before it paused at a hook: ECS's own "
+                                  "circuit breaker and the hook's timeout decide")
+            return done
+        gate = act_on_hook(state.clients or make_clients(resolved.aws_region), PausedHook.from_dict(state.paused_hook),
+                           exit_code)
+        done.fields["deployment_gate"] = gate.to_dict()
+        done.notes += [action.describe() for action in gate.actions] + list(gate.notes)
+        refused = gate.refused
+        if refused is not None and refused.action == CONTINUE:
+            done.refused = refused.describe()
+    if resolved.rolls_back_on_fail:
+        line = not_rolled_back(exit_code)
+        if line is not None:
+            done.notes += [line] if line else []
+            return done
+        clients = state.clients or make_clients(resolved.aws_region)
+        cluster, service = resolved.ecs_cluster or "", resolved.ecs_service or ""
+
+        def wait(expected: TaskDefinitionRef) -> StableResult:
+            return wait_until_stable(clients, cluster=cluster, service=service, health_path=resolved.health_path,
+                                     timeout_s=resolved.stable_timeout, expect_task_definition=expected,
+                                     address=resolved.address, container=resolved.ecs_container,
+                                     port=resolved.target_port)
+
+        record = roll_back(clients, cluster=cluster, service=service, failed=state.deployment, wait=wait)
+        done.fields["rollback"] = record.to_dict()
+        done.notes.append(record.describe())
+    return done
+
+
 def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckRecord],
             hints: dict[str, dict[str, Any]]) -> RunFindings:
     """Diagnose every failure and lint the task definition (also on a green run)."""
@@ -309,6 +372,8 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
     findings.warnings = [w.message for w in lint_task_definition(
         definition, container=container, health_path_status=_probe_health_check_path(definition, container, state))]
     if failures:
+        from plugins.core.evidence import collect_evidence  # a failing run's only: not paid by a green one
+
         task_ids = sorted({f.task_id for f in failures if f.task_id} | {t.task_id for t in state.targets})
         evidence = collect_evidence(ecs=clients.ecs, logs=clients.logs, cluster=cluster, service=service,
                                     task_ids=task_ids, task_definition=definition, container=container or "",

@@ -15,6 +15,7 @@ this module only decides *when* it runs and hands its results to tests:
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from pathlib import Path
@@ -27,12 +28,14 @@ from plugins.core.stability import Progress
 from plugins.core.verdict import EXIT_NOT_VERIFIED
 from plugins.fixtures import DEPLOYMENT_CHECK, registry_of
 from plugins.harness_errors import harness_error_key, harness_hook, record_harness_error
+from plugins.lanes import TaskLanes, lanes_apply
 from plugins.preflight import RunState, could_not_verify, run_preflight
 from plugins.reporting import configure_outputs, verdict_key, write_reports, write_fallback_verdict
 from plugins.stash import config_key, smoke_run_key, state_key
 
 SMOKE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
 WORKER_KEY = "smoke_run_state"
+LANES_PLUGIN = "smoke-task-lanes"
 PROGRESS_EVERY_S = 10.0  # without a terminal, one progress line this often
 
 
@@ -92,6 +95,8 @@ def _configure_smoke_run(config: pytest.Config) -> None:
     )
     config.stash[config_key] = resolved
     configure_outputs(config, resolved)
+    if lanes_apply(config):
+        config.pluginmanager.register(TaskLanes(config), LANES_PLUGIN)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and WORKER_KEY in workerinput:
         config.stash[state_key] = RunState.from_json(workerinput[WORKER_KEY])
@@ -155,6 +160,16 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything imported and collected so far stays: out of the collector's sight, and shared by the lanes.
+
+    pytest collects garbage at the end of every run (0.2 s over botocore's and pydantic's objects);
+    frozen objects are not scanned, and a forked lane does not copy their pages to touch them.
+    """
+    if session.config.stash.get(smoke_run_key, False):
+        gc.freeze()
 
 
 @harness_hook

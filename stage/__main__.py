@@ -14,7 +14,9 @@ import signal
 import sys
 import threading
 
-from stage.deployment import DEFAULT_START_PERIOD_SCALE, DEFAULT_TIME_SCALE, Stage, StageOptions, clock_factor
+from stage.deployment import (DEFAULT_START_PERIOD_SCALE, DEFAULT_TIME_SCALE, Stage, StageOptions, clock_factor,
+                              task_count)
+from stage.seed import DESIRED_COUNT
 from stage.faults import ALL_FAULTS
 from stage.scenarios import SCENARIOS
 from stage.errors import StageError
@@ -27,6 +29,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="bring the deployment up and keep it running until interrupted")
     up.add_argument("--scenario", default="healthy", help="one of: " + ", ".join(SCENARIOS))
+    up.add_argument("--tasks", default=DESIRED_COUNT, metavar="N",
+                    help=f"the service's desired count: tasks per deployment (default {DESIRED_COUNT})")
     up.add_argument("--fault", action="append", default=[], metavar="NAME[=N]",
                     help="repeatable; one of: " + ", ".join(ALL_FAULTS))
     up.add_argument("--health-check-path", default="/health", help="path the task definition's health check probes")
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
         options = StageOptions(
-            scenario=args.scenario, faults=tuple(args.fault), health_check_path=args.health_check_path,
+            scenario=args.scenario, tasks=task_count("--tasks", args.tasks), faults=tuple(args.fault), health_check_path=args.health_check_path,
             app_cmd=args.app_cmd, app_version=args.app_version, moto_port=args.moto_port,
             rolling_delay_s=args.rolling_delay, time_scale=clock_factor("--time-scale", args.time_scale),
             start_period_scale=clock_factor("--start-period-scale", args.start_period_scale),

@@ -33,8 +33,8 @@ from stage.errors import StageError
 from stage.processes import WarmPool
 from stage.scheduler import DEFAULT_BAKE_TIME_S, PORT, Scheduler, StageTask, app_cmd_fields
 from stage.task_network import port_is_free
-from stage.seed import (CLUSTER, CONTAINER, LOG_GROUP, LOG_PREFIX, REGION, REPOSITORY, SERVICE, SMOKE_SECRET, Seeded,
-                        seed)
+from stage.seed import (CLUSTER, CONTAINER, DESIRED_COUNT, LOG_GROUP, LOG_PREFIX, MAX_TASKS, REGION, REPOSITORY,
+                        SERVICE, SMOKE_SECRET, Seeded, seed)
 
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 DEFAULT_TIME_SCALE = 0.01  # 30 s health-check interval -> 0.3 s
@@ -51,6 +51,7 @@ def _session_credentials() -> dict[str, str]:
 @dataclass(frozen=True, slots=True)
 class StageOptions:
     scenario: str = "healthy"
+    tasks: int = DESIRED_COUNT  # the service's desiredCount: how many tasks each deployment runs
     faults: tuple[str, ...] = ()
     health_check_path: str = "/health"
     app_cmd: str | None = None
@@ -64,6 +65,9 @@ class StageOptions:
     bake_time_s: float = DEFAULT_BAKE_TIME_S  # a deploy whose service has deployment alarms bakes this long
     # False: an account without ECS deployment records (no currentServiceDeployment, UnknownOperation).
     deployment_records: bool = True
+    # blue_green scenarios: their PAUSE hooks' timeoutConfiguration (minutes on the stage's clock, x time_scale).
+    hook_timeout_minutes: int = scenarios.BLUE_GREEN_HOOK_TIMEOUT_MINUTES
+    hook_timeout_action: str = "ROLLBACK"
 
 
 def clock_factor(flag: str, value: str | float) -> float:
@@ -74,6 +78,17 @@ def clock_factor(flag: str, value: str | float) -> float:
         number = math.nan
     if not (math.isfinite(number) and number > 0):
         raise StageError(f"{flag} must be a positive number, e.g. 0.1 or 1 (got {value!r})")
+    return number
+
+
+def task_count(flag: str, value: str | int) -> int:
+    """The one rule for ``--tasks``: a whole number from 1 to MAX_TASKS."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MAX_TASKS:
+        raise StageError(f"{flag} must be a whole number from 1 to {MAX_TASKS}, e.g. 24 (got {value!r})")
     return number
 
 
@@ -96,6 +111,7 @@ class Stage:
             app_cmd_fields(options.app_cmd)
         clock_factor("--time-scale", options.time_scale)
         clock_factor("--start-period-scale", options.start_period_scale)
+        task_count("--tasks", options.tasks)
         self.options = options
         self._moto: MotoServer | None = None
         self._warm: WarmPool | None = None
@@ -134,7 +150,7 @@ class Stage:
             self._clients[name] = session.client(name, endpoint_url=self._moto.endpoint)
         self.seeded = seed(self._clients, health_check_path=options.health_check_path,
                            curl_health_check="curl_health_check" in self.faults, secret_key=secret_key,
-                           no_start_period="no_start_period" in self.faults)
+                           no_start_period="no_start_period" in self.faults, desired_count=options.tasks)
         database = self._workdir / "civicforge.db"
         if not options.app_cmd:
             # Like the real start-up migrations, but once, before any task, so the
@@ -156,9 +172,13 @@ class Stage:
         plan = scenarios.build(options.scenario, self.faults, self.seeded)
         if plan.canary_alarm:
             self.canary = self._guard_with_canary()
+        if plan.blue_green:
+            # As a team would: update-service --deployment-configuration (create_service drops it in moto).
+            self.client("ecs").update_service(cluster=CLUSTER, service=SERVICE, deploymentConfiguration=(
+                scenarios.blue_green_configuration(options.hook_timeout_minutes, options.hook_timeout_action)))
         # Before the wait for readiness, which can last a whole startPeriod: say how long it counts.
         print(f"stage: {self.health_clock}", file=sys.stderr, flush=True)
-        self._scheduler.start(plan.deployments, plan.events)
+        self._scheduler.start(plan.deployments, plan.events, retired=list(plan.retired))
         for index, reason, exit_code in plan.stopped_history:
             self._scheduler.add_stopped_task(plan.deployments[index], reason, exit_code)
         self._wait_ready(plan)

@@ -30,11 +30,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from stage import blue_green
+from stage.faults import Faults
 from stage.moto_quirks import ACCOUNT_ID
-from stage.scheduler import Deployment, Scheduler
+from stage.scheduler import Deployment, Scheduler, TaskPlan
 from stage.seed import CLUSTER, CONTAINER, REGION, SERVICE, Seeded
 
-OPERATIONS = frozenset({"ecs.ListServiceDeployments", "ecs.DescribeServiceDeployments", "ecs.DescribeServiceRevisions"})
+OPERATIONS = frozenset({"ecs.ListServiceDeployments", "ecs.DescribeServiceDeployments", "ecs.DescribeServiceRevisions",
+                        "ecs.ContinueServiceDeployment"})
+# moto answers it, but starts no deployment: the stage's scheduler begins one (a rollback by the gate, say).
+UPDATE_SERVICE = "ecs.UpdateService"
 # The service's circuit breaker (thresholdConfiguration COUNT 2): two failed tasks roll a deploy back,
 # the two stopped tasks the rolled_back scenario shows.
 CIRCUIT_BREAKER_THRESHOLD = 2
@@ -73,6 +78,9 @@ class DeploymentRecords:
     # -- the hook ----------------------------------------------------------------------------------
 
     def answer(self, operation: str, request: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        if operation == UPDATE_SERVICE:
+            self._update_service(request)
+            return None  # moto answers it, with the deployments the scheduler now has
         if operation not in OPERATIONS:
             return None
         if not self.enabled:
@@ -83,6 +91,8 @@ class DeploymentRecords:
                 return self._list(request)
             if operation == "ecs.DescribeServiceDeployments":
                 return self._describe_deployments(request)
+            if operation == "ecs.ContinueServiceDeployment":
+                return self._continue(request)
             return self._describe_revisions(request)
 
     def rewrite(self, operation: str, response: dict[str, Any]) -> dict[str, Any] | None:
@@ -101,7 +111,8 @@ class DeploymentRecords:
     def _known(self) -> list[Deployment]:
         """Every deployment the service has had: those listed now and those its tasks came from."""
         seen: dict[str, Deployment] = {}
-        for deployment in [*self._scheduler.deployments, *(task.deployment for task in self._scheduler.tasks)]:
+        for deployment in [*self._scheduler.retired, *self._scheduler.deployments,
+                           *(task.deployment for task in self._scheduler.tasks)]:
             seen.setdefault(deployment.id, deployment)
         known = list(seen.values())
         target = self._target(known)
@@ -158,7 +169,9 @@ class DeploymentRecords:
         alarms = getattr(deployment, "alarms", None) or {}
         alarm_names = list(alarms.get("alarmNames") or []) if alarms.get("enable") else []
         fired = [name for name in alarm_names if failed and name in deployment.rollout_reason]
-        breaker = "TRIGGERED" if failed and not fired else watching
+        state = deployment.blue_green
+        at_hook = state.rolled_back if state is not None else None  # rolled back at (or by) a lifecycle hook
+        breaker = "TRIGGERED" if failed and not fired and not at_hook else watching
         primary = self._primary()
         finished = (primary.updated_at if failed and primary else deployment.updated_at) if status in FINISHED else None
         sources = ([d for d in known if self._number(d) < self._number(deployment) and d.rollout_state != "FAILED"]
@@ -174,16 +187,8 @@ class DeploymentRecords:
             "targetServiceRevision": self._summary(deployment),
             "status": status,
             "statusReason": deployment.rollout_reason,
-            "lifecycleHookDetails": [],  # the service declares no lifecycle hooks
-            "deploymentConfiguration": {
-                "deploymentCircuitBreaker": {
-                    "enable": True, "rollback": True,
-                    "thresholdConfiguration": {"type": "COUNT", "value": CIRCUIT_BREAKER_THRESHOLD},
-                },
-                "maximumPercent": 200,
-                "minimumHealthyPercent": 100,
-                "strategy": "ROLLING",
-            },
+            "lifecycleHookDetails": [hook.as_ecs() for hook in state.hooks] if state is not None else [],
+            "deploymentConfiguration": self._configuration(deployment),
             "deploymentCircuitBreaker": {
                 "status": breaker, "failureCount": deployment.failed_tasks, "threshold": CIRCUIT_BREAKER_THRESHOLD,
             },
@@ -192,17 +197,37 @@ class DeploymentRecords:
                 "alarmNames": alarm_names, "triggeredAlarmNames": fired,
             },
         }
-        if status == "IN_PROGRESS":
+        if status == "IN_PROGRESS" and state is not None:
+            record["lifecycleStage"] = state.stage
+        elif status == "IN_PROGRESS":
             record["lifecycleStage"] = "BAKE_TIME" if getattr(deployment, "bake_until", None) else "SCALE_UP"
         if finished is not None:
             record["finishedAt"] = _epoch(max(finished, created))
         if failed and primary is not None:
             record["rollback"] = {
-                "reason": "ECS deployment circuit breaker: rolling back to the last service revision that completed.",
+                "reason": (f"{at_hook}: rolled back to the service revision that was serving." if at_hook else
+                           "ECS deployment circuit breaker: rolling back to the last service revision that completed."),
                 "startedAt": _epoch(max(primary.created_at, created)),
                 "serviceRevisionArn": self.revision_arn(primary),
             }
         return record
+
+    def _configuration(self, deployment: Deployment) -> dict[str, Any]:
+        """The ``DeploymentConfiguration`` the deployment runs under: ROLLING, or the service's blue/green one."""
+        rolling: dict[str, Any] = {
+            "deploymentCircuitBreaker": {
+                "enable": True, "rollback": True,
+                "thresholdConfiguration": {"type": "COUNT", "value": CIRCUIT_BREAKER_THRESHOLD},
+            },
+            "maximumPercent": 200,
+            "minimumHealthyPercent": 100,
+            "strategy": "ROLLING",
+        }
+        if deployment.blue_green is None or not deployment.configuration:
+            return rolling
+        given = deployment.configuration
+        return {**rolling, "strategy": blue_green.BLUE_GREEN,
+                **{key: given[key] for key in ("bakeTimeInMinutes", "lifecycleHooks") if key in given}}
 
     def _revision(self, deployment: Deployment) -> dict[str, Any]:
         """A ``ServiceRevision``: the task definition and the digest its tasks run (ECS pins it at deploy time)."""
@@ -280,6 +305,38 @@ class DeploymentRecords:
         found = [self._revision(by_arn[arn]) for arn in arns if arn in by_arn]
         failures = [{"arn": arn, "reason": "MISSING"} for arn in arns if arn not in by_arn]
         return 200, {"serviceRevisions": found, "failures": failures}
+
+
+    def _continue(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        arn = str(request.get("serviceDeploymentArn") or "")
+        by_arn = {self.deployment_arn(d.id): d for d in self._known()}
+        deployment = by_arn.get(arn)
+        if deployment is None:
+            return _error("ServiceDeploymentNotFoundException", f"The service deployment {arn!r} does not exist.")
+        refused = blue_green.continue_or_roll_back(self._scheduler, deployment, str(request.get("hookId") or ""),
+                                                   str(request.get("action") or "CONTINUE"))
+        if refused is not None:
+            return _error(*refused)
+        return 200, {"serviceDeploymentArn": arn}
+
+    def _update_service(self, request: dict[str, Any]) -> None:
+        """A new task definition for the service: the scheduler begins its deployment, as ECS would.
+
+        The new tasks run the digest that revision pins and serve cleanly: a rollback to the
+        previous release brings back the build that served before.
+        """
+        wanted = str(request.get("taskDefinition") or "")
+        if not wanted or str(request.get("service", "")) not in (SERVICE, self.service_arn):
+            return
+        known = {self._seeded.previous_task_definition: self._seeded.previous_digest,
+                 self._seeded.current_task_definition: self._seeded.pushed_digest}
+        arn = next((item for item in known if wanted in (item, item.rsplit("/", 1)[-1])), None)
+        with self._scheduler._lock:
+            primary = next((d for d in self._scheduler.deployments if d.status == "PRIMARY"), None)
+            if arn is None or (primary is not None and primary.task_definition_arn == arn):
+                return  # unknown to the stage (moto answers the error), or nothing changes
+            digest = known[arn]
+            self._scheduler.begin_deployment(arn, lambda _i: TaskPlan("serve", Faults(), digest))
 
 
 def current_deployment_id(deployments: list[dict[str, Any]]) -> str | None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from stage.errors import StageError
 
@@ -24,45 +22,29 @@ def popen(argv: list[str], *, stdin: int = subprocess.DEVNULL, env: dict[str, st
 
 
 class WarmPool:
-    """Stand-in processes that have already imported FastAPI, waiting for their task's arguments.
+    """Stand-in task processes forked from a server that has already imported FastAPI.
 
-    A task then "boots" as fast as a real container that is already pulled; the pool refills
-    itself in the background. Started before moto is seeded, so both costs overlap.
+    A task then "boots" as fast as a real container that is already pulled, and 24 of them
+    share one copy of the imported code (``stage.task_processes``). The server starts
+    before moto is seeded, so both costs overlap. ``size`` 0 (an ``--app-cmd`` stage)
+    starts no server.
     """
 
     def __init__(self, size: int, secret_key: str) -> None:
-        self._size = size
-        self._env = {**os.environ, "CIVICFORGE_SECRET_KEY": secret_key}
-        self._ready: list[subprocess.Popen[bytes]] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        self._fill()
+        self._env = {"CIVICFORGE_SECRET_KEY": secret_key}
+        if size:
+            from stage import task_processes
 
-    def _fill(self) -> None:
-        with self._lock:
-            while not self._closed and len(self._ready) < self._size:
-                self._ready.append(popen([sys.executable, "-m", "stage.standin", "--warm"], stdin=subprocess.PIPE,
-                                          env=self._env))
+            threading.Thread(target=task_processes.warm_up, name="warm-pool", daemon=True).start()
 
-    def take(self, args: list[str]) -> subprocess.Popen[bytes]:
-        with self._lock:
-            process = self._ready.pop(0) if self._ready else None
-        if process is None:
-            process = popen([sys.executable, "-m", "stage.standin", "--warm"], stdin=subprocess.PIPE, env=self._env)
-        assert process.stdin is not None
-        process.stdin.write((json.dumps(args) + "\n").encode())
-        process.stdin.close()
-        threading.Thread(target=self._fill, name="warm-pool", daemon=True).start()
-        return process
+    def take(self, args: list[str]) -> Any:
+        """A started stand-in task (a ``ForkedTask``: pid, stdout/stderr pipes, wait, terminate)."""
+        from stage import task_processes
+
+        return task_processes.fork_task(args, self._env)
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle, self._ready = self._ready, []
-        for process in idle:
-            if process.stdin is not None:
-                process.stdin.close()  # an empty line: the process exits at once
-            terminate(process)
+        """Nothing to stop: the forkserver exits with the stage's process; the scheduler stops its tasks."""
 
 
 def terminate(process: subprocess.Popen[bytes] | None) -> None:

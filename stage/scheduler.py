@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from stage import moto_quirks
+from stage import blue_green, moto_quirks
 from stage.errors import StageError
 from stage.faults import Faults
 from stage.processes import WarmPool, popen, terminate
@@ -96,6 +96,9 @@ class Deployment:
     alarms: dict[str, Any] | None = None
     bake_until: float | None = None  # monotonic end of the bake time, once the old tasks are gone
     rolling_back: bool = False  # a rollback: ECS does not roll it back in turn
+    # The service's deploymentConfiguration when the deployment began (None: not read yet).
+    configuration: dict[str, Any] | None = None
+    blue_green: blue_green.BlueGreen | None = None  # a BLUE_GREEN deployment's stage and hooks
     created_at: datetime = field(default_factory=now)
     updated_at: datetime = field(default_factory=now)
 
@@ -177,6 +180,8 @@ class Scheduler:
         self._app_cmd_fields = app_cmd_fields(app_cmd) if app_cmd else frozenset()
         self._shipper = LogShipper(self._logs)
         self.deployments: list[Deployment] = []
+        # Deployments the service had before the stage began, no longer listed and with no task left.
+        self.retired: list[Deployment] = []
         self.tasks: list[StageTask] = []
         self.events: list[dict[str, Any]] = []
         self.stable_at: float | None = None  # wall time the last roll-out completed
@@ -186,9 +191,10 @@ class Scheduler:
 
     # -- public -------------------------------------------------------------------------------
 
-    def start(self, deployments: list[Deployment], events: list[str] = ()) -> None:
+    def start(self, deployments: list[Deployment], events: list[str] = (), retired: list[Deployment] = ()) -> None:
         with self._lock:
             self.deployments = deployments
+            self.retired = list(retired)
             for message in events:
                 self._event(message)
             self._reconcile()
@@ -211,6 +217,10 @@ class Scheduler:
             tasks = [t for t in self.tasks if t.process is not None]
             for task in tasks:
                 task.stopping = True
+        # Signal every task first, then wait: 24 tasks stop in the time of one.
+        for task in tasks:
+            if task.process is not None and task.process.poll() is None:
+                task.process.terminate()
         for task in tasks:
             terminate(task.process)
         self._addresses.close()
@@ -219,6 +229,25 @@ class Scheduler:
         if self._timer.is_alive():
             self._timer.join(timeout=5)
         self._shipper.close()
+
+    def begin_deployment(self, task_definition_arn: str, plan: Callable[[int], TaskPlan]) -> Deployment:
+        """``UpdateService`` with a new task definition: a new PRIMARY deployment; the others turn ACTIVE.
+
+        The reconcile loop then rolls it out as any deployment: its tasks start, the older ones
+        are scaled to zero once they are healthy, and the older deployments leave the list.
+        """
+        with self._lock:
+            desired = next((d.desired for d in self.deployments if d.status == "PRIMARY"), 1)
+            for deployment in self.deployments:
+                if deployment.status == "PRIMARY":
+                    deployment.status = "ACTIVE"
+                    deployment.updated_at = now()
+            new = Deployment(deployment_id(), task_definition_arn, "PRIMARY", "IN_PROGRESS", desired, plan,
+                             rollout_reason="ECS deployment in progress.")
+            self.deployments.insert(0, new)
+            self._event(f"(service {SERVICE}) (deployment {new.id}) deployment started with {task_definition_arn}.")
+            self._reconcile()
+            return new
 
     def add_stopped_task(self, deployment: Deployment, reason: str, exit_code: int | None) -> None:
         """A task that stopped before the stage began (for histories such as a rollback)."""
@@ -259,6 +288,9 @@ class Scheduler:
         primary = self._primary()
         if primary.rollout_state != "IN_PROGRESS":
             return
+        if self._blue_green(primary) is not None:
+            blue_green.advance(self, primary)
+            return
         alarms = self._deployment_alarms(primary)
         if alarms and self._roll_back_on_alarm(primary, alarms):
             return
@@ -279,7 +311,11 @@ class Scheduler:
                 primary.bake_until = time.monotonic() + self._bake_time_s
             if time.monotonic() < primary.bake_until:
                 return
-        self.deployments = [d for d in self.deployments if d not in old]
+        self.finish_rollout(primary, retired=old)
+
+    def finish_rollout(self, primary: Deployment, *, retired: list[Deployment]) -> None:
+        """The roll-out is done: the retired deployments leave the list and the PRIMARY is COMPLETED."""
+        self.deployments = [d for d in self.deployments if d not in retired]
         primary.rollout_state = "COMPLETED"
         primary.rollout_reason = f"ECS deployment {primary.id} completed."
         primary.updated_at = now()
@@ -287,15 +323,28 @@ class Scheduler:
         self._event(f"(service {SERVICE}) has reached a steady state.")
         self.stable_at = time.time()
 
+    def _configuration(self, deployment: Deployment) -> dict[str, Any]:
+        """The service's deploymentConfiguration as it was when ``deployment`` began (read once).
+
+        update_service keeps deploymentConfiguration on moto's service (create_service drops
+        it); read from there, not through describe_services, so the stage's own calls do not
+        show in the harness's call counts.
+        """
+        if deployment.configuration is None:
+            service = moto_quirks.find_service(REGION, CLUSTER, SERVICE)
+            deployment.configuration = dict(getattr(service, "deployment_configuration", None) or {})
+        return deployment.configuration
+
+    def _blue_green(self, deployment: Deployment) -> blue_green.BlueGreen | None:
+        """The deployment's blue/green state, set up when it is first seen (None: the service deploys ROLLING)."""
+        if deployment.blue_green is None and not deployment.rolling_back:
+            deployment.blue_green = blue_green.from_configuration(self._configuration(deployment), self._time_scale)
+        return deployment.blue_green
+
     def _deployment_alarms(self, deployment: Deployment) -> list[str]:
         """The alarm names ECS watches for this deployment: none for a rollback or when not enabled."""
         if deployment.alarms is None:
-            # update_service keeps deploymentConfiguration on moto's service (create_service drops
-            # it); read from there, not through describe_services, so the stage's own calls do not
-            # show in the harness's call counts.
-            service = moto_quirks.find_service(REGION, CLUSTER, SERVICE)
-            configuration = getattr(service, "deployment_configuration", None) or {}
-            deployment.alarms = dict(configuration.get("alarms") or {})
+            deployment.alarms = dict(self._configuration(deployment).get("alarms") or {})
         if deployment.rolling_back or not deployment.alarms.get("enable"):
             return []
         return list(deployment.alarms.get("alarmNames") or [])

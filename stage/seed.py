@@ -28,8 +28,9 @@ LOG_PREFIX = "ecs"
 REPOSITORY = "civicforge-board-mvp"
 SECRET_PREFIX = "civicforge/board-mvp"
 SMOKE_SECRET = f"{SECRET_PREFIX}/smoke-accounts"
-DESIRED_COUNT = 2
-PARTICIPANT_POOL = 3  # participant accounts in the smoke secret
+DESIRED_COUNT = 2  # the default; StageOptions(tasks=N) / `--tasks N` sets another
+PARTICIPANT_POOL = 3  # participant accounts in the smoke secret (the least; see participant_pool)
+MAX_TASKS = 100  # 127.0.0.N and 127.1.0.N give each task its own two addresses, with room for replacements
 
 # The runbook's fixed check (lesson 1) and the broken one the template still has.
 URLLIB_HEALTH_CHECK = (
@@ -54,6 +55,7 @@ class Seeded:
     previous_digest: str
     smoke_accounts: dict[str, dict[str, str]]
     secret_key: str
+    desired_count: int = DESIRED_COUNT
 
 
 def health_check(path: str, *, curl: bool, start_period: bool = True) -> dict[str, Any]:
@@ -64,8 +66,14 @@ def health_check(path: str, *, curl: bool, start_period: bool = True) -> dict[st
     return check
 
 
+def participant_pool(tasks: int) -> int:
+    """Participant accounts the stage seeds: one per task (at least 3), so every task's invite check can
+    run at once; a real secret lists what its operator made, and the harness waits for a free one."""
+    return max(PARTICIPANT_POOL, tasks)
+
+
 def seed(clients: dict[str, Any], *, health_check_path: str, curl_health_check: bool, secret_key: str,
-         no_start_period: bool = False) -> Seeded:
+         desired_count: int = DESIRED_COUNT, no_start_period: bool = False) -> Seeded:
     ec2, ecs, ecr, logs, sm = (clients[name] for name in ("ec2", "ecs", "ecr", "logs", "secretsmanager"))
 
     vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -90,7 +98,7 @@ def seed(clients: dict[str, Any], *, health_check_path: str, curl_health_check: 
 
     # The owner, then a pool of participants: overlapping runs each join a different one.
     accounts = {"owner": {"username": "smoke-owner", "password": secrets.token_urlsafe(18)}}
-    for number in range(1, PARTICIPANT_POOL + 1):
+    for number in range(1, participant_pool(desired_count) + 1):
         key = "participant" if number == 1 else f"participant_{number}"
         suffix = "" if number == 1 else f"-{number}"
         accounts[key] = {"username": f"smoke-participant{suffix}", "password": secrets.token_urlsafe(18)}
@@ -141,7 +149,7 @@ def seed(clients: dict[str, Any], *, health_check_path: str, curl_health_check: 
         cluster=CLUSTER,
         serviceName=SERVICE,
         taskDefinition=task_definitions[1],
-        desiredCount=DESIRED_COUNT,
+        desiredCount=desired_count,
         launchType="FARGATE",
         networkConfiguration={
             "awsvpcConfiguration": {"subnets": [subnet_id], "securityGroups": [sg_id], "assignPublicIp": "ENABLED"}
@@ -158,4 +166,5 @@ def seed(clients: dict[str, Any], *, health_check_path: str, curl_health_check: 
         previous_digest=previous_digest,
         smoke_accounts=accounts,
         secret_key=secret_key,
+        desired_count=desired_count,
     )

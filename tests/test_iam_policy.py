@@ -35,6 +35,10 @@ from tests.smoke_runs import smoke_command, smoke_env
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "infra" / "iam-policy.json"
+# What a gate that acts on the service needs beside POLICY (--continue-deployment, --on-fail rollback);
+# the canary's read-only task role does not get it.
+GATE_POLICY = ROOT / "infra" / "iam-gate-policy.json"
+ACTING_CALLS = {"ecs:ContinueServiceDeployment", "ecs:UpdateService"}
 TEMPLATE = ROOT / "infra" / "canary.yaml"
 HARNESS_CODE = [ROOT / "conftest.py", *sorted((ROOT / "plugins").rglob("*.py"))]
 CSM_CLIENT_ID = "smoke-harness-under-test"
@@ -233,7 +237,17 @@ def test_every_call_the_code_names_is_granted() -> None:
     """A second net for calls on paths no scenario reached: the client methods the code names."""
     named = _operations_named_in(HARNESS_CODE)
     assert "ecs:DescribeServices" in named and "cloudwatch:PutMetricData" in named  # the scan finds calls
-    assert named - granted_actions(_policy()) == set()
+    assert named - granted_actions(_policy()) == ACTING_CALLS  # the acting gate's, granted by GATE_POLICY only
+
+
+def test_the_acting_gate_policy_grants_only_the_two_calls_that_change_the_service() -> None:
+    gate = json.loads(GATE_POLICY.read_text(encoding="utf-8"))
+    assert granted_actions(gate) == ACTING_CALLS
+    assert not ACTING_CALLS & granted_actions(_policy())  # the read-only role cannot continue or roll back
+    [cont] = statements_granting(gate, "ecs:ContinueServiceDeployment")
+    assert cont["Resource"].endswith(":service-deployment/${ClusterName}/${ServiceName}/*")
+    [update] = statements_granting(gate, "ecs:UpdateService")
+    assert update["Resource"].endswith(":service/${ClusterName}/${ServiceName}")
 
 
 # -- scoping ------------------------------------------------------------------------------------------

@@ -55,7 +55,8 @@ def test_a_task_replaced_mid_run_is_re_resolved_once_and_reported(shared_stage: 
     controller.start()
     env = with_plugin(tmp_path, "replace_hook", REPLACE_HOOK,
                       {**stage.env, "SMOKE_TEST_REPLACE": str(request_fifo), "SMOKE_TEST_REPLACED": str(done_fifo)})
-    run = run_smoke(env, tmp_path / "reports", "-k", "health", "-p", "replace_hook", timeout_s=120)
+    # --serial: the hook hands over one task from one process (each task lane would run it once).
+    run = run_smoke(env, tmp_path / "reports", "-k", "health", "-p", "replace_hook", "--serial", timeout_s=120)
     controller.join(timeout=5)
 
     assert replaced.get("ready") == "True", run.output

@@ -93,10 +93,12 @@ class BoardApi:
     erroring its set-up (which reads as "could not verify").
     """
 
-    def __init__(self, client: httpx.Client, session: Session | Callable[[], Session], board_id: str) -> None:
+    def __init__(self, client: httpx.Client, session: Session | Callable[[], Session], board_id: str, *,
+                 username: str | None = None) -> None:
         self.client = client
         self._session = session
         self.board_id = board_id
+        self._username = username  # known before the login (choosing an account of the pool needs no login)
 
     @property
     def session(self) -> Session:
@@ -110,7 +112,7 @@ class BoardApi:
 
     @property
     def username(self) -> str:
-        return self.session.username
+        return self._username or self.session.username
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.session.token}"}

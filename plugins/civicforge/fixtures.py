@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
@@ -47,6 +48,7 @@ from plugins.stash import config_key, smoke_run_key, state_key
 
 LEDGER_ENV = "SMOKE_LEDGER"
 RUN_ID_KEY = "smoke_run_id"
+LOGIN_THREADS = 8  # the accounts' logins before the tests, side by side
 END_SWEEP_LOCK_TIMEOUT_S = 30.0  # at the end no worker writes any more; do not hang a cancelled job
 ledger_key = pytest.StashKey[Ledger]()
 sweeps_key = pytest.StashKey[list[str]]()
@@ -186,10 +188,13 @@ def check_accounts_log_in(config: pytest.Config) -> None:
     checked = [accounts.owner, *(() if resolved.bootstrap_accounts else accounts.participants)]
     with httpx.Client(base_url=target.base_url, timeout=DEFAULT_TIMEOUT, verify=shared_ssl_context()) as client:
         guard_secrets(client, secrets)
-        for account in checked:
-            try:
-                answer = login(client, account.username, account.password)
-            except httpx.HTTPError:
+        # All at once: a pool of 24 participants logs in in the time of one. The threads end here,
+        # before the task lanes fork.
+        with ThreadPoolExecutor(max_workers=min(LOGIN_THREADS, len(checked)),
+                                thread_name_prefix="smoke-login") as pool:
+            answers = list(pool.map(lambda account: _try_login(client, account), checked))
+        for account, answer in zip(checked, answers):
+            if answer is None:
                 return  # the tests report a task that stops answering
             if answer.status_code == 401:
                 state.outcome = CouldNotVerify(
@@ -197,6 +202,13 @@ def check_accounts_log_in(config: pytest.Config) -> None:
                     f"({describe_status(answer)}) on {target.describe()}: fix its password in {accounts.source}",
                     kind="accounts", details={"account": account.username}).to_dict()
                 return
+
+
+def _try_login(client: httpx.Client, account: Account) -> httpx.Response | None:
+    try:
+        return login(client, account.username, account.password)
+    except httpx.HTTPError:
+        return None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -362,7 +374,8 @@ def smoke_participant(smoke_login: SmokeLogins, smoke_http: httpx.Client, smoke_
 def smoke_participants(smoke_login: SmokeLogins, smoke_http: httpx.Client, smoke_config: SmokeConfig,
                        smoke_accounts: SmokeAccounts) -> list[BoardApi]:
     """Every participant account of the pool on this task (each logs in on first use)."""
-    return [BoardApi(smoke_http, lambda account=account: smoke_login.session_of(account), smoke_config.board_id)
+    return [BoardApi(smoke_http, lambda account=account: smoke_login.session_of(account), smoke_config.board_id,
+                     username=account.username)
             for account in smoke_accounts.participants]
 
 
@@ -374,14 +387,18 @@ def smoke_anonymous(smoke_http: httpx.Client, smoke_config: SmokeConfig) -> Anon
 
 @pytest.fixture
 def smoke_memberships(smoke_ledger: Ledger, smoke_owner: BoardApi, smoke_target: Target,
-                      smoke_exchanges: ExchangeLog) -> Iterator[MembershipWrites]:
+                      smoke_exchanges: ExchangeLog, smoke_accounts: SmokeAccounts) -> Iterator[MembershipWrites]:
     """Membership writes for this test: under the inter-process lock, recorded, undone at teardown.
 
-    Collisions with runs on other machines become notes in the report (``smoke_exchanges.notes``).
+    The lock is shared among tests, each holding its own participant of the pool (the tasks share
+    one database: one participant joins one task at a time), so every task's writes can overlap;
+    the sweeps take it exclusively. Collisions with runs on other machines become notes in the
+    report (``smoke_exchanges.notes``).
     """
-    with smoke_ledger.write_lock():
+    usernames = [account.username for account in smoke_accounts.participants]
+    with smoke_ledger.write_lock(shared=True), smoke_ledger.account_lock(usernames) as reserved:
         writes = MembershipWrites(smoke_ledger, smoke_owner, task=smoke_target.short_id,
-                                  notes=smoke_exchanges.notes)
+                                  notes=smoke_exchanges.notes, reserved=reserved)
         try:
             yield writes
         finally:

@@ -147,18 +147,58 @@ class Ledger:
     # -- the write lock ----------------------------------------------------------------------------
 
     @contextmanager
-    def write_lock(self, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
-        """Hold the inter-process membership lock (bounded wait; released even if the holder dies)."""
+    def write_lock(self, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S, *, shared: bool = False) -> Iterator[None]:
+        """Hold the inter-process membership lock (bounded wait; released even if the holder dies).
+
+        ``shared``: a test's writes, which may overlap other tests' as long as each holds its own
+        participant (:meth:`account_lock`); a sweep takes it exclusively, so it sees no write under way.
+        """
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.lock_path, "a+", encoding="utf-8") as handle:
-            _acquire(handle, timeout_s, self.lock_path)
+            _acquire(handle, timeout_s, self.lock_path, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def account_lock_path(self, username: str) -> Path:
+        return self.lock_path.with_name(f"{self.lock_path.name}.{zlib.crc32(username.encode()):08x}")
 
-def _acquire(handle: IO[str], timeout_s: float, path: Path) -> None:
+    @contextmanager
+    def account_lock(self, usernames: Sequence[str], timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[str]:
+        """Hold one participant of ``usernames`` that no other process of this ledger holds; yields its name.
+
+        Tried in order, without blocking, round after round within ``timeout_s``: tests that each
+        hold a different participant write at once (every task of a run, every worker), and only
+        tests beyond the pool's size wait.
+        """
+        if not usernames:
+            raise ValueError("account_lock needs at least one username")
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handles = {name: open(self.account_lock_path(name), "a+", encoding="utf-8") for name in usernames}
+        held: str | None = None
+        try:
+            deadline = time.monotonic() + timeout_s
+            while held is None:
+                for name, handle in handles.items():
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue
+                    held = name
+                    break
+                else:
+                    if time.monotonic() >= deadline:
+                        raise LedgerLockTimeout(f"every participant of the pool ({len(usernames)}) was held by "
+                                                f"other tests for over {timeout_s:.0f} s")
+                    time.sleep(LOCK_POLL_S)  # a bounded poll: flock offers no wait with a deadline
+            yield held
+        finally:
+            for handle in handles.values():
+                handle.close()  # closing releases the lock
+
+
+def _acquire(handle: IO[str], timeout_s: float, path: Path, mode: int = fcntl.LOCK_EX) -> None:
     # flock offers no wait with a deadline: try without blocking, within one time budget.
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_delay(timeout_s),
@@ -167,7 +207,7 @@ def _acquire(handle: IO[str], timeout_s: float, path: Path) -> None:
         reraise=True,
     )
     try:
-        retrying(fcntl.flock, handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        retrying(fcntl.flock, handle, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         raise LedgerLockTimeout(
             f"the smoke write lock {path} was held for over {timeout_s:.0f} s by another process"
@@ -294,10 +334,12 @@ class MembershipWrites:
     not remove (called at teardown, also when the test failed).
     """
 
-    def __init__(self, ledger: Ledger, owner: MembershipApi, *, task: str, notes: list[str] | None = None) -> None:
+    def __init__(self, ledger: Ledger, owner: MembershipApi, *, task: str, notes: list[str] | None = None,
+                 reserved: str | None = None) -> None:
         self.ledger = ledger
         self.owner = owner
         self.task = task
+        self.reserved = reserved  # the participant this test holds among this run's tests (tried first)
         self.notes = notes if notes is not None else []  # reach the report (collisions with other runs)
         self._begun: list[int] = []
 
@@ -329,6 +371,7 @@ class MembershipWrites:
         claim = Claim(None, None, self.notes)
         start = zlib.crc32(self.ledger.run_id.encode()) % len(pool)
         order = [*pool[start:], *pool[:start]]
+        order.sort(key=lambda member: member.username != self.reserved)  # stable: the rest keep their order
         deadline = clock() + budget_s
         while True:
             for member in order:

@@ -46,6 +46,8 @@ CATEGORIES: dict[str, str] = {
     "smoke_accounts": "The smoke accounts are missing, unreadable, malformed, or refused at login",
     "checks_errored": "Checks could not run (errors, not failures): nothing was proven",
     "harness_error": "The harness itself failed; nothing is known about the release",
+    "no_paused_hook": "--continue-deployment found no service deployment paused at a PAUSE lifecycle hook",
+    "hook_action_failed": "The gate passed but ECS refused to continue the paused deployment",
     "task_definition_lint": "--strict-lint: the task definition has warnings",
 }
 
@@ -99,6 +101,13 @@ NEXT_STEPS: dict[str, str] = {
     "not the service.",
     "harness_error": "Read harness-error.txt in the report folder and file it with the harness's maintainers; "
     "run again.",
+    "no_paused_hook": "Run the gate while the blue/green deployment waits at its PAUSE hook: give the service "
+    "deploymentConfiguration strategy BLUE_GREEN with a lifecycleHooks entry of targetType PAUSE (e.g. at "
+    "POST_SCALE_UP), start the deploy, then run the gate; `aws ecs describe-service-deployments` shows "
+    "lifecycleHookDetails AWAITING_ACTION. Drop --continue-deployment for a rolling service.",
+    "hook_action_failed": "Give the gate's role ecs:ContinueServiceDeployment on the service's service deployments "
+    "(infra/iam-gate-policy.json; the read-only role does not grant it), or continue by hand before the hook times "
+    "out: `aws ecs continue-service-deployment --service-deployment-arn ARN --hook-id ID --action CONTINUE`.",
     "task_definition_lint": "Fix the task definition warnings listed in the report (health check command, path, "
     "startPeriod), register it and redeploy; or drop --strict-lint.",
 }
@@ -126,6 +135,8 @@ NOT_VERIFIED_KINDS: dict[str, str] = {
     "accounts": "smoke_accounts",
     "deadline": "not_stable",
     "harness_error": "harness_error",
+    "no_paused_hook": "no_paused_hook",
+    "hook_action_failed": "hook_action_failed",
 }
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -48,6 +49,27 @@ UNAVAILABLE_CODES = frozenset({
 
 
 @dataclass(frozen=True, slots=True)
+class LifecycleHook:
+    """One ``DeploymentLifecycleHookDetail`` of a service deployment (a hook ECS reached)."""
+
+    hook_id: str
+    target_type: str | None  # PAUSE | AWS_LAMBDA
+    status: str | None  # AWAITING_ACTION | IN_PROGRESS | SUCCEEDED | FAILED | TIMED_OUT
+    expires_at: datetime | None
+    timeout_action: str | None  # ROLLBACK | CONTINUE
+
+    @property
+    def paused(self) -> bool:
+        """A PAUSE hook waiting for ContinueServiceDeployment."""
+        return self.target_type == "PAUSE" and self.status == "AWAITING_ACTION"
+
+    def describe(self) -> str:
+        """``ecs-pause-1a2b PAUSE AWAITING_ACTION`` (the form the record's evidence uses)."""
+        kind = f" {self.target_type}" if self.target_type else ""
+        return f"{self.hook_id}{kind} {self.status or '?'}"
+
+
+@dataclass(frozen=True, slots=True)
 class DeploymentRecord:
     """The current service deployment and its target revision, as ECS recorded them."""
 
@@ -65,6 +87,15 @@ class DeploymentRecord:
     image_digests: tuple[tuple[str, str], ...]  # (container name, digest) the revision pinned
     lifecycle_hooks: tuple[str, ...] = ()  # "hookId status" per lifecycle hook
     triggered_alarms: tuple[str, ...] = ()  # deployment alarms that went off (an alarm rollback)
+    hooks: tuple[LifecycleHook, ...] = ()  # lifecycleHookDetails, parsed
+    lifecycle_stage: str | None = None  # where an IN_PROGRESS deployment is (SCALE_UP, POST_SCALE_UP, ...)
+    strategy: str | None = None  # deploymentConfiguration.strategy: ROLLING | BLUE_GREEN | LINEAR | CANARY
+    pause_stages: tuple[str, ...] = ()  # the stages its deploymentConfiguration holds with a PAUSE hook
+
+    @property
+    def paused_hook(self) -> LifecycleHook | None:
+        """The PAUSE hook the deployment waits at (AWAITING_ACTION), if any."""
+        return next((hook for hook in self.hooks if hook.paused), None) if self.status == "IN_PROGRESS" else None
 
     @property
     def rolled_back(self) -> bool:
@@ -130,6 +161,10 @@ def parse_record(raw: Mapping[str, Any], revision: Mapping[str, Any]) -> Deploym
     hooks = tuple(
         f"{hook.get('hookId', '?')} {hook.get('status', '?')}" for hook in raw.get("lifecycleHookDetails") or []
     )
+    configuration = raw.get("deploymentConfiguration") or {}
+    pause_stages = tuple(dict.fromkeys(
+        str(stage) for hook in configuration.get("lifecycleHooks") or [] if hook.get("targetType") == "PAUSE"
+        for stage in hook.get("lifecycleStages") or []))
     return DeploymentRecord(
         arn=str(raw.get("serviceDeploymentArn", "")),
         status=str(raw.get("status", "")),
@@ -145,6 +180,22 @@ def parse_record(raw: Mapping[str, Any], revision: Mapping[str, Any]) -> Deploym
         image_digests=images,
         lifecycle_hooks=hooks,
         triggered_alarms=tuple(str(name) for name in (raw.get("alarms") or {}).get("triggeredAlarmNames") or []),
+        hooks=tuple(parse_hook(hook) for hook in raw.get("lifecycleHookDetails") or []),
+        lifecycle_stage=raw.get("lifecycleStage") or None,
+        strategy=configuration.get("strategy") or None,
+        pause_stages=pause_stages,
+    )
+
+
+def parse_hook(raw: Mapping[str, Any]) -> LifecycleHook:
+    """A ``DeploymentLifecycleHookDetail`` (``expiresAt`` as botocore parsed it)."""
+    expires = raw.get("expiresAt")
+    return LifecycleHook(
+        hook_id=str(raw.get("hookId", "")),
+        target_type=raw.get("targetType") or None,
+        status=raw.get("status") or None,
+        expires_at=expires if isinstance(expires, datetime) else None,
+        timeout_action=raw.get("timeoutAction") or None,
     )
 
 

@@ -135,6 +135,7 @@ class ServiceObserver:
     _last_signature: tuple[Any, ...] | None = None
     _last_tasks: tuple[TaskInfo, ...] = ()
     _last_full_at: float = 0.0
+    _last_failed: int = 0
     light_polls: int = 0
     # What AWS answered, kept for evidence and lint (plugins.core.evidence.Seen): no second look.
     last_service: dict[str, Any] | None = None
@@ -142,17 +143,29 @@ class ServiceObserver:
     # The current service deployment's record where the account has them (else deployments alone).
     records: DeploymentRecords = field(default_factory=DeploymentRecords)
     _record: DeploymentRecord | None = None
+    # Read the record on every change, not only when deployments show what it settles (a blue/green
+    # gate needs its lifecycle hooks, which deployments never show).
+    read_records: bool = False
+
+    @property
+    def record(self) -> DeploymentRecord | None:
+        """The current service deployment's record as the last poll read it (None: not read or none)."""
+        return self._record
 
     @property
     def group(self) -> str:
         return f"service:{self.service}"
 
-    def poll(self, *, light_if_unchanged: bool = False, full_every_s: float = 3.0) -> Observation:
+    def poll(self, *, light_if_unchanged: bool = False, full_every_s: float = 3.0,
+             full_gap_s: float = 0.0) -> Observation:
         """One look: the service, its deployments and events, and its tasks (live and stopped).
 
         ``light_if_unchanged``: when describe_services shows the same deployments and counts
         as the last full look (and that look is under ``full_every_s`` old), reuse its tasks:
         one AWS call instead of three, so the wait can look often and still spend little.
+        ``full_gap_s``: also reuse them while a roll-out is under way (it changes on every look)
+        and the last full look is younger than this, unless describe_services shows a state that
+        may be settled: then the tasks are read at once, so the end is never seen late.
         """
         ecs = self.clients.ecs
         with aws_errors(self.clients, cluster=self.cluster, service=self.service):
@@ -161,14 +174,21 @@ class ServiceObserver:
             counts = (int(raw_service.get("desiredCount", 0)), int(raw_service.get("runningCount", 0)),
                       int(raw_service.get("pendingCount", 0)))  # fmt: skip
             signature = _signature(raw_service, counts)
+            worth = self.read_records or records_worth_reading(raw_service)
             self._record = (self.records.read(self.clients, raw_service, changed=signature != self._last_signature)
-                            if records_worth_reading(raw_service) else None)
-            fresh = time.monotonic() - self._last_full_at < full_every_s
-            if light_if_unchanged and self.polls and signature == self._last_signature and fresh:
+                            if worth else None)
+            age = time.monotonic() - self._last_full_at
+            unchanged = signature == self._last_signature and age < full_every_s
+            moving = age < full_gap_s and not may_have_settled(raw_service)
+            if light_if_unchanged and self.polls and (unchanged or moving):
                 self.light_polls += 1
                 return self._observation(raw_service, counts, self._last_tasks)
             live_arns = set(self._list_task_arns("RUNNING"))
-            changed = self.polls == 0 or frozenset(live_arns) != self._last_live or counts != self._last_counts
+            failed = _failed_tasks(raw_service)
+            # A task can only have stopped unseen if ECS counted a failure or fewer tasks run now.
+            changed = (self.polls == 0 or failed != self._last_failed or counts[1] < self._last_counts[1]
+                       if self._last_counts is not None else True)
+            self._last_failed = failed
             new_stopped: set[str] = set()
             if changed:
                 new_stopped = set(self._list_task_arns("STOPPED")) - self._stopped.keys()
@@ -251,6 +271,17 @@ class ServiceObserver:
                 cached = self.clients.ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
             self._task_definitions[arn] = cached
         return cached
+
+
+def may_have_settled(raw_service: Mapping[str, Any]) -> bool:
+    """describe_services alone: every task wanted runs and no older deployment runs any (worth a full look)."""
+    deployments = raw_service.get("deployments", [])
+    others_idle = all(int(d.get("runningCount", 0)) == 0 for d in deployments if d.get("status") != "PRIMARY")
+    return others_idle and int(raw_service.get("runningCount", 0)) == int(raw_service.get("desiredCount", -1))
+
+
+def _failed_tasks(raw_service: Mapping[str, Any]) -> int:
+    return sum(int(d.get("failedTasks", 0)) for d in raw_service.get("deployments", []))
 
 
 def _signature(raw_service: Mapping[str, Any], counts: tuple[int, int, int]) -> tuple[Any, ...]:
@@ -445,16 +476,22 @@ def _rollback_events(observation: Observation, primary: DeploymentInfo) -> list[
     ]
 
 
-def lookup_addresses(clients: AwsClients, eni_ids: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
+def lookup_addresses(clients: AwsClients, eni_ids: Iterable[str],
+                     known: dict[str, tuple[str | None, str | None]] | None = None,
+                     ) -> dict[str, tuple[str | None, str | None]]:
     """``{eni_id: (private_ip, public_ip)}`` with ONE describe_network_interfaces call.
 
     A filter (not ``NetworkInterfaceIds``) so an ENI deleted in between is just
-    missing from the answer instead of failing the whole call.
+    missing from the answer instead of failing the whole call. ``known``: addresses
+    looked up before (an ENI keeps its addresses for its task's life); only the others
+    are asked for, and complete answers are added to it.
     """
-    ids = sorted(set(eni_ids))
+    wanted = sorted(set(eni_ids))
+    cached = {eni: known[eni] for eni in wanted if known is not None and eni in known}
+    ids = [eni for eni in wanted if eni not in cached]
     if not ids:
-        return {}
-    found: dict[str, tuple[str | None, str | None]] = {}
+        return cached
+    found: dict[str, tuple[str | None, str | None]] = dict(cached)
     kwargs: dict[str, Any] = {"Filters": [{"Name": "network-interface-id", "Values": ids}]}
     with aws_errors(clients):
         while True:
@@ -462,6 +499,8 @@ def lookup_addresses(clients: AwsClients, eni_ids: Iterable[str]) -> dict[str, t
             for eni in response.get("NetworkInterfaces", []):
                 public_ip = (eni.get("Association") or {}).get("PublicIp")
                 found[eni["NetworkInterfaceId"]] = (eni.get("PrivateIpAddress"), public_ip)
+                if known is not None and public_ip and eni.get("PrivateIpAddress"):
+                    known[eni["NetworkInterfaceId"]] = found[eni["NetworkInterfaceId"]]
             token = response.get("NextToken")
             if not token:
                 return found
@@ -475,10 +514,11 @@ def build_targets(
     container: str,
     port: int,
     address: Address,
+    known_addresses: dict[str, tuple[str | None, str | None]] | None = None,
 ) -> tuple[Target, ...]:
-    """Targets for ready tasks, addressed by public or private IP."""
+    """Targets for ready tasks, addressed by public or private IP (``known_addresses``: see lookup_addresses)."""
     tasks = tuple(tasks)
-    addresses = lookup_addresses(clients, (task.eni_id for task in tasks if task.eni_id))
+    addresses = lookup_addresses(clients, (task.eni_id for task in tasks if task.eni_id), known_addresses)
     targets: list[Target] = []
     for task in tasks:
         private_ip, public_ip = addresses.get(task.eni_id or "", (None, None))

@@ -26,6 +26,7 @@ DEFAULT_STABLE_TIMEOUT_S = 600.0
 DEFAULT_BOARD_ID = "board_001"
 DEFAULT_REPORT_DIR = "reports"
 DEFAULT_METRICS_NAMESPACE = "CivicForge/Smoke"
+ON_FAIL_CHOICES = ("none", "rollback")  # --on-fail: what a failed gate (exit 1) does to the service
 
 
 class UsageError(ValueError):
@@ -178,6 +179,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "CloudWatch namespace for --canary", DEFAULT_METRICS_NAMESPACE, parse_name),
     OptionSpec("environment", "--environment", "SMOKE_ENVIRONMENT", "Environment dimension for --canary",
                "production", parse_name),
+    OptionSpec("continue_deployment", "--continue-deployment", "SMOKE_CONTINUE_DEPLOYMENT",
+               "blue/green: test the green tasks at the deployment's PAUSE hook, then continue it on pass, roll it "
+               "back on fail (needs ecs:ContinueServiceDeployment)", False, parse_flag, is_flag=True),
+    OptionSpec("on_fail", "--on-fail", "SMOKE_ON_FAIL",
+               "none|rollback: on a failed gate (exit 1) update the service back to the task definition it ran "
+               "before (needs ecs:UpdateService)", "none", parse_choice(*ON_FAIL_CHOICES)),
+    OptionSpec("serial", "--serial", "SMOKE_SERIAL",
+               "check the tasks one after another (default: every task at once, each in its own lane)",
+               False, parse_flag, is_flag=True),
 )
 SPECS: dict[str, OptionSpec] = {spec.dest: spec for spec in OPTIONS}
 
@@ -206,7 +216,14 @@ class Settings:
     canary: bool = False
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     environment: str = "production"
+    continue_deployment: bool = False
+    on_fail: str = "none"
+    serial: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def rolls_back_on_fail(self) -> bool:
+        return self.on_fail == "rollback"
 
     @property
     def uses_discovery(self) -> bool:
@@ -252,7 +269,26 @@ def resolve_settings(cli: Lookup, ini: Lookup, environ: Mapping[str, str] | None
         sources[spec.dest] = source
     settings = Settings(**values, sources=sources)
     require_target(settings)
+    require_compatible_actions(settings)
     return settings
+
+
+def require_compatible_actions(settings: Settings) -> None:
+    """--continue-deployment and --on-fail rollback act on an ECS service: each needs discovery, and one each run."""
+    acting = [flag for flag, wanted in (("--continue-deployment", settings.continue_deployment),
+                                        ("--on-fail rollback", settings.rolls_back_on_fail)) if wanted]
+    if acting and settings.targets:
+        raise UsageError(f"{acting[0]} (from {_source_of(settings, acting[0])}) acts on an ECS service and "
+                         "--target-url skips discovery; give --ecs-cluster and --ecs-service instead")
+    if len(acting) == 2:
+        raise UsageError(f"--on-fail rollback (from {settings.sources.get('on_fail', 'default')}) is for rolling "
+                         "deployments; with --continue-deployment a failed gate rolls back through the paused hook: "
+                         "drop one of the two")
+
+
+def _source_of(settings: Settings, flag: str) -> str:
+    dest = "continue_deployment" if flag == "--continue-deployment" else "on_fail"
+    return settings.sources.get(dest, "default")
 
 
 def require_target(settings: Settings) -> None:

@@ -11,14 +11,17 @@ The wait ends early with ``DeployFailed`` on a rollback, on tasks that keep stop
 and on an image or task-definition mismatch. A passed deadline is ``CouldNotVerify``
 carrying the last observed state.
 
-Call budget: a full poll is describe_services + list_tasks + describe_tasks (3 calls),
-plus list_tasks(STOPPED) only when the task set or counts moved, plus one EC2 call
-when the set of ready tasks changes. A full poll happens only when describe_services
-shows a change (deployments, counts, a new event) or the last one is 3 s old; every
-other poll is that one describe_services call. Polls back off from 0.25 s to a
+Call budget: a full poll is describe_services + list_tasks + describe_tasks (3 calls;
+describe_tasks takes 100 tasks a call, so 24 tasks cost the same as 2), plus
+list_tasks(STOPPED) only when ECS counted a failed task or fewer tasks run, plus one EC2
+call for the ENIs not looked up before (one call for all of them). A full poll happens
+only when describe_services shows a change (deployments, counts, a new event) or the
+last one is 3 s old, and mid-roll-out (a change on every look) at most every 2 s unless
+describe_services shows a state that may be settled; every other poll is that one
+describe_services call. Polls back off from 0.25 s to a
 0.6–0.75 s gap, so a long wait costs about 2 AWS calls a second, and the moment ECS
 settles is seen within 0.75 s. The health streak that follows is HTTP only, 0.25 s
-apart.
+apart, every task at once.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import random
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -34,6 +38,7 @@ import httpx
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception
 
 from plugins.core.aws import AwsClients
+from plugins.core.blue_green import green_not_settled, paused_hook_note
 from plugins.core.deployment_records import DeploymentRecord
 from plugins.core.discovery import (
     ContainerChoice,
@@ -62,11 +67,15 @@ FIRST_POLL_GAP_S = 0.25
 # Most polls are one describe_services call (the tasks are listed again only when the
 # service changed, or every FULL_POLL_EVERY_S): 0.75 s apart that stays near 2 calls a second.
 MAX_POLL_GAP_S = 0.75
+# Mid-roll-out every look shows a change; the tasks are read again at most this often then (a look
+# that may show the end reads them at once).
+FULL_POLL_GAP_S = 2.0
 HEALTH_POLL_GAP_S = 0.25  # once ECS has settled, the rest of the health streak is HTTP only
 STOPPED_TASKS_LIMIT = 2  # stopped tasks of the new deployment that mean "it keeps failing"
 FATAL_STOP_MARKERS = ("exec format error",)
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
 HEALTH_TIMEOUT = httpx.Timeout(3.0, connect=2.0)
+HEALTH_THREADS = 32  # health GETs in flight at once (the wait's HTTP side; no AWS call)
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -154,6 +163,18 @@ def get_health(http: httpx.Client, target: Target, path: str) -> HealthAnswer:
     return HealthAnswer(target, url, response.status_code, None)
 
 
+def get_health_all(http: httpx.Client, targets: tuple[Target, ...], path: str) -> list[HealthAnswer]:
+    """``get_health`` on every target at once (in target order): 24 tasks answer in the time of one.
+
+    The threads end before this returns: nothing keeps running between polls (a forked lane
+    must not copy a thread's half-held lock).
+    """
+    if len(targets) < 2:
+        return [get_health(http, target, path) for target in targets]
+    with ThreadPoolExecutor(max_workers=min(HEALTH_THREADS, len(targets)), thread_name_prefix="health") as pool:
+        return list(pool.map(lambda target: get_health(http, target, path), targets))
+
+
 def poll_gap(attempt: int, rng: random.Random) -> float:
     """Seconds before poll ``attempt + 1``: 0.25, 0.5, then 0.75 (each -20 % jitter)."""
     base = min(MAX_POLL_GAP_S, FIRST_POLL_GAP_S * 2 ** max(0, attempt - 1))
@@ -179,6 +200,8 @@ class WaitOptions:
     port: int | None
     consecutive_ok: int
     test_during_bake: bool = False
+    # Blue/green (--continue-deployment): settled means paused at a PAUSE hook with green's tasks ready.
+    at_paused_hook: bool = False
 
 
 @dataclass(slots=True)
@@ -200,6 +223,7 @@ class _Wait:
     _targets: tuple[frozenset[str], tuple[Target, ...]] | None = None
     _starting: tuple[frozenset[str], tuple[Target, ...]] | None = None  # tasks ECS has not called healthy yet
     _choice: ContainerChoice | None = None
+    addresses: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # by ENI, looked up once
 
     def elapsed(self) -> float:
         return self.clock() - self.started
@@ -214,7 +238,7 @@ class _Wait:
         if self.in_health_phase and self.last is not None and self._targets is not None:
             # ECS said settled a moment ago; the rest of the streak is HTTP only.
             return self._finish(self.last, self._targets[1])
-        observation = self.observer.poll(light_if_unchanged=True)
+        observation = self.observer.poll(light_if_unchanged=True, full_gap_s=FULL_POLL_GAP_S)
         self.last = observation
         if self.stopped_before is None:
             self.stopped_before = frozenset(task.task_arn for task in observation.stopped_tasks)
@@ -231,8 +255,12 @@ class _Wait:
                 # Tasks that keep stopping over a health path the build lacks: name that cause.
                 self._probe_starting(observation, choice)
             raise
-        waiting_on = aws_not_settled(observation, primary, needs_health=choice.task_has_health_check,
-                                     bake_is_settled=self.options.test_during_bake)
+        if self.options.at_paused_hook:
+            waiting_on = (paused_hook_note(observation.record, self.observer.records.unavailable)
+                          or green_not_settled(observation, primary, needs_health=choice.task_has_health_check))
+        else:
+            waiting_on = aws_not_settled(observation, primary, needs_health=choice.task_has_health_check,
+                                         bake_is_settled=self.options.test_during_bake)
         if waiting_on:
             self.aws_settled_at = None
             ready = ready_primary_tasks(observation, needs_health=choice.task_has_health_check)
@@ -267,7 +295,7 @@ class _Wait:
             self.ok_streak = 0
             targets = build_targets(
                 self.observer.clients, ready, container=choice.name, port=choice.port,
-                address=self.options.address,
+                address=self.options.address, known_addresses=self.addresses,
             )  # fmt: skip
             self._targets = (arns, targets)
         return self._targets[1]
@@ -296,17 +324,16 @@ class _Wait:
             return
         if self._starting is None or self._starting[0] != arns:
             targets = build_targets(self.observer.clients, starting, container=choice.name, port=choice.port,
-                                    address=self.options.address)
+                                    address=self.options.address, known_addresses=self.addresses)
             self._starting = (arns, targets)
         path, source = self.health_path(choice)
-        for target in self._starting[1]:
-            answer = get_health(self.http, target, path)
+        for answer in get_health_all(self.http, self._starting[1], path):
             if answer.status == 404:
                 raise health_path_missing(self.http, answer, path, choice, source=source)
 
     def _check_health(self, targets: tuple[Target, ...], choice: ContainerChoice) -> None:
         path, source = self.health_path(choice)
-        answers = [get_health(self.http, target, path) for target in targets]
+        answers = get_health_all(self.http, targets, path)
         for answer in answers:
             if answer.status == 404:
                 raise health_path_missing(self.http, answer, path, choice, source=source)
@@ -478,6 +505,7 @@ def wait_until_stable(
     rng: random.Random | None = None,
     observer: ServiceObserver | None = None,
     test_during_bake: bool = False,
+    at_paused_hook: bool = False,
 ) -> StableResult:
     """Poll until the service's PRIMARY deployment is settled and answers; see the module docstring.
 
@@ -498,6 +526,7 @@ def wait_until_stable(
         port=port,
         consecutive_ok=consecutive_ok,
         test_during_bake=test_during_bake,
+        at_paused_hook=at_paused_hook,
     )
     own_http = http is None
     client = http if http is not None else httpx.Client(timeout=HEALTH_TIMEOUT, follow_redirects=False)
@@ -505,6 +534,7 @@ def wait_until_stable(
     start = clock()
     # A caller's own observer keeps what AWS answered after the wait, also when it raised.
     observer = observer or ServiceObserver(clients, cluster, service)
+    observer.read_records = observer.read_records or at_paused_hook  # the hooks are only in the record
     state = _Wait(observer, options, client, clock, start, datetime.now().astimezone())
     deadline = start + timeout_s
     jitter = rng or random.Random()

@@ -20,6 +20,13 @@ verdict.json fields
 - ``diagnoses``: one entry per named cause: ``category`` (see ``categories.CATEGORIES``),
   ``task_id``, ``summary``, ``evidence`` (one line), ``next_step``.
 - ``warnings``: sentences about things that did not fail the run (task definition lint...).
+- ``deployment_gate`` (``--continue-deployment`` only): the service deployment, the PAUSE hook
+  found (``paused_hook``: ``hook_id``, ``stage``, ``expires_at``, ``timeout_action``), each
+  ``actions`` entry (``hook_id``, ``stage``, ``action`` CONTINUE or ROLLBACK, ``at``, ``accepted``,
+  ``error``), and ``final_status`` / ``final_stage`` of the deployment when the run stopped following it.
+- ``rollback`` (``--on-fail rollback`` only): ``status`` (stable, not_stable, refused, not_started),
+  ``message``, the ``failed`` and the ``to`` deployment (``deployment_id``, ``task_definition``),
+  ``found_in`` (where the previous revision was found), ``started_at`` and ``finished_at``.
 
 Every string is redacted through the run's ``SecretRegistry`` (and credential-shaped text
 masked) before it is written; files are replaced atomically.
@@ -34,7 +41,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from plugins.core.categories import NEXT_STEPS, Diagnosis, diagnose_not_verified
 from plugins.core.redact import SecretRegistry, scrub_patterns
@@ -95,6 +102,8 @@ class Verdict(TypedDict):
     checks: list[CheckRecord]
     diagnoses: list[DiagnosisRecord]
     warnings: list[str]
+    deployment_gate: NotRequired[dict[str, Any]]  # blue_green.GateRecord.to_dict()
+    rollback: NotRequired[dict[str, Any]]  # rollback.RollbackRecord.to_dict()
 
 
 def utc_iso(moment: datetime) -> str:
@@ -123,6 +132,7 @@ def decide(
     interrupted: int | None = None,
     internal_error: str | None = None,
     usage_error: bool = False,
+    deployment_action_refused: str | None = None,
 ) -> Decision:
     """The one verdict of a run, from everything it saw (pure).
 
@@ -163,6 +173,9 @@ def decide(
         cause = Diagnosis("checks_errored", errored["task_id"] if errored else None, summary, evidence,
                           NEXT_STEPS["checks_errored"])
         return Decision("error", EXIT_NOT_VERIFIED, (*found, _record(cause)))
+    if deployment_action_refused is not None:
+        refused = diagnose_not_verified("hook_action_failed", deployment_action_refused)
+        return Decision("error", EXIT_NOT_VERIFIED, (*found, _record(refused)))
     return Decision("pass", EXIT_PASS, tuple(found))
 
 
@@ -332,6 +345,29 @@ def render_summary(verdict: Verdict) -> str:
                 f"  - evidence: {_code(found['evidence'])}",
                 f"  - next step: {_md(found['next_step'])}",
             ]
+    gate = verdict.get("deployment_gate")
+    if gate:
+        hook = gate["paused_hook"]
+        lines += ["", "### Deployment gate (blue/green)", "",
+                  f"Service deployment {_code(gate['service_deployment_arn'])} paused at {_md(hook.get('stage') or '?')} "
+                  f"(hook {_code(hook['hook_id'])}, timeout action {_md(hook.get('timeout_action') or '?')}).", ""]
+        for action in gate["actions"]:
+            done = "done" if action["accepted"] else f"refused: {_md(action.get('error') or '')}"
+            lines.append(f"- {action['action']} hook {_code(action['hook_id'])} at {_md(action.get('stage') or '?')}, "
+                         f"{_md(action['at'])}: {done}")
+        if not gate["actions"]:
+            lines.append("- no action: the hook was left paused")
+        if gate.get("final_status"):
+            lines.append(f"- then: {_md(gate['final_status'])} at {_md(gate.get('final_stage') or '-')}")
+    rollback = verdict.get("rollback")
+    if rollback:
+        failed, to = rollback["failed"], rollback["to"]
+        lines += ["", "### Rollback (--on-fail rollback)", "",
+                  f"- **{_md(rollback['status'])}**: {_md(rollback['message'])}",
+                  f"- failed: deployment {_code(failed.get('deployment_id') or '?')}, "
+                  f"{_code(failed.get('task_definition') or '?')}",
+                  f"- back to: deployment {_code(to.get('deployment_id') or '?')}, "
+                  f"{_code(to.get('task_definition') or '?')}"]
     if verdict["warnings"]:
         lines += ["", "### Warnings", ""]
         lines += [f"- ⚠️ {_md(w)}" for w in verdict["warnings"]]
