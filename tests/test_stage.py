@@ -208,7 +208,7 @@ def test_cli_bad_input_is_one_line_and_exit_2() -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "stage: unknown scenario 'nope'; known scenarios: healthy, rolling, one_bad_task, restart_loop, "
-        "exec_format, stale_image, rolled_back, alarm_rollback"
+        "exec_format, stale_image, rolled_back, alarm_rollback, blue_green, blue_green_bad"
     ]
 
 
