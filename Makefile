@@ -37,8 +37,11 @@ $(ACTIONLINT_STAMP): $(ALLURE_STAMP)
 	touch $(ACTIONLINT_STAMP)
 
 # tests/test_html_report.py renders with the Allure CLI and opens the result in Chromium (make browser).
+# Two xdist workers: the tests mostly wait on stages and subprocesses. --dist loadgroup keeps the
+# tests of one shared stage (or one module's own) on one worker (tests/conftest.py says which).
+TEST_WORKERS ?= 2
 test: $(STAMP) $(ALLURE_STAMP) $(ACTIONLINT_STAMP)
-	$(PY) -m pytest tests --durations=10
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup --durations=10
 
 report: $(ALLURE_STAMP)
 	@test -d reports/allure-results || { echo "report: no reports/allure-results: run make demo first" >&2; exit 1; }

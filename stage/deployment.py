@@ -150,7 +150,7 @@ class Stage:
             self._clients[name] = session.client(name, endpoint_url=self._moto.endpoint)
         self.seeded = seed(self._clients, health_check_path=options.health_check_path,
                            curl_health_check="curl_health_check" in self.faults, secret_key=secret_key,
-                           desired_count=options.tasks)
+                           no_start_period="no_start_period" in self.faults, desired_count=options.tasks)
         database = self._workdir / "civicforge.db"
         if not options.app_cmd:
             # Like the real start-up migrations, but once, before any task, so the

@@ -25,6 +25,7 @@ APP_FAULTS: dict[str, str] = {
 # Switches only the stage understands: they change the seeded deployment.
 STAGE_FAULTS: dict[str, str] = {
     "curl_health_check": "the task definition's health check uses curl, which the image lacks (lesson 1)",
+    "no_start_period": "the task definition's health check has no startPeriod (what the harness's lint warns of)",
 }
 VALUED_FAULTS = frozenset({"slow_ms", "warmup_s"})
 ALL_FAULTS: dict[str, str] = {**APP_FAULTS, **STAGE_FAULTS}

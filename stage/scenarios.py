@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable
 
-from stage.faults import Faults, parse_faults
+from stage.faults import STAGE_FAULTS, Faults, parse_faults
 from stage.scheduler import Deployment, TaskPlan, deployment_id
 from stage.seed import SERVICE, Seeded
 
@@ -95,7 +95,7 @@ def build(name: str, faults: Faults, seeded: Seeded) -> ScenarioPlan:
     if name == "healthy":
         return ScenarioPlan([primary(all_faulty)], [], [])
     if name == "one_bad_task":
-        bad = faults if faults.names - {"curl_health_check"} else parse_faults(["urlsafe", *faults.raw])
+        bad = faults if faults.names - set(STAGE_FAULTS) else parse_faults(["urlsafe", *faults.raw])
         # Task index 1 is the second task launched: its sibling stays clean.
         # The previous release is in the records' history: the revision a rollback returns to.
         return ScenarioPlan([primary(serving(seeded.pushed_digest, lambda i: bad if i == 1 else Faults()))], [], [],

@@ -223,6 +223,8 @@ class Scheduler:
                 task.process.terminate()
         for task in tasks:
             terminate(task.process)
+        self._addresses.close()
+        self._private_addresses.close()
         self._warm.close()
         if self._timer.is_alive():
             self._timer.join(timeout=5)

@@ -58,9 +58,12 @@ class Seeded:
     desired_count: int = DESIRED_COUNT
 
 
-def health_check(path: str, *, curl: bool) -> dict[str, Any]:
+def health_check(path: str, *, curl: bool, start_period: bool = True) -> dict[str, Any]:
     command = (CURL_HEALTH_CHECK if curl else URLLIB_HEALTH_CHECK).format(path=path)
-    return {"command": ["CMD-SHELL", command], "interval": 30, "timeout": 5, "retries": 3, "startPeriod": 60}
+    check = {"command": ["CMD-SHELL", command], "interval": 30, "timeout": 5, "retries": 3, "startPeriod": 60}
+    if not start_period:
+        del check["startPeriod"]
+    return check
 
 
 def participant_pool(tasks: int) -> int:
@@ -70,7 +73,7 @@ def participant_pool(tasks: int) -> int:
 
 
 def seed(clients: dict[str, Any], *, health_check_path: str, curl_health_check: bool, secret_key: str,
-         desired_count: int = DESIRED_COUNT) -> Seeded:
+         desired_count: int = DESIRED_COUNT, no_start_period: bool = False) -> Seeded:
     ec2, ecs, ecr, logs, sm = (clients[name] for name in ("ec2", "ecs", "ecr", "logs", "secretsmanager"))
 
     vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -111,7 +114,7 @@ def seed(clients: dict[str, Any], *, health_check_path: str, curl_health_check: 
 
     ecs.create_cluster(clusterName=CLUSTER)
     task_definitions = []
-    for release, curl in (("previous", False), ("latest", curl_health_check)):
+    for release, curl, start_period in (("previous", False, True), ("latest", curl_health_check, not no_start_period)):
         container = {
             "name": CONTAINER,
             "image": f"{repository_uri}:{release}",
@@ -128,7 +131,7 @@ def seed(clients: dict[str, Any], *, health_check_path: str, curl_health_check: 
                     "awslogs-stream-prefix": LOG_PREFIX,
                 },
             },
-            "healthCheck": health_check(health_check_path, curl=curl),
+            "healthCheck": health_check(health_check_path, curl=curl, start_period=start_period),
         }
         registered = ecs.register_task_definition(
             family=FAMILY,

@@ -6,14 +6,21 @@ its subnet and NATs the Elastic IP to it; the stage's tasks listen on both addre
 
 from __future__ import annotations
 
+import fcntl
 import random
 import socket
+import tempfile
 import threading
+from pathlib import Path
+from typing import IO
 
 from stage.errors import StageError
 
 PUBLIC_NETWORK = "127.0.0"
 PRIVATE_NETWORK = "127.1.0"
+# One lock file per address and port, held while a task has it: stages in other processes
+# (xdist workers, a second test run) skip it. The kernel drops a lock when its process dies.
+CLAIMS_DIR = Path(tempfile.gettempdir()) / "civicforge-stage-addresses"
 
 
 class AddressPool:
@@ -29,20 +36,50 @@ class AddressPool:
         offset = random.randrange(0, 200)
         numbers = list(range(2, 255))
         self._free = numbers[offset:] + numbers[:offset]
+        self._claims: dict[str, IO[bytes]] = {}
         self._lock = threading.Lock()
 
     def take(self) -> str:
         with self._lock:
             for _ in range(len(self._free)):
                 address = f"{self._network}.{self._free.pop(0)}"
-                if port_is_free(address, self._port):
+                if port_is_free(address, self._port) and self._claim(address):
                     return address
                 self._free.append(int(address.rsplit(".", 1)[1]))
         raise StageError(f"no free {self._network}.N address with port {self._port} free")
 
     def release(self, address: str) -> None:
         with self._lock:
+            claim = self._claims.pop(address, None)
+            if claim is not None:
+                claim.close()
             self._free.append(int(address.rsplit(".", 1)[1]))
+
+    def close(self) -> None:
+        """Give up every claim (the stage is stopping)."""
+        with self._lock:
+            claims, self._claims = list(self._claims.values()), {}
+        for claim in claims:
+            claim.close()
+
+    def _claim(self, address: str) -> bool:
+        """Claim ``address`` across processes; False if another pool holds it.
+
+        A free port is not enough: another process's task may not have bound it yet
+        (still booting, or never: a task that hangs).
+        """
+        try:
+            CLAIMS_DIR.mkdir(exist_ok=True)
+            claim = open(CLAIMS_DIR / f"{address}-{self._port}.lock", "ab")  # noqa: SIM115 - held until release
+        except OSError as error:
+            raise StageError(f"cannot claim task addresses in {CLAIMS_DIR}: {error.strerror}") from None
+        try:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            claim.close()
+            return False
+        self._claims[address] = claim
+        return True
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -15,19 +15,31 @@ moto's state is process-wide, so the process holds one stage at a time: a shared
 stage is stopped before any test that does not ask for it (and so before a
 ``stage_factory`` or a module's own ``Stage``), and after a test of it fails, so one
 failure cannot leak into the next test.
+
+Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) each worker is a process
+of its own with its own stage; what must share one runs on one worker (``StageGroupScheduling``):
+the tests of a shared plan (group "stage-<plan id>"), the tests of a module that share a
+module- or class-scoped fixture (a module's own ``Stage``: group "module-<path>"), and
+tests marked ``xdist_group(name)``. Every other test goes wherever a worker is free. A new test file needs nothing here: the groups
+follow from the fixtures it asks for. Task addresses are claimed across processes
+(``stage.task_network``), so two workers' stages never share one.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 # httpx imports httpcore on its first request. Import it here, before any pytester in-process run: such a
 # run drops the modules it imported when it ends, and an httpcore imported anew afterwards has exception
 # classes httpx no longer maps (a refused connection then surfaces as httpcore.ConnectError).
 import httpcore  # noqa: F401
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from stage import Stage, StageOptions
 
@@ -94,6 +106,7 @@ class SharedStages:
 
 
 shared_stages_key = pytest.StashKey[SharedStages]()
+groups_file_key = pytest.StashKey[Path]()
 failed_key = pytest.StashKey[bool]()
 
 
@@ -104,6 +117,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{CHANGES_SHARED_STAGE}: the test changes its shared stage; it runs last of "
                                        "its plan and the stage is stopped after it")
     config.stash[shared_stages_key] = SharedStages()
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        config.stash[groups_file_key] = Path(tempfile.mkdtemp(prefix="stage-groups-")) / "groups.json"
 
 
 def changes_its_stage(item: pytest.Item) -> bool:
@@ -120,6 +135,68 @@ def plan_of(item: pytest.Item) -> StagePlan | None:
     callspec = getattr(item, "callspec", None)
     plan = callspec.params.get("shared_stage") if callspec is not None else None
     return plan if isinstance(plan, StagePlan) else None
+
+
+SHARED_SCOPES = ("class", "module", "package")
+GROUPS_FILE_KEY = "stage_groups_file"  # workerinput: where a worker writes {nodeid: group}
+
+
+def xdist_group_of(item: pytest.Item) -> str | None:
+    """The tests that must run in one process with ``item``, by name; None: it runs anywhere."""
+    marked = item.get_closest_marker("xdist_group")
+    if marked is not None:
+        return str(marked.args[0] if marked.args else marked.kwargs.get("name", "default"))
+    plan = plan_of(item)
+    if plan is not None:
+        return f"stage-{plan.id}" if plan.shared else None
+    fixtures = getattr(item, "_fixtureinfo", None)
+    for definitions in (fixtures.name2fixturedefs.values() if fixtures is not None else ()):
+        if definitions and definitions[-1].scope in SHARED_SCOPES:
+            return f"module-{item.nodeid.split('::', 1)[0]}"
+    return None
+
+
+class StageGroupScheduling(LoadScopeScheduling):
+    """xdist's loadscope, with our groups as its scopes (a test in no group is a scope of its own).
+
+    xdist's own ``--dist loadgroup`` passes groups by appending them to node ids, which
+    pytest 9.2 no longer allows (pytest-xdist#1386): grouping silently stops. The workers
+    write their groups to a file instead; the controller reads it once all have collected.
+    """
+
+    def __init__(self, config: pytest.Config, log: Any, groups_file: Path) -> None:
+        super().__init__(config, log)
+        self._groups_file = groups_file
+        self._groups: dict[str, str] | None = None
+
+    def _split_scope(self, nodeid: str) -> str:
+        if self._groups is None:
+            self._groups = json.loads(self._groups_file.read_text()) if self._groups_file.exists() else {}
+        return self._groups.get(nodeid, nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    return StageGroupScheduling(config, log, config.stash[groups_file_key])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    node.workerinput[GROUPS_FILE_KEY] = str(node.config.stash[groups_file_key])
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own tells the controller that collection is done
+def pytest_collection_finish(session: pytest.Session) -> None:
+    workerinput = getattr(session.config, "workerinput", None)
+    if workerinput is None or GROUPS_FILE_KEY not in workerinput:
+        return
+    groups = {item.nodeid: group for item in session.items if (group := xdist_group_of(item)) is not None}
+    target = Path(workerinput[GROUPS_FILE_KEY])
+    written = target.with_name(f"{target.name}.{workerinput['workerid']}")
+    written.write_text(json.dumps(groups))
+    written.replace(target)  # every worker collects the same tests: any one's file is the whole answer
 
 
 @pytest.hookimpl(trylast=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 240
+XDIST_WORKER_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ def smoke_env(env: dict[str, str]) -> dict[str, str]:
     """This process's environment plus ``env`` (usually ``stage.env``), without a profile to override it."""
     full = {**os.environ, **env}
     full.pop("AWS_PROFILE", None)
+    for name in XDIST_WORKER_VARIABLES:  # set when this suite runs under xdist; a CI job's run has none
+        full.pop(name, None)
     return full
 
 

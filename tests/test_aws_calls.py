@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 
+from stage import Stage
+from tests.conftest import StagePlan, on_shared_stage
 from tests.smoke_runs import run_smoke
 
 STAGE_OWN = {"logs.PutLogEvents"}
@@ -34,15 +35,16 @@ def harness_calls(stage: Any, tmp_path: Path) -> tuple[int, dict[str, int]]:
     return run.exit_code, {op: count for op, count in made.items() if op not in STAGE_OWN}
 
 
-def test_a_passing_run_reads_each_fact_once(stage_factory: Any, tmp_path: Path) -> None:
-    exit_code, calls = harness_calls(stage_factory("healthy"), tmp_path)
+@on_shared_stage(StagePlan("healthy"))
+def test_a_passing_run_reads_each_fact_once(shared_stage: Stage, tmp_path: Path) -> None:
+    exit_code, calls = harness_calls(shared_stage, tmp_path)
     assert exit_code == 0
     assert calls == DISCOVERY
 
 
-@pytest.mark.parametrize("fault", ["urlsafe"])
-def test_a_failing_run_adds_only_the_logs_and_the_registry(stage_factory: Any, tmp_path: Path, fault: str) -> None:
-    exit_code, calls = harness_calls(stage_factory("healthy", faults=[fault]), tmp_path)
+@on_shared_stage(StagePlan("healthy", ("urlsafe",)))
+def test_a_failing_run_adds_only_the_logs_and_the_registry(shared_stage: Stage, tmp_path: Path) -> None:
+    exit_code, calls = harness_calls(shared_stage, tmp_path)
     assert exit_code == 1
     # Diagnosis reads each failing task's log stream and the registry's digest; nothing discovery knew.
     assert calls == {**DISCOVERY, "logs.GetLogEvents": 2, "ecr.DescribeImages": 1}

@@ -27,6 +27,7 @@ from plugins.core.rollout_checks import check_rollback, require_primary
 from plugins.core.errors import DeployFailed
 from plugins.core.stability import wait_until_stable
 from stage.seed import CLUSTER, CONTAINER, SERVICE
+from tests.conftest import StagePlan
 from tests.smoke_runs import run_smoke
 
 SHORT_RUN = ("-k", "deployment or health", "--stable-timeout", "90")
@@ -91,9 +92,11 @@ STAGE_VIEWS = {
 }
 
 
-@pytest.mark.parametrize("scenario", list(STAGE_VIEWS))
-def test_the_stage_answers_the_records_of_each_scenario(stage_factory: Any, scenario: str) -> None:
-    stage = stage_factory(scenario, restart_delay_s=0.2, rolling_delay_s=600.0)
+# Read-only: each scenario's shared stage (restart 0.2 s, a roll-out that waits 600 s).
+@pytest.mark.parametrize(("shared_stage", "scenario"), [(StagePlan(scenario), scenario) for scenario in STAGE_VIEWS],
+                         indirect=["shared_stage"], ids=list(STAGE_VIEWS))
+def test_the_stage_answers_the_records_of_each_scenario(shared_stage: Any, scenario: str) -> None:
+    stage = shared_stage
     status, breaker, target_is_primary = STAGE_VIEWS[scenario]
     service, listed, record, revision = records_of(stage)
 

@@ -172,8 +172,9 @@ def _runtime_distributions() -> set[str]:
     def normal(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
 
-    wanted = [Requirement(line) for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
-              if line.strip() and not line.lstrip().startswith("#")]
+    lines = [re.sub(r"(^|\s)#.*", "", line).strip()  # pip's comments: whole lines and after whitespace
+             for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()]
+    wanted = [Requirement(line) for line in lines if line]
     found: set[str] = set()
     while wanted:
         requirement = wanted.pop()

@@ -21,6 +21,7 @@ from stage import Stage, StageError, StageOptions
 from stage.seed import PORT
 from stage.task_network import AddressPool
 from stage.seed import CLUSTER
+from tests.conftest import StagePlan, on_shared_stage
 from tests.smoke_runs import run_smoke
 
 PRIVATE_NETWORK = ipaddress.ip_network("127.1.0.0/24")
@@ -47,8 +48,9 @@ def in_network(address: str, network: ipaddress.IPv4Network) -> bool:
     return ipaddress.ip_address(address) in network
 
 
-def test_each_task_has_its_own_loopback_private_ip_on_its_eni_and_in_its_attachment(stage_factory: Any) -> None:
-    stage = stage_factory("healthy")
+@on_shared_stage(StagePlan("healthy"))
+def test_each_task_has_its_own_loopback_private_ip_on_its_eni_and_in_its_attachment(shared_stage: Stage) -> None:
+    stage = shared_stage
     running = running_tasks(stage)
     assert len(running) == 2
     private = {}
@@ -65,8 +67,9 @@ def test_each_task_has_its_own_loopback_private_ip_on_its_eni_and_in_its_attachm
     assert private == stage.task_private_ips()
 
 
-def test_the_stand_in_answers_on_both_its_private_and_its_public_address(stage_factory: Any) -> None:
-    stage = stage_factory("healthy")
+@on_shared_stage(StagePlan("healthy"))
+def test_the_stand_in_answers_on_both_its_private_and_its_public_address(shared_stage: Stage) -> None:
+    stage = shared_stage
     private, public = stage.task_private_ips(), stage.task_ips()
     assert set(private) == set(public) and len(private) == 2
     for task_id in private:
@@ -93,6 +96,34 @@ def test_address_pool_for_private_addresses_skips_one_whose_port_is_taken(monkey
         port = busy.getsockname()[1]
         pool = AddressPool(port, "127.1.0")
         assert [pool.take(), pool.take()] == ["127.1.0.3", "127.1.0.4"]
+
+
+# A pool in another process (an xdist worker's stage) that hands out 127.1.0.2 and keeps it.
+OTHER_PROCESS_POOL = """
+import random, sys
+random.randrange = lambda *_: 0
+from stage.task_network import AddressPool
+pool = AddressPool(int(sys.argv[1]), "127.1.0")
+print(pool.take(), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_pool_skips_an_address_another_process_took_before_its_task_bound_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("stage.task_network.random.randrange", lambda *_: 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.1.0.2", 0))
+        port = probe.getsockname()[1]  # a port nothing listens on once the probe is closed
+    other = subprocess.Popen([sys.executable, "-c", OTHER_PROCESS_POOL, str(port)], cwd=ROOT, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "127.1.0.2"
+        # Nothing is bound to 127.1.0.2:port: only the other process's claim keeps this pool off it.
+        assert AddressPool(port, "127.1.0").take() == "127.1.0.3"
+    finally:
+        other.communicate(timeout=30)  # stdin closed: the other process ends and its claim with it
+    assert AddressPool(port, "127.1.0").take() == "127.1.0.2"
 
 
 def test_an_app_command_that_binds_only_private_host_is_healthy_and_answers_there(stage_factory: Any) -> None:
@@ -135,8 +166,9 @@ def test_the_stand_in_listening_on_two_hosts_stops_at_once_when_one_is_taken(tmp
     assert result.stderr.strip().splitlines()[-1].startswith("ERROR:    [Errno 98]"), result.stderr
 
 
-def test_smoke_with_address_private_passes_against_the_tasks_private_ips(stage_factory: Any, tmp_path: Path) -> None:
-    stage = stage_factory("healthy")
+@on_shared_stage(StagePlan("healthy"))
+def test_smoke_with_address_private_passes_against_the_tasks_private_ips(shared_stage: Stage, tmp_path: Path) -> None:
+    stage = shared_stage
     run = run_smoke(stage.env, tmp_path, "--address", "private", *STAGE_ONLY)
     assert run.exit_code == 0, run.output
     assert run.verdict["verdict"] == "pass"

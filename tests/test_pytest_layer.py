@@ -2,8 +2,10 @@
 
 Each test runs `pytest <repo>/smoke` inside this process, with the harness's plugins
 registered by a conftest in pytester's folder, against a local HTTP server on
-loopback (or an address nothing listens on). A harness bug is planted by replacing
-one internal step with one that raises: what is under test is the guard around it.
+loopback (or an address nothing listens on), or through ECS discovery against a shared
+stage (``--strict-lint``, ``--bootstrap-accounts`` and its production guard). A harness
+bug is planted by replacing one internal step with one that raises: what is under test
+is the guard around it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from plugins import reporting, smoke_plugin
 from plugins.core import verdict as verdicts
+from stage import Stage
+from tests.conftest import StagePlan, on_shared_stage
 from tests.loopback import serving
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "smoke")
@@ -160,3 +165,89 @@ def test_a_harness_bug_while_configuring_is_one_line_and_exit_6(
     assert (f"harness error: AttributeError: 'NoneType' object has no attribute 'junitxml' in pytest_configure; "
             f"details in {report_dir}/harness-error.txt") in output
     assert "in broken_outputs" in (report_dir / "harness-error.txt").read_text()
+
+
+# -- against the stage, through ECS discovery ---------------------------------------------------------
+
+# The deployed task definition's health check has no startPeriod: lint warns, every check passes.
+NO_START_PERIOD = StagePlan("healthy", ("no_start_period",))
+STAGE_ONLY = ("-k", "deployment or health")  # the checks that need no smoke account
+PARTICIPANT_ONLY = ("-k", "participant_cannot_create_invites")  # logs the participant in on each task
+NEW_PARTICIPANT = {"username": "smoke-participant-new", "password": "new-participant-secret-1"}
+
+
+def on_stage(smoke: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, stage: Stage,
+             participant: dict[str, str] | None = None) -> pytest.Pytester:
+    """Point the runs at ``stage`` the way a CI job does: its environment, its smoke accounts.
+
+    Tests ask for ``shared_stage`` before ``smoke``: pytester puts ``sys.modules`` back as
+    it found them, and a stage started after that would lose the moto modules it runs on.
+    """
+    for name, value in stage.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    owner, participant = stage.smoke_accounts["owner"], participant or stage.smoke_accounts["participant"]
+    for role, account in (("OWNER", owner), ("PARTICIPANT", participant)):
+        monkeypatch.setenv(f"SMOKE_{role}_USERNAME", account["username"])
+        monkeypatch.setenv(f"SMOKE_{role}_PASSWORD", account["password"])
+    return smoke
+
+
+def log_in(stage: Stage, account: dict[str, str]) -> int:
+    """The status of a login as ``account`` on the stage's first task."""
+    with httpx.Client(base_url=f"http://{sorted(stage.task_ips().values())[0]}:{stage.port}", timeout=10.0) as client:
+        return client.post("/api/auth/login", json=account).status_code
+
+
+def run_on_stage(smoke: pytest.Pytester, name: str, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
+    report_dir = smoke.path / name
+    result = smoke.runpytest_inprocess(SMOKE, "-p", "no:cacheprovider", "--report-dir", str(report_dir),
+                                       "--ledger", str(smoke.path / f"{name}.ledger.jsonl"), *args)
+    return result, json.loads((report_dir / "verdict.json").read_text())
+
+
+@on_shared_stage(NO_START_PERIOD)
+def test_a_lint_warning_passes_with_a_warning_and_fails_under_strict_lint(
+        shared_stage: Stage, smoke: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    on_stage(smoke, monkeypatch, shared_stage)
+    lenient, verdict = run_on_stage(smoke, "lenient", *STAGE_ONLY)
+    assert lenient.ret == 0, lenient.stdout.str()[-3000:]
+    assert (verdict["verdict"], verdict["exit_code"], verdict["diagnoses"]) == ("pass", 0, [])
+    [warning] = verdict["warnings"]
+    assert "has no startPeriod" in warning
+    assert {c["outcome"] for c in verdict["checks"]} == {"passed"}
+
+    strict, verdict = run_on_stage(smoke, "strict", *STAGE_ONLY, "--strict-lint")
+    assert strict.ret == 1, strict.stdout.str()[-3000:]
+    assert (verdict["verdict"], verdict["exit_code"]) == ("fail", 1)
+    assert [d["category"] for d in verdict["diagnoses"]] == ["task_definition_lint"]
+    assert {c["outcome"] for c in verdict["checks"]} == {"passed"}  # the checks still passed: lint failed the run
+    strict.stdout.fnmatch_lines(["  strict-lint: True (from command line)"])
+
+
+@on_shared_stage(NO_START_PERIOD)
+def test_bootstrap_accounts_will_not_register_on_production(
+        shared_stage: Stage, smoke: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    on_stage(smoke, monkeypatch, shared_stage, participant=NEW_PARTICIPANT)
+    result, verdict = run_on_stage(smoke, "production", *PARTICIPANT_ONLY, "--bootstrap-accounts")
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == 1, output[-3000:]
+    assert f"--bootstrap-accounts would register {NEW_PARTICIPANT['username']!r} on production" in output
+    assert "INTERNALERROR" not in output
+    assert verdict["verdict"] == "fail"
+    assert log_in(shared_stage, NEW_PARTICIPANT) == 401  # nobody was registered
+
+
+@on_shared_stage(NO_START_PERIOD)
+@pytest.mark.changes_shared_stage  # registers a participant account
+def test_bootstrap_accounts_registers_a_missing_participant_off_production(
+        shared_stage: Stage, smoke: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    on_stage(smoke, monkeypatch, shared_stage, participant=NEW_PARTICIPANT)
+    refused, verdict = run_on_stage(smoke, "refused", *PARTICIPANT_ONLY, "--environment", "staging")
+    assert refused.ret == 6, refused.stdout.str()[-3000:]  # without the flag: the missing account is named once
+    assert [d["category"] for d in verdict["diagnoses"]] == ["smoke_accounts"]
+    result, verdict = run_on_stage(smoke, "bootstrapped", *PARTICIPANT_ONLY, "--environment", "staging",
+                                   "--bootstrap-accounts")
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    assert {c["outcome"] for c in verdict["checks"]} == {"passed"}
+    assert log_in(shared_stage, NEW_PARTICIPANT) == 200

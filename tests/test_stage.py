@@ -19,6 +19,7 @@ import pytest
 
 from stage import Stage, StageError, StageOptions
 from stage.seed import CLUSTER, LOG_GROUP, REPOSITORY, SERVICE, SMOKE_SECRET
+from tests.conftest import StagePlan, on_shared_stage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,8 +48,9 @@ def log_lines(stage: Stage, task: dict[str, Any]) -> list[str]:
     return [e["message"] for e in events]
 
 
-def test_healthy_is_two_healthy_tasks_of_one_completed_deployment(stage_factory: Any) -> None:
-    stage = stage_factory("healthy")
+@on_shared_stage(StagePlan("healthy"))
+def test_healthy_is_two_healthy_tasks_of_one_completed_deployment(shared_stage: Stage) -> None:
+    stage = shared_stage
     svc = service(stage)
     assert [(d["status"], d["rolloutState"], d["runningCount"]) for d in svc["deployments"]] == [
         ("PRIMARY", "COMPLETED", 2)
@@ -98,8 +100,9 @@ def test_rolling_replaces_the_old_tasks_with_new_ones_on_new_addresses(stage_fac
     assert "deployment completed" in after["events"][1]["message"]
 
 
-def test_restart_loop_stops_failing_tasks_and_replaces_them_elsewhere(stage_factory: Any) -> None:
-    stage = stage_factory("restart_loop", restart_delay_s=0.2)
+@on_shared_stage(StagePlan("restart_loop"))
+def test_restart_loop_stops_failing_tasks_and_replaces_them_elsewhere(shared_stage: Stage) -> None:
+    stage = shared_stage
     primary = service(stage)["deployments"][0]
 
     def stopped_of_primary() -> list[dict[str, Any]]:
@@ -114,8 +117,9 @@ def test_restart_loop_stops_failing_tasks_and_replaces_them_elsewhere(stage_fact
     assert primary["rolloutState"] == "IN_PROGRESS"
 
 
-def test_exec_format_tasks_stop_at_start_with_the_reason_ecs_gives(stage_factory: Any) -> None:
-    stage = stage_factory("exec_format")
+@on_shared_stage(StagePlan("exec_format"))
+def test_exec_format_tasks_stop_at_start_with_the_reason_ecs_gives(shared_stage: Stage) -> None:
+    stage = shared_stage
     primary = service(stage)["deployments"][0]
     stopped = [t for t in tasks(stage, "STOPPED") if t.get("startedBy") == primary["id"]]
     assert stopped
@@ -126,14 +130,16 @@ def test_exec_format_tasks_stop_at_start_with_the_reason_ecs_gives(stage_factory
     assert stage.wait_until(lambda: any("exec format error" in line for line in log_lines(stage, stopped[0])), 5)
 
 
-def test_stale_image_runs_another_digest_than_the_pushed_tag(stage_factory: Any) -> None:
-    stage = stage_factory("stale_image")
+@on_shared_stage(StagePlan("stale_image"))
+def test_stale_image_runs_another_digest_than_the_pushed_tag(shared_stage: Stage) -> None:
+    stage = shared_stage
     running = {t["containers"][0]["imageDigest"] for t in tasks(stage)}
     assert stage.expected_image_digest not in running and len(running) == 1
 
 
-def test_rolled_back_is_back_on_the_previous_revision_with_the_failed_deploy_listed(stage_factory: Any) -> None:
-    stage = stage_factory("rolled_back")
+@on_shared_stage(StagePlan("rolled_back"))
+def test_rolled_back_is_back_on_the_previous_revision_with_the_failed_deploy_listed(shared_stage: Stage) -> None:
+    stage = shared_stage
     svc = service(stage)
     assert svc["taskDefinition"].endswith(":1")
     states = [(d["status"], d["taskDefinition"][-2:], d["rolloutState"]) for d in svc["deployments"]]
@@ -149,8 +155,9 @@ def test_one_bad_task_applies_the_fault_to_one_task_only(stage_factory: Any) -> 
     assert answers == [200, 404]
 
 
-def test_curl_health_check_never_passes_so_tasks_are_stopped(stage_factory: Any) -> None:
-    stage = stage_factory("healthy", faults=["curl_health_check"])
+@on_shared_stage(StagePlan("healthy", ("curl_health_check",)))
+def test_curl_health_check_never_passes_so_tasks_are_stopped(shared_stage: Stage) -> None:
+    stage = shared_stage
     definition = stage.client("ecs").describe_task_definition(taskDefinition=service(stage)["taskDefinition"])
     assert definition["taskDefinition"]["containerDefinitions"][0]["healthCheck"]["command"][1].startswith("curl")
     stopped = tasks(stage, "STOPPED")
@@ -201,7 +208,7 @@ def test_cli_bad_input_is_one_line_and_exit_2() -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "stage: unknown scenario 'nope'; known scenarios: healthy, rolling, one_bad_task, restart_loop, "
-        "exec_format, stale_image, rolled_back, alarm_rollback"
+        "exec_format, stale_image, rolled_back, alarm_rollback, blue_green, blue_green_bad"
     ]
 
 
@@ -215,8 +222,9 @@ def test_cli_bad_clock_factor_is_one_line_and_exit_2(flag: str, value: str) -> N
     assert result.stderr.strip().splitlines() == [expected]
 
 
-def test_cli_refuses_a_port_in_use(stage_factory: Any) -> None:
-    stage = stage_factory("healthy")
+@on_shared_stage(StagePlan("healthy"))
+def test_cli_refuses_a_port_in_use(shared_stage: Stage) -> None:
+    stage = shared_stage
     port = int(stage.endpoint.rsplit(":", 1)[1])
     result = run_cli("up", "--moto-port", str(port))
     assert result.returncode == 2
