@@ -108,7 +108,9 @@ class ContractViolation(AssertionError):
     ``check`` is a short name (``status``, ``schema``, ``permissions``...);
     ``expected`` and ``actual`` are already-rendered, secret-free phrases;
     ``security`` marks a permission granted that must be denied or a request
-    without credentials that was accepted.
+    without credentials that was accepted. ``failure_kind`` names the diagnosis kind the
+    violation proves when it proves more than a broken promise (``missing_owner``: no
+    board owner), so the report need not know which check raised it.
     """
 
     def __init__(
@@ -124,8 +126,10 @@ class ContractViolation(AssertionError):
         security: bool = False,
         security_reason: str = SECURITY_PERMISSION_GRANTED,
         details: Sequence[str] = (),
+        failure_kind: str | None = None,
     ) -> None:
         self.check = check
+        self.failure_kind = failure_kind
         self.expected = expected
         self.actual = actual
         self.method = method
@@ -149,6 +153,7 @@ class ContractViolation(AssertionError):
         security: bool = False,
         security_reason: str = SECURITY_PERMISSION_GRANTED,
         details: Sequence[str] = (),
+        failure_kind: str | None = None,
     ) -> ContractViolation:
         """A violation located at the response's request (method, URL) and status."""
         method, url = request_of(response)
@@ -163,6 +168,7 @@ class ContractViolation(AssertionError):
             security=security,
             security_reason=security_reason,
             details=details,
+            failure_kind=failure_kind,
         )
 
     @property

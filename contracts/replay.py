@@ -155,7 +155,8 @@ def _members_with_owner_and_role_permissions(response: httpx.Response) -> None:
     members = check_members(response)
     if not any(member.role == "owner" for member in members):
         raise ContractViolation.from_response(response, check="board_has_owner", expected="a member with role 'owner'",
-                                              actual=f"none of {len(members)} member(s) is an owner")
+                                              actual=f"none of {len(members)} member(s) is an owner",
+                                              failure_kind="missing_owner")
     for member in members:
         check_permissions_equal(member.permissions, member.role, response=response)
 

@@ -44,7 +44,6 @@ CHECK_PROPERTY = "smoke_check"
 TASK_PROPERTY = "smoke_task_id"
 DEPLOYMENT_PROPERTY = "smoke_deployment_check"
 NOTE_PROPERTY = "smoke_note"  # something the report must say, e.g. a target re-resolved mid-run
-MISSING_OWNER_CHECK = "board_has_owner"  # the ContractViolation.check the owner test raises
 checks_key = pytest.StashKey[list[verdicts.CheckRecord]]()
 hints_key = pytest.StashKey[dict[str, dict[str, Any]]]()
 
@@ -65,6 +64,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         hint = {
             "security": bool(getattr(error, "security", False)),
             "check": getattr(error, "check", None),
+            "kind": getattr(error, "failure_kind", None),  # what a violation proves beyond itself, if anything
             "violation": isinstance(error, AssertionError),
             "status": last.status if last else None,
             "request": f"{last.method} {last.url}" if last else None,
@@ -351,8 +351,7 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
     for nodeid, hint in hints.items():
         if state.outcome and hint.get("deployment_check"):
             continue  # the same failure as the preflight outcome above, already diagnosed
-        kind = "unreachable" if hint.get("unreachable") else (
-            "missing_owner" if hint.get("check") == MISSING_OWNER_CHECK else "check_failed")
+        kind = "unreachable" if hint.get("unreachable") else (hint.get("kind") or "check_failed")
         failures.append(Failure(kind=kind, check=hint.get("test") or nodeid.split("::")[-1],
                                 task_id=hint.get("task_id"), message=hint.get("message", ""),
                                 security=bool(hint.get("security")),
