@@ -17,7 +17,7 @@ import pytest
 from plugins.core.aws import AwsClients, make_clients
 from plugins.core.containers import choose_container
 from plugins.core.deployment import Deployment
-from plugins.core.discovery import resolve_targets
+from plugins.core.discovery import build_targets, resolve_targets
 from plugins.core.rollout_checks import ready_primary_tasks
 from plugins.core.errors import CouldNotVerify
 from plugins.core.observation import Observation, parse_deployment, parse_task
@@ -288,6 +288,14 @@ def test_no_public_ip_suggests_private_address(healthy: Stage, aws_env: Any) -> 
     assert caught.value.kind == "no_public_ip"
     private = resolve_targets(stage_clients(stage), cluster=cluster, service=service, address="private")
     assert len(private.targets) == 1 and private.targets[0].public_ip is None
+
+
+def test_a_task_whose_eni_is_gone_is_stopping_not_missing_a_public_ip(healthy: Stage, aws_env: Any) -> None:
+    """Seen RUNNING, then its ENI deleted before the address lookup: a look to repeat, not 'no public IP'."""
+    task = parse_task(raw_task("deadbeef00000000"))  # its ENI, eni-deadbeef, exists nowhere
+    with pytest.raises(CouldNotVerify, match=r"ENI eni-deadbeef is gone: the task is stopping") as caught:
+        build_targets(stage_clients(healthy), [task], container="civicforge-app", port=8000, address="public")
+    assert caught.value.details["transient"] is True  # the wait polls again; its next look sees the stop
 
 
 def test_unreachable_endpoint(aws_env: Any) -> None:

@@ -262,6 +262,14 @@ def build_targets(
     addresses = lookup_addresses(clients, (task.eni_id for task in tasks if task.eni_id), known_addresses)
     targets: list[Target] = []
     for task in tasks:
+        if task.eni_id and task.eni_id not in addresses:
+            # The ENI was deleted after describe_tasks saw the task RUNNING: it is stopping. A look
+            # later sees it stopped (and the wait names why); this look proves nothing.
+            raise CouldNotVerify(
+                f"task {task.short_id}'s ENI {task.eni_id} is gone: the task is stopping",
+                kind="no_public_ip" if address == "public" else "no_private_ip",
+                details={"task_id": task.task_id, "eni_id": task.eni_id, "transient": True},
+            )
         private_ip, public_ip = addresses.get(task.eni_id or "", (None, None))
         private_ip = private_ip or task.private_ip
         ip = public_ip if address == "public" else private_ip
