@@ -33,7 +33,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, wait_fixed
 
 from plugins.core.aws import AwsClients, error_code
 from plugins.core.deployment_records import DeploymentRecord, parse_record
-from plugins.core.rollout_checks import ready_primary_tasks
+from plugins.core.rollout_checks import tasks_not_ready
 from plugins.core.errors import CouldNotVerify
 from plugins.core.observation import DeploymentInfo, Observation
 
@@ -121,13 +121,8 @@ def green_not_settled(observation: Observation, primary: DeploymentInfo, *, need
     Blue's deployment stays listed and running: that is the point of blue/green, not a
     roll-out still moving, so only green's own tasks count.
     """
-    own = observation.live_tasks_of(primary)
-    ready = ready_primary_tasks(observation, needs_health=needs_health)
-    if len(ready) < primary.desired or len(ready) < len(own):
-        states = ", ".join(task.describe_state() for task in own) or "none"
-        wanted = "RUNNING and HEALTHY" if needs_health else "RUNNING"
-        return f"{len(ready)} of {primary.desired} green tasks {wanted} ({states})"
-    return ""
+    return tasks_not_ready(observation, primary, desired=primary.desired, needs_health=needs_health,
+                           what="green tasks")
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,18 @@ def ready_primary_tasks(observation: Observation, *, needs_health: bool) -> tupl
     )
 
 
+def tasks_not_ready(observation: Observation, primary: DeploymentInfo, *, desired: int, needs_health: bool,
+                    what: str = "tasks") -> str:
+    """What ``primary``'s tasks still lack ("" once ``desired`` of them, and all of them, are ready)."""
+    own = observation.live_tasks_of(primary)
+    ready = ready_primary_tasks(observation, needs_health=needs_health)
+    if len(ready) < desired or len(ready) < len(own):
+        states = ", ".join(task.describe_state() for task in own) or "none"
+        wanted = "RUNNING and HEALTHY" if needs_health else "RUNNING"
+        return f"{len(ready)} of {desired} {what} {wanted} ({states})"
+    return ""
+
+
 def require_primary(observation: Observation) -> DeploymentInfo:
     """The PRIMARY deployment (else the one running the record's target revision), or ``CouldNotVerify``."""
     primary = observation.primary

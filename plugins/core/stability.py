@@ -45,7 +45,7 @@ from plugins.core.health_probe import (DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEF
                                        HEALTH_TIMEOUT, get_health_all, health_path_missing)
 from plugins.core.observation import DeploymentInfo, Observation
 from plugins.core.rollout_checks import (check_image, check_rollback, check_tasks_stopping, ready_primary_tasks,
-                                         require_desired, require_primary, stop_evidence)
+                                         require_desired, require_primary, stop_evidence, tasks_not_ready)
 from plugins.core.targets import Target
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -308,13 +308,7 @@ def aws_not_settled(observation: Observation, primary: DeploymentInfo, *, needs_
         return f"rollout {primary.rollout_state}"
     if observation.running != observation.desired:
         return f"running {observation.running} of {observation.desired} tasks"
-    own = observation.live_tasks_of(primary)
-    ready = ready_primary_tasks(observation, needs_health=needs_health)
-    if len(ready) < observation.desired or len(ready) < len(own):
-        states = ", ".join(task.describe_state() for task in own) or "none"
-        wanted = "RUNNING and HEALTHY" if needs_health else "RUNNING"
-        return f"{len(ready)} of {observation.desired} tasks {wanted} ({states})"
-    return ""
+    return tasks_not_ready(observation, primary, desired=observation.desired, needs_health=needs_health)
 
 
 def wait_until_stable(
