@@ -232,10 +232,14 @@ def test_bootstrap_accounts_will_not_register_on_production(
     on_stage(smoke, monkeypatch, shared_stage, participant=NEW_PARTICIPANT)
     result, verdict = run_on_stage(smoke, "production", *PARTICIPANT_ONLY, "--bootstrap-accounts")
     output = result.stdout.str() + result.stderr.str()
-    assert result.ret == 1, output[-3000:]
-    assert f"--bootstrap-accounts would register {NEW_PARTICIPANT['username']!r} on production" in output
+    # Refused once, before any test: every test that logs the participant in would fail the same way.
+    assert result.ret == 6, output[-3000:]
+    headline = f"could not verify: --bootstrap-accounts would register {NEW_PARTICIPANT['username']!r} on production"
+    assert [line for line in output.splitlines() if line.startswith("could not verify:")] == [
+        f"{headline}: create the participant account by hand, or pass --environment NAME for a test stage"]
     assert "INTERNALERROR" not in output
-    assert verdict["verdict"] == "fail"
+    assert (verdict["verdict"], verdict["checks"]) == ("error", [])
+    assert [d["category"] for d in verdict["diagnoses"]] == ["smoke_accounts"]
     assert log_in(shared_stage, NEW_PARTICIPANT) == 401  # nobody was registered
 
 

@@ -168,9 +168,10 @@ def _selection_narrowed(config: pytest.Config) -> bool:
 def check_accounts_log_in(config: pytest.Config) -> None:
     """Before any test: every smoke account can be read and logs in, or one could-not-verify line.
 
-    A secret that cannot be read or is malformed, or an account the service refuses
-    (401), would make every test error the same way; the run says it once instead
-    (exit 6, category ``smoke_accounts``). Other answers are the service's and left
+    A secret that cannot be read or is malformed, an account the service refuses (401),
+    or a missing participant ``--bootstrap-accounts`` would have to register on production
+    would make every test error the same way; the run says it once instead (exit 6,
+    category ``smoke_accounts``). Other answers are the service's and left
     to the tests.
     """
     state = config.stash.get(state_key, None)
@@ -186,7 +187,9 @@ def check_accounts_log_in(config: pytest.Config) -> None:
         state.outcome = outcome.to_dict()
         return
     target = state.targets[0]
-    checked = [accounts.owner, *(() if resolved.bootstrap_accounts else accounts.participants)]
+    # A participant --bootstrap-accounts may register is not checked, except on production, where it may not.
+    may_register = resolved.bootstrap_accounts and resolved.environment != "production"
+    checked = [accounts.owner, *(() if may_register else accounts.participants)]
     with httpx.Client(base_url=target.base_url, timeout=DEFAULT_TIMEOUT, verify=shared_ssl_context()) as client:
         guard_secrets(client, secrets)
         # All at once: a pool of 24 participants logs in in the time of one. The threads end here,
@@ -197,6 +200,12 @@ def check_accounts_log_in(config: pytest.Config) -> None:
         for account, answer in zip(checked, answers):
             if answer is None:
                 return  # the tests report a task that stops answering
+            if answer.status_code == 401 and resolved.bootstrap_accounts and account.role == "participant":
+                state.outcome = CouldNotVerify(
+                    f"--bootstrap-accounts would register {account.username!r} on production: create the "
+                    "participant account by hand, or pass --environment NAME for a test stage",
+                    kind="accounts", details={"account": account.username}).to_dict()
+                return
             if answer.status_code == 401:
                 state.outcome = CouldNotVerify(
                     f"the {account.role} smoke account {account.username!r} was refused at login "
