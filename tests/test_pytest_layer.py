@@ -11,7 +11,7 @@ is the guard around it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -105,12 +105,17 @@ def test_an_unreachable_target_url_is_one_could_not_verify(smoke: pytest.Pyteste
     assert verdict["checks"] == []  # no test ran to error nine times over
 
 
+def planted(error: BaseException) -> Callable[..., Any]:
+    """A stand-in for one internal step of the harness that raises ``error``: the guard around it is under test."""
+    def broken_step(*_args: Any, **_kwargs: Any) -> Any:
+        raise error
+
+    return broken_step
+
+
 def test_a_harness_bug_before_the_tests_is_a_verdict_not_an_internal_error(
         smoke: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, health_server: str) -> None:
-    def broken_preflight(*_args: Any, **_kwargs: Any) -> Any:
-        raise KeyError("deployment_id")
-
-    monkeypatch.setattr(smoke_plugin, "run_preflight", broken_preflight)
+    monkeypatch.setattr(smoke_plugin, "run_preflight", planted(KeyError("deployment_id")))
     result = run(smoke, "--target-url", health_server)
     output = result.stdout.str() + result.stderr.str()
     assert result.ret == 6 and "INTERNALERROR" not in output
@@ -121,15 +126,12 @@ def test_a_harness_bug_before_the_tests_is_a_verdict_not_an_internal_error(
     assert (verdict["verdict"], verdict["exit_code"]) == ("error", 6)
     assert [d["category"] for d in verdict["diagnoses"]] == ["harness_error"]
     details = (report_dir / "harness-error.txt").read_text()
-    assert "Traceback (most recent call last)" in details and "in broken_preflight" in details
+    assert "Traceback (most recent call last)" in details and "in broken_step" in details
 
 
 def test_a_harness_bug_while_reporting_still_leaves_a_verdict(
         smoke: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, health_server: str) -> None:
-    def broken_reports(*_args: Any, **_kwargs: Any) -> Any:
-        raise RuntimeError("summary template missing")
-
-    monkeypatch.setattr(smoke_plugin, "write_reports", broken_reports)
+    monkeypatch.setattr(smoke_plugin, "write_reports", planted(RuntimeError("summary template missing")))
     result = run(smoke, "--target-url", health_server)
     assert result.ret == 6
     result.stdout.fnmatch_lines(["harness error: RuntimeError: summary template missing in _write_reports*"])
@@ -139,9 +141,7 @@ def test_a_harness_bug_while_reporting_still_leaves_a_verdict(
 
 def test_when_even_the_verdict_cannot_be_written_the_one_line_says_so(
         smoke: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, health_server: str) -> None:
-    def full_disk(*_args: Any, **_kwargs: Any) -> Any:
-        raise OSError(28, "No space left on device")
-
+    full_disk = planted(OSError(28, "No space left on device"))
     monkeypatch.setattr(verdicts, "write_verdict", full_disk)
     monkeypatch.setattr(reporting.verdicts, "write_verdict", full_disk)
     result = run(smoke, "--target-url", health_server)
@@ -154,17 +154,15 @@ def test_when_even_the_verdict_cannot_be_written_the_one_line_says_so(
 
 def test_a_harness_bug_while_configuring_is_one_line_and_exit_6(
         smoke: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, health_server: str) -> None:
-    def broken_outputs(*_args: Any, **_kwargs: Any) -> Any:
-        raise AttributeError("'NoneType' object has no attribute 'junitxml'")
-
-    monkeypatch.setattr(smoke_plugin, "configure_outputs", broken_outputs)
+    error = AttributeError("'NoneType' object has no attribute 'junitxml'")
+    monkeypatch.setattr(smoke_plugin, "configure_outputs", planted(error))
     result = run(smoke, "--target-url", health_server)
     output = result.stdout.str() + result.stderr.str()
     assert result.ret == 6 and "INTERNALERROR" not in output and "Traceback" not in output
     report_dir = smoke.path / "reports"
     assert (f"harness error: AttributeError: 'NoneType' object has no attribute 'junitxml' in pytest_configure; "
             f"details in {report_dir}/harness-error.txt") in output
-    assert "in broken_outputs" in (report_dir / "harness-error.txt").read_text()
+    assert "in broken_step" in (report_dir / "harness-error.txt").read_text()
 
 
 # -- against the stage, through ECS discovery ---------------------------------------------------------
