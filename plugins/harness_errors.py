@@ -89,3 +89,8 @@ def _report_dir(config: pytest.Config) -> Path | None:
 
 # The guard every smoke plugin's hooks use: the run's report folder and its secret registry.
 harness_hook = guarded(report_dir_of=_report_dir, secrets_of=registry_of)
+
+
+def record_run_error(config: pytest.Config, where: str, error: BaseException) -> str:
+    """``record_harness_error`` into the run's report folder, scrubbed with its secrets (as ``harness_hook`` does)."""
+    return record_harness_error(config, where, error, report_dir=_report_dir(config), secrets=registry_of(config))

@@ -32,14 +32,13 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from plugins.core.lanes import DEFAULT_MAX_LANES, LanePlan, decode, encode, plan_lanes
-from plugins.fixtures import registry_of
-from plugins.harness_errors import harness_error_key, record_harness_error
+from plugins.fixtures import registry_of, target_of
+from plugins.harness_errors import harness_error_key, record_run_error
 from plugins.reporting import check_properties
 from plugins.stash import config_key, state_key
 
@@ -48,10 +47,9 @@ EXIT_INTERRUPTED = 130
 
 
 def task_key_of(item: pytest.Item) -> str | None:
-    """The task an item checks (its ``smoke_target`` parameter), else None."""
-    callspec = getattr(item, "callspec", None)
-    target = callspec.params.get("smoke_target") if callspec is not None else None
-    return getattr(target, "task_id", None)
+    """The id of the task an item checks, else None (the deployment check)."""
+    target = target_of(item)
+    return target.task_id if target is not None else None
 
 
 def lanes_apply(config: pytest.Config) -> bool:
@@ -89,10 +87,7 @@ class TaskLanes:
         try:
             self._run(session, plan)
         except Exception as error:  # noqa: BLE001 - a harness bug is a verdict, never an INTERNALERROR
-            resolved = self.config.stash.get(config_key, None)
-            record_harness_error(self.config, "pytest_runtestloop (task lanes)", error,
-                                 report_dir=Path(resolved.report_dir) if resolved is not None else None,
-                                 secrets=registry_of(self.config))
+            record_run_error(self.config, "pytest_runtestloop (task lanes)", error)
         return True  # handled: pytest's own loop must not run the tests a second time
 
     def _run(self, session: pytest.Session, plan: LanePlan) -> None:
@@ -312,10 +307,7 @@ def _lane_failed(config: pytest.Config, lane: _Lane, finished: set[str]) -> None
     detail = (lane.error or "").strip().splitlines()[-1:] or ["no message"]
     error = RuntimeError(f"the lane checking task {lane.task} ended with {how} ({len(unfinished)} test(s) "
                          f"unfinished): {detail[0]}")
-    resolved = config.stash.get(config_key, None)
-    record_harness_error(config, "a task lane", error,
-                         report_dir=Path(resolved.report_dir) if resolved is not None else None,
-                         secrets=registry_of(config))
+    record_run_error(config, "a task lane", error)
 
 
 def _unfinished_messages(config: pytest.Config, item: pytest.Item, lane: _Lane) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from plugins import options as smoke_options
 from plugins.core.stability import Progress
 from plugins.core.verdict import EXIT_NOT_VERIFIED
 from plugins.fixtures import DEPLOYMENT_CHECK, registry_of
-from plugins.harness_errors import harness_error_key, harness_hook, record_harness_error
+from plugins.harness_errors import harness_error_key, harness_hook, record_run_error
 from plugins.lanes import TaskLanes, lanes_apply
 from plugins.preflight import RunState, could_not_verify, run_preflight
 from plugins.reporting import configure_outputs, verdict_key, write_reports, write_fallback_verdict
@@ -83,11 +83,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except (pytest.UsageError, pytest.exit.Exception, KeyboardInterrupt, SystemExit):
         raise
     except Exception as error:  # noqa: BLE001 - a harness bug before any report exists: one line, exit 6
-        resolved = config.stash.get(config_key, None)
-        line = record_harness_error(config, "pytest_configure", error,
-                                    report_dir=Path(resolved.report_dir) if resolved is not None else None,
-                                    secrets=registry_of(config))
-        pytest.exit(line, returncode=EXIT_NOT_VERIFIED)
+        pytest.exit(record_run_error(config, "pytest_configure", error), returncode=EXIT_NOT_VERIFIED)
 
 
 def _configure_smoke_run(config: pytest.Config) -> None:
