@@ -6,6 +6,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from stage.seed import LOG_GROUP
@@ -40,7 +41,6 @@ class LogShipper:
     def _run(self) -> None:
         done = False
         while not done:
-            batch: dict[str, list[dict[str, Any]]] = {}
             item = self._queue.get()
             items = [item]
             while True:
@@ -48,12 +48,8 @@ class LogShipper:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            for entry in items:
-                if entry is None:
-                    done = True
-                    continue
-                stream, stamp, text = entry
-                batch.setdefault(stream, []).append({"timestamp": stamp, "message": text or " "})
+            done = None in items
+            batch = chronological_batches(entry for entry in items if entry is not None)
             for stream, events in batch.items():
                 try:
                     self._logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events)
@@ -61,3 +57,18 @@ class LogShipper:
                     print(f"stage: could not ship {len(events)} log lines to {stream}: {error}", file=sys.stderr)
             for _ in items:
                 self._queue.task_done()
+
+
+def chronological_batches(entries: Iterable[tuple[str, int, str]]) -> dict[str, list[dict[str, Any]]]:
+    """``{stream: log events}`` in time order, as one PutLogEvents request each.
+
+    stdout and stderr are pumped by two threads, so queued lines can be out of order, and
+    CloudWatch refuses a whole request that is not chronological. The sort is stable: lines
+    stamped in the same millisecond keep the order they were queued in.
+    """
+    batch: dict[str, list[dict[str, Any]]] = {}
+    for stream, stamp, text in entries:
+        batch.setdefault(stream, []).append({"timestamp": stamp, "message": text or " "})
+    for events in batch.values():
+        events.sort(key=lambda event: event["timestamp"])
+    return batch
