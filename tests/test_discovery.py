@@ -291,11 +291,11 @@ def test_no_public_ip_suggests_private_address(healthy: Stage, aws_env: Any) -> 
 
 
 def test_a_task_whose_eni_is_gone_is_stopping_not_missing_a_public_ip(healthy: Stage, aws_env: Any) -> None:
-    """Seen RUNNING, then its ENI deleted before the address lookup: a look to repeat, not 'no public IP'."""
+    """Seen RUNNING, then its ENI deleted before the address lookup: it is stopping, not lacking a public IP."""
     task = parse_task(raw_task("deadbeef00000000"))  # its ENI, eni-deadbeef, exists nowhere
     with pytest.raises(CouldNotVerify, match=r"ENI eni-deadbeef is gone: the task is stopping") as caught:
         build_targets(stage_clients(healthy), [task], container="civicforge-app", port=8000, address="public")
-    assert caught.value.details["transient"] is True  # the wait polls again; its next look sees the stop
+    assert (caught.value.kind, caught.value.details["task_id"]) == ("no_public_ip", task.task_id)
 
 
 def test_unreachable_endpoint(aws_env: Any) -> None:

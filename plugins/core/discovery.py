@@ -263,12 +263,11 @@ def build_targets(
     targets: list[Target] = []
     for task in tasks:
         if task.eni_id and task.eni_id not in addresses:
-            # The ENI was deleted after describe_tasks saw the task RUNNING: it is stopping. A look
-            # later sees it stopped (and the wait names why); this look proves nothing.
+            # Deleted after describe_tasks saw the task RUNNING: it is stopping (the wait looks once more).
             raise CouldNotVerify(
                 f"task {task.short_id}'s ENI {task.eni_id} is gone: the task is stopping",
                 kind="no_public_ip" if address == "public" else "no_private_ip",
-                details={"task_id": task.task_id, "eni_id": task.eni_id, "transient": True},
+                details={"task_id": task.task_id, "eni_id": task.eni_id},
             )
         private_ip, public_ip = addresses.get(task.eni_id or "", (None, None))
         private_ip = private_ip or task.private_ip
@@ -282,7 +281,8 @@ def build_targets(
                     details={"task_id": task.task_id, "eni_id": task.eni_id},
                 )
             raise CouldNotVerify(
-                f"task {task.short_id} has no private IP yet (ENI {task.eni_id or 'unknown'})", kind="no_private_ip"
+                f"task {task.short_id} has no private IP yet (ENI {task.eni_id or 'unknown'})", kind="no_private_ip",
+                details={"task_id": task.task_id, "eni_id": task.eni_id},
             )
         box = task.container(container)
         targets.append(

@@ -94,6 +94,9 @@ class StableResult:
     health_path_source: str = HEALTH_PATH_FROM_DEFAULT
 
 
+ADDRESS_KINDS = frozenset({"no_public_ip", "no_private_ip"})
+
+
 class NotSettled(Exception):
     """The deployment is still moving; the note says on what (retried until the deadline)."""
 
@@ -147,6 +150,7 @@ class _Wait:
     _starting: tuple[frozenset[str], tuple[Target, ...]] | None = None  # tasks ECS has not called healthy yet
     _choice: ContainerChoice | None = None
     addresses: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # by ENI, looked up once
+    addressless: set[str] = field(default_factory=set)  # tasks already given one more look for their address
 
     def elapsed(self) -> float:
         return self.clock() - self.started
@@ -216,10 +220,20 @@ class _Wait:
         if self._targets is None or self._targets[0] != arns:
             # A new task set means new IPs: look the ENIs up once for it.
             self.ok_streak = 0
-            targets = build_targets(
-                self.observer.clients, ready, container=choice.name, port=choice.port,
-                address=self.options.address, known_addresses=self.addresses,
-            )  # fmt: skip
+            try:
+                targets = build_targets(
+                    self.observer.clients, ready, container=choice.name, port=choice.port,
+                    address=self.options.address, known_addresses=self.addresses,
+                )  # fmt: skip
+            except CouldNotVerify as error:
+                # A task seen RUNNING can be stopping by the time EC2 answers (its address released or its
+                # ENI gone): look once more, when the next poll shows it stopped (and why). The same task
+                # without an address twice is the answer.
+                task_id = error.details.get("task_id")
+                if error.kind not in ADDRESS_KINDS or not task_id or task_id in self.addressless:
+                    raise
+                self.addressless.add(task_id)
+                raise NotSettled(f"{error} (looking once more)") from error
             self._targets = (arns, targets)
         return self._targets[1]
 
