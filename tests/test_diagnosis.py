@@ -68,6 +68,13 @@ ROWCOUNT = traceback(
     "       ^^^^^^^^^^^^^^^",
     "AttributeError: 'PGCursor' object has no attribute 'rowcount'",
 )
+# What the real service on PostgreSQL printed when two logins reached one task at once (civicforge-api.md).
+PG_SHARED_CURSOR = traceback(
+    "POST /api/auth/login",
+    '  File "/app/src/board_mvp/database.py", line 61, in fetchone',
+    "    return self.cursor.fetchone()",
+    "psycopg2.ProgrammingError: no results to fetch",
+)
 URLSAFE = traceback(
     "POST /api/boards/board_001/invites",
     '  File "/app/src/board_mvp/web.py", line 412, in create_invite',
@@ -226,6 +233,24 @@ CASES = [
         "AttributeError: 'PGCursor' object has no attribute 'rowcount'",
         summary_has="no rowcount attribute",
         step_has="SELECT before",
+    ),
+    Case(
+        "500 + PostgreSQL cursor shared by simultaneous requests",
+        failed_500("test_owner_can_invite_and_manage_members", "POST /api/auth/login"),
+        Evidence(logs=logs(*PG_SHARED_CURSOR)),
+        "db_concurrency_error",
+        "psycopg2.ProgrammingError: no results to fetch",
+        summary_has="simultaneous requests",
+        step_has="its own database connection",
+    ),
+    Case(
+        "the shared cursor's 500 does not explain another request's traceback",
+        failed_500("test_owner_creates_invite", "POST /api/boards/board_001/invites"),
+        Evidence(logs=logs(*PG_SHARED_CURSOR, *URLSAFE)),
+        "code_error",
+        "module 'secrets' has no attribute 'urlsafe'",
+        summary_has="raised AttributeError",
+        step_has="secrets.token_urlsafe(32)",
     ),
     Case(
         "500 + secrets.urlsafe AttributeError",

@@ -3,6 +3,7 @@
 Each method sends one request and returns the ``httpx.Response`` untouched, so
 the test states the contract it expects (``check_joined(...)``, ``check_denied(...)``).
 Only API paths are built here; the client already carries the task's base URL.
+``check_logins`` is the accounts' login check before the tests, on every task.
 
 Secrets the service hands out (session tokens, invite URLs and their tokens) are
 registered with the run's :class:`SecretRegistry` by a response hook that runs
@@ -11,12 +12,15 @@ before any other hook, so even the exchange recorder never sees them unregistere
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from plugins.civicforge.accounts import Account
+from plugins.core.http import DEFAULT_TIMEOUT, shared_ssl_context
 from plugins.core.redact import SecretRegistry
 
 LOGIN_PATH = "/api/auth/login"
@@ -71,6 +75,63 @@ def register(client: httpx.Client, username: str, password: str, *, real_name: s
     body = {"username": username, "email": f"{username}@{BOOTSTRAP_EMAIL_DOMAIN}", "password": password,
             "real_name": real_name, "role": "Participant"}
     return client.post(REGISTER_PATH, json=body)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginCheck:
+    """Each account's login answer (None: no HTTP answer), and what the check noticed on the way."""
+
+    answers: tuple[tuple[Account, httpx.Response | None], ...]
+    notes: tuple[str, ...] = field(default=())
+
+
+def check_logins(base_urls: Sequence[str], accounts: Sequence[Account], secrets: SecretRegistry) -> LoginCheck:
+    """Log every account in before the tests, at most one login at a time per task.
+
+    The accounts are spread over the tasks, each task's share logged in one after another, so
+    a pool of 24 logs in in the time of a few while no task sees two logins at once: the real
+    service on PostgreSQL shares one connection and cursor across its threads and then answers
+    simultaneous logins with 500s and even a 401 for a valid password (civicforge-api.md). A
+    refusal (401) is asked once more, alone, before it counts: a password that is really wrong
+    is refused again; one refused only beside another login is noted, not believed.
+    """
+    shares: list[list[Account]] = [[] for _ in base_urls]
+    for index, account in enumerate(accounts):
+        shares[index % len(base_urls)].append(account)
+    answers: dict[int, httpx.Response | None] = {}
+
+    def log_in_share(base_url: str, share: list[Account]) -> None:
+        with _client(base_url, secrets) as client:
+            for account in share:
+                answers[id(account)] = _try_login(client, account)
+
+    busy = [(url, share) for url, share in zip(base_urls, shares) if share]
+    with ThreadPoolExecutor(max_workers=len(busy), thread_name_prefix="smoke-login") as pool:
+        list(pool.map(lambda pair: log_in_share(*pair), busy))  # the threads end here, before any fork
+    notes: list[str] = []
+    refused = [account for account in accounts if (answer := answers[id(account)]) is not None
+               and answer.status_code == 401]
+    if refused:
+        with _client(base_urls[0], secrets) as client:
+            for account in refused:
+                again = _try_login(client, account)
+                if again is not None and again.status_code == 200:
+                    notes.append(f"the login of {account.username!r} was refused (401) once and accepted when "
+                                 "asked again alone")
+                    answers[id(account)] = again
+    return LoginCheck(tuple((account, answers[id(account)]) for account in accounts), tuple(notes))
+
+
+def _client(base_url: str, secrets: SecretRegistry) -> httpx.Client:
+    client = httpx.Client(base_url=base_url, timeout=DEFAULT_TIMEOUT, verify=shared_ssl_context())
+    return guard_secrets(client, secrets)
+
+
+def _try_login(client: httpx.Client, account: Account) -> httpx.Response | None:
+    try:
+        return login(client, account.username, account.password)
+    except httpx.HTTPError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

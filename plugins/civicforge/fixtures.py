@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
@@ -33,7 +32,7 @@ import pytest
 from contracts import check_auth
 from contracts.errors import describe_status
 from plugins.civicforge.accounts import ENV_NAMES, ROLES, Account, SmokeAccounts, load_accounts
-from plugins.civicforge.board_api import Anonymous, BoardApi, Session, guard_secrets, login, register
+from plugins.civicforge.board_api import Anonymous, BoardApi, Session, check_logins, guard_secrets, login, register
 from plugins.civicforge.ledger import DEFAULT_LEDGER_PATH, Ledger, MembershipWrites, SweepResult, sweep_memberships
 from plugins.core.aws import make_clients
 from plugins.core.errors import CouldNotVerify, HarnessOutcome
@@ -48,7 +47,6 @@ from plugins.stash import config_key, smoke_run_key, state_key
 
 LEDGER_ENV = "SMOKE_LEDGER"
 RUN_ID_KEY = "smoke_run_id"
-LOGIN_THREADS = 8  # the accounts' logins before the tests, side by side
 END_SWEEP_LOCK_TIMEOUT_S = 30.0  # at the end no worker writes any more; do not hang a cancelled job
 ledger_key = pytest.StashKey[Ledger]()
 sweeps_key = pytest.StashKey[list[str]]()
@@ -190,35 +188,23 @@ def check_accounts_log_in(config: pytest.Config) -> None:
     # A participant --bootstrap-accounts may register is not checked, except on production, where it may not.
     may_register = resolved.bootstrap_accounts and resolved.environment != "production"
     checked = [accounts.owner, *(() if may_register else accounts.participants)]
-    with httpx.Client(base_url=target.base_url, timeout=DEFAULT_TIMEOUT, verify=shared_ssl_context()) as client:
-        guard_secrets(client, secrets)
-        # All at once: a pool of 24 participants logs in in the time of one. The threads end here,
-        # before the task lanes fork.
-        with ThreadPoolExecutor(max_workers=min(LOGIN_THREADS, len(checked)),
-                                thread_name_prefix="smoke-login") as pool:
-            answers = list(pool.map(lambda account: _try_login(client, account), checked))
-        for account, answer in zip(checked, answers):
-            if answer is None:
-                return  # the tests report a task that stops answering
-            if answer.status_code == 401 and resolved.bootstrap_accounts and account.role == "participant":
-                state.outcome = CouldNotVerify(
-                    f"--bootstrap-accounts would register {account.username!r} on production: create the "
-                    "participant account by hand, or pass --environment NAME for a test stage",
-                    kind="accounts", details={"account": account.username}).to_dict()
-                return
-            if answer.status_code == 401:
-                state.outcome = CouldNotVerify(
-                    f"the {account.role} smoke account {account.username!r} was refused at login "
-                    f"({describe_status(answer)}) on {target.describe()}: fix its password in {accounts.source}",
-                    kind="accounts", details={"account": account.username}).to_dict()
-                return
-
-
-def _try_login(client: httpx.Client, account: Account) -> httpx.Response | None:
-    try:
-        return login(client, account.username, account.password)
-    except httpx.HTTPError:
-        return None
+    result = check_logins([t.base_url for t in state.targets], checked, secrets)
+    state.notes.extend(note for note in result.notes if note not in state.notes)
+    for account, answer in result.answers:
+        if answer is None:
+            return  # the tests report a task that stops answering
+        if answer.status_code == 401 and resolved.bootstrap_accounts and account.role == "participant":
+            state.outcome = CouldNotVerify(
+                f"--bootstrap-accounts would register {account.username!r} on production: create the "
+                "participant account by hand, or pass --environment NAME for a test stage",
+                kind="accounts", details={"account": account.username}).to_dict()
+            return
+        if answer.status_code == 401:
+            state.outcome = CouldNotVerify(
+                f"the {account.role} smoke account {account.username!r} was refused at login "
+                f"({describe_status(answer)}) on {target.describe()}: fix its password in {accounts.source}",
+                kind="accounts", details={"account": account.username}).to_dict()
+            return
 
 
 @pytest.hookimpl(wrapper=True)

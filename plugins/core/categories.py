@@ -28,6 +28,8 @@ CATEGORIES: dict[str, str] = {
     "missing_board_owner": "No board owner exists: the owner bootstrap in migrations did not run",
     "migrations_not_applied": "Database tables are missing: migrations did not run before the app started",
     "db_adapter_error": "Database adapter incompatibility (cursor attribute such as rowcount missing)",
+    "db_concurrency_error": "The database adapter fails under simultaneous requests (one connection and cursor "
+    "shared by the server's threads)",
     "code_error": "The application raised a Python error (AttributeError, NameError, TypeError...)",
     "task_restarting": "Tasks keep stopping (failed container health checks) with no more specific cause",
     "deployment_rolled_back": "The deployment failed and ECS rolled it back",
@@ -69,6 +71,9 @@ NEXT_STEPS: dict[str, str] = {
     "start-up logs.",
     "db_adapter_error": "Do not rely on cursor.rowcount (the PostgreSQL adapter lacks it): check existence with a "
     "SELECT before the UPDATE/DELETE, and test database operations against PostgreSQL locally.",
+    "db_concurrency_error": "Give each request its own database connection (a pool such as "
+    "psycopg2.pool.ThreadedConnectionPool, or a connection per request) instead of one connection and cursor shared "
+    "by the server's threads; reproduce with simultaneous requests against PostgreSQL before redeploying.",
     "code_error": "Fix the call named in the quoted log line (read the full traceback in CloudWatch), verify the Python "
     "API exists, and redeploy.",
     "task_restarting": "Read the stopped tasks' CloudWatch logs for start-up errors; verify the health endpoint "

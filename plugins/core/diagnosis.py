@@ -18,7 +18,7 @@ Rule order (first match wins):
    ``task_restarting``, ``deployment_rolled_back``, ``target_unreachable``, ``not_stable``.
 5. Failed checks with a 5xx (or unknown status): errors in the logs, narrowed to the
    traceback of the failing request when the request is known -
-   ``migrations_not_applied``, then ``db_adapter_error``, then ``code_error``; then
+   ``migrations_not_applied``, then ``db_adapter_error``, then ``db_concurrency_error``, then ``code_error``; then
    ``stale_image`` when the running digest differs from the registry's;
    else ``contract_violation``.
 """
@@ -33,7 +33,8 @@ from plugins.core.categories import NEXT_STEPS, Diagnosis, make_diagnosis, short
 from plugins.core.evidence import Evidence, stop_texts
 from plugins.core.lint import external_tool_in, url_path_in
 from plugins.core.log_clues import (ALARM_ROLLBACK, CURSOR_ATTRIBUTE, EXEC_FORMAT, HEALTH_STOP,
-                                    MISSING_TABLE, PYTHON_ERROR, ROLLBACK_EVENT, answered_404, first_match,
+                                    MISSING_TABLE, PYTHON_ERROR, ROLLBACK_EVENT, SHARED_CONNECTION, answered_404,
+                                    first_match,
                                     newest_first, request_blocks, request_path, same_request)
 
 KINDS = frozenset(
@@ -275,6 +276,15 @@ def _from_log_lines(candidates: list[tuple[str, str]]) -> Diagnosis | None:
             "db_adapter_error",
             task_id,
             f"the database adapter's cursor has no {attribute} attribute (works on SQLite, fails on PostgreSQL)",
+            f"task {short_id(task_id)} log: {line}",
+        )
+    found = first_match(SHARED_CONNECTION, candidates)
+    if found:
+        task_id, line, _match = found
+        return make_diagnosis(
+            "db_concurrency_error",
+            task_id,
+            "the database adapter failed under simultaneous requests: its threads share one connection and cursor",
             f"task {short_id(task_id)} log: {line}",
         )
     found = first_match(PYTHON_ERROR, candidates)

@@ -19,6 +19,13 @@ CURSOR_ATTRIBUTE = re.compile(
     r"|has no attribute '(?P<attr2>rowcount|lastrowid)'",
     re.IGNORECASE,
 )
+# One database connection and cursor shared by the server's threads (the real service on PostgreSQL):
+# simultaneous requests read each other's results. psycopg2 says it in these words.
+SHARED_CONNECTION = re.compile(
+    r"ProgrammingError: no results to fetch|InterfaceError: cursor already closed"
+    r"|error with status PGRES_\w+ and no message from the libpq",
+    re.IGNORECASE,
+)
 PYTHON_ERROR = re.compile(
     r"(?:^|[\s:])(?:[\w.]+\.)?(?P<error>AttributeError|NameError|TypeError|KeyError|ImportError|ModuleNotFoundError|"
     r"UnboundLocalError|IndexError|ValueError|ZeroDivisionError|SyntaxError|RecursionError)(?::|$)"
