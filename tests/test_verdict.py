@@ -140,6 +140,8 @@ def test_verdict_round_trips_through_json(tmp_path: Path) -> None:
         "tasks",
         "checks",
         "diagnoses",
+        "causes",
+        "links",
         "warnings",
     ]
     assert [p.name for p in path.parent.iterdir()] == ["verdict.json"]  # no temporary file left behind
@@ -187,9 +189,9 @@ def test_summary_headline_and_grid() -> None:
     assert "| smoke/test_health.py::test_health | ✅ | ✅ | – |" in lines
     assert "| smoke/test_auth.py::test_no_credentials_rejected | – | – | ✅ |" in lines
     assert "| smoke/test_invites.py::test_owner_creates_invite | ❌ | ⚠️ | – |" in lines
-    assert "- **[code_error]** raised AttributeError (task 3f2a9c0d)" in lines
-    assert "  - evidence: `task 3f2a9c0d log: a\\|b`" in lines
-    assert "  - next step: use token_urlsafe" in lines
+    assert "1. **[code_error]** raised AttributeError (on 1 of 2 tasks: 3f2a9c0d)" in lines
+    assert "   - evidence: `task 3f2a9c0d log: a\\|b`" in lines
+    assert "   - next step: use token_urlsafe" in lines
     assert "- ⚠️ health check has no startPeriod" in lines
     assert "POST invites -> 500" in summary
 
@@ -208,7 +210,7 @@ def test_summary_headline_and_grid() -> None:
 def test_summary_headline_for_pass_and_not_verified(checks: list[CheckRecord], flags: dict, headline: str) -> None:
     summary = render_summary(verdict_with(checks, **flags))
     assert summary.startswith(headline)
-    assert ("### Diagnosis" in summary) is bool(flags)  # could-not-verify names its cause too
+    assert ("### Why: 1 cause" in summary) is bool(flags)  # could-not-verify names its cause too
 
 
 def test_write_summary_without_a_step_summary_writes_only_the_file(tmp_path: Path) -> None:
