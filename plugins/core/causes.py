@@ -31,39 +31,45 @@ class CauseRecord(TypedDict):
     links: list[LinkRecord]
 
 
-def without_task_ids(text: str, task_ids: Iterable[str]) -> str:
-    """``text`` with every task id in it (full or short, known or id-shaped) replaced by ``<task>``."""
+def without_task_ids(text: str, task_ids: Iterable[str], addresses: Iterable[str] = ()) -> str:
+    """``text`` with every task id (full or short, known or id-shaped) and task address in it as ``<task>``."""
     for task_id in sorted({t for t in task_ids if t}, key=len, reverse=True):
         text = text.replace(task_id, TASK_PLACEHOLDER)
         text = re.sub(rf"\b{re.escape(task_id[:SHORT_TASK_ID])}\b", TASK_PLACEHOLDER, text)
+    for address in sorted({a for a in addresses if a}, key=len, reverse=True):
+        text = re.sub(rf"(?<![\w.]){re.escape(address)}(?![\w])", TASK_PLACEHOLDER, text)
     return _TASK_ID_SHAPED.sub(TASK_PLACEHOLDER, text)
 
 
-def cause_key(diagnosis: Mapping[str, Any], task_ids: Iterable[str] = ()) -> tuple[str, str, str]:
+def cause_key(diagnosis: Mapping[str, Any], task_ids: Iterable[str] = (),
+              addresses: Iterable[str] = ()) -> tuple[str, str, str]:
     """What makes two diagnoses the same cause.
 
-    The same category, the same summary and the same evidence line once every task id is
-    taken out of both (``task_ids``: the run's; id-shaped words go too). So the same
-    ``AttributeError`` log line on two tasks is one cause; two different log lines, or the
-    same line under two categories, stay two. The next step is not part of the key: a
-    category's step only differs where the evidence does.
+    The same category, the same summary and the same evidence line once what names a task
+    is taken out of both: its id, full or short (``task_ids``: the run's; id-shaped words go
+    too) and its address (``addresses``: the IPs the checks used, as in ``POST
+    http://10.0.1.7:8000/...``). So the same ``AttributeError`` log line, or the same
+    refused request, on two tasks is one cause; two different log lines, or the same line
+    under two categories, stay two. The next step is not part of the key: a category's
+    step only differs where the evidence does.
     """
     known = [*task_ids, diagnosis.get("task_id") or ""]
-    return (str(diagnosis.get("category")), without_task_ids(str(diagnosis.get("summary") or ""), known),
-            without_task_ids(str(diagnosis.get("evidence") or ""), known))
+    return (str(diagnosis.get("category")), without_task_ids(str(diagnosis.get("summary") or ""), known, addresses),
+            without_task_ids(str(diagnosis.get("evidence") or ""), known, addresses))
 
 
 def merge_causes(diagnoses: Iterable[Mapping[str, Any]], run_task_ids: Sequence[str] = (),
-                 context: ConsoleContext | None = None) -> list[CauseRecord]:
+                 context: ConsoleContext | None = None, addresses: Sequence[str] = ()) -> list[CauseRecord]:
     """One ``CauseRecord`` per cause (``cause_key``), in the order each was first found.
 
     A cause keeps the words of its first diagnosis (its evidence quotes one task's log
     as it was) and lists every task it was seen on; ``context`` adds its console links.
     """
+    diagnoses = list(diagnoses)
     merged: dict[tuple[str, str, str], CauseRecord] = {}
     every_id = [*run_task_ids, *(d.get("task_id") or "" for d in diagnoses)]
     for diagnosis in diagnoses:
-        key = cause_key(diagnosis, every_id)
+        key = cause_key(diagnosis, every_id, addresses)
         task_id = diagnosis.get("task_id")
         cause = merged.get(key)
         if cause is None:

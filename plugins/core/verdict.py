@@ -223,7 +223,7 @@ def build_verdict(
         tasks=list(tasks),
         checks=list(checks),
         diagnoses=list(decision.diagnoses),
-        causes=merge_causes(decision.diagnoses, task_ids, console),
+        causes=merge_causes(decision.diagnoses, task_ids, console, _addresses(tasks)),
         links=service_links(console) if console is not None else [],
         warnings=[str(w) for w in warnings],
     )
@@ -234,7 +234,11 @@ def with_decision(verdict: Verdict, decision: Decision, console: ConsoleContext 
     task_ids = [task["task_id"] for task in verdict["tasks"]]
     return Verdict(**{**verdict, "verdict": decision.verdict, "exit_code": decision.exit_code,  # type: ignore[typeddict-item]
                       "diagnoses": list(decision.diagnoses),
-                      "causes": merge_causes(decision.diagnoses, task_ids, console)})
+                      "causes": merge_causes(decision.diagnoses, task_ids, console, _addresses(verdict["tasks"]))})
+
+
+def _addresses(tasks: Iterable[TaskRecord]) -> list[str]:
+    return [task["ip"] for task in tasks if task.get("ip")]
 
 
 def _clean(registry: SecretRegistry, obj: Any) -> Any:
@@ -346,11 +350,39 @@ def render_summary(verdict: Verdict, limit_bytes: int = SUMMARY_LIMIT_BYTES) -> 
         head += [f"- ⚠️ {_md(w)}" for w in verdict["warnings"]]
     text = "\n".join(head) + "\n"
     failures = [check for check in verdict["checks"] if check["outcome"] in ("failed", "error")]
-    for shown in range(len(failures), -1, -1):
-        tail = _failures_section(failures[:shown], left_out=len(failures) - shown, limit_bytes=limit_bytes)
-        if len((text + tail).encode("utf-8")) <= limit_bytes:
-            return text + tail
-    return _cut(text, limit_bytes)
+    if not failures:
+        return text if _size(text) <= limit_bytes else _cut(text, limit_bytes)
+    opening = f"\n<details><summary>{len(failures)} failed or errored check(s): the full text</summary>\n\n"
+    closing = "</details>\n"
+    budget = limit_bytes - _size(text + opening + closing) - _size(_left_out_note(len(failures), limit_bytes))
+    blocks: list[str] = []
+    for check in failures:
+        block = _failure_block(check)
+        if _size(block) > budget:
+            break
+        budget -= _size(block)
+        blocks.append(block)
+    if budget < 0:  # not even the heading and the note fit: the summary's top is what counts
+        return _cut(text, limit_bytes)
+    left_out = len(failures) - len(blocks)
+    note = _left_out_note(left_out, limit_bytes) if left_out else ""
+    return text + opening + "".join(blocks) + note + closing
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _failure_block(check: CheckRecord) -> str:
+    text = str(check["message"]).replace("```", "'''").replace(" | ", "\n")
+    lines = [f"- {_CELL[check['outcome']]} **{_md(check['name'])}** ({_short(check['task_id'])})", "",
+             "  ```", *(f"  {line}" for line in text.splitlines() or [""]), "  ```", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _left_out_note(left_out: int, limit_bytes: int) -> str:
+    return (f"_{left_out} more left out to keep summary.md under {limit_bytes // 1024} KiB (GitHub shows 1 MiB "
+            "per step); every one is in verdict.json and junit.xml._\n\n")
 
 
 def _cut(text: str, limit_bytes: int) -> str:
@@ -447,21 +479,6 @@ def _tasks_section(verdict: Verdict) -> list[str]:
             f"| {_md(task.get('started_at') or '?')} |"
         )
     return [*lines, "", "</details>"]
-
-
-def _failures_section(failures: list[CheckRecord], *, left_out: int, limit_bytes: int) -> str:
-    if not failures and not left_out:
-        return ""
-    count = len(failures) + left_out
-    lines = ["", f"<details><summary>{count} failed or errored check(s): the full text</summary>", ""]
-    for check in failures:
-        text = str(check["message"]).replace("```", "'''").replace(" | ", "\n")
-        lines += [f"- {_CELL[check['outcome']]} **{_md(check['name'])}** ({_short(check['task_id'])})", "",
-                  "  ```", *(f"  {line}" for line in text.splitlines() or [""]), "  ```", ""]
-    if left_out:
-        lines += [f"_{left_out} more left out to keep summary.md under {limit_bytes // 1024} KiB "
-                  "(GitHub shows 1 MiB per step); every one is in verdict.json and junit.xml._", ""]
-    return "\n".join([*lines, "</details>"]) + "\n"
 
 
 def write_summary(
