@@ -220,11 +220,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if verdict is None:
         return
     run_tasks = [task["task_id"] for task in verdict["tasks"]]
+    said: dict[str, str] = {}  # next step -> the cause that said it first: each step is said once
     for cause in verdict["causes"]:
         where = tasks_phrase(cause["task_ids"], run_tasks, limit=TERMINAL_TASK_IDS)
         write(f"why [{cause['category']}]: {cause['summary']}" + (f" ({where})" if where else ""), red=True)
         write(f"    evidence: {cause['evidence']}")
-        write(f"    next step: {cause['next_step']}")
+        step = cause["next_step"]
+        write(f"    next step: {step if step not in said else 'as for ' + said[step] + ' above'}")
+        said.setdefault(step, f"[{cause['category']}] {cause['summary']}")
         for link in cause["links"][:TERMINAL_LINKS]:
             write(f"    {link['title']}: {link['url']}")
         more = len(cause["links"]) - TERMINAL_LINKS

@@ -270,3 +270,16 @@ def test_a_summary_whose_top_alone_is_too_long_is_cut_at_a_line_with_a_note() ->
 
     assert len(summary.encode("utf-8")) <= 4096
     assert summary.startswith("## ✅ PASS") and summary.endswith("verdict.json has it all._\n")
+
+
+def test_two_causes_with_one_next_step_say_it_once() -> None:
+    line = "task {} log: {}"
+    diagnoses = [Diagnosis("code_error", T1, "raised AttributeError", line.format(T1[:8], "AttributeError: x"), "fix it"),
+                 Diagnosis("code_error", T2, "raised NameError", line.format(T2[:8], "NameError: y"), "fix it")]
+    verdict = build_verdict(started_at=datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc), duration_s=1.0,
+                            target=TARGET, tasks=TASKS, checks=[check("t", T1, "failed", "500")], diagnoses=diagnoses)
+
+    lines = render_summary(verdict).splitlines()
+
+    assert len(verdict["causes"]) == 2
+    assert [line for line in lines if "next step:" in line] == ["   - next step: fix it", "   - next step: as for 1. above"]

@@ -424,11 +424,14 @@ def _causes_section(verdict: Verdict) -> list[str]:
     run_tasks = [task["task_id"] for task in verdict["tasks"]]
     shown_above = {link["url"] for link in verdict.get("links") or []}
     lines = ["", f"### Why: {len(causes)} cause{'s' if len(causes) != 1 else ''}", ""]
+    said: dict[str, int] = {}  # next step -> the cause that said it first: each step is said once
     for number, cause in enumerate(causes, 1):
         where = tasks_phrase(cause["task_ids"], run_tasks)
+        step = cause["next_step"]
         lines += [f"{number}. **[{cause['category']}]** {_md(cause['summary'])}" + (f" ({_md(where)})" if where else ""),
                   f"   - evidence: {_code(cause['evidence'])}",
-                  f"   - next step: {_md(cause['next_step'])}"]
+                  f"   - next step: {_md(step) if step not in said else f'as for {said[step]}. above'}"]
+        said.setdefault(step, number)
         # The service's own links are in the heading; a cause of the whole service shows them anyway.
         links = [link for link in cause["links"] if link["url"] not in shown_above] or cause["links"]
         if links:
