@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from plugins.core.causes import cause_key, merge_causes, tasks_phrase, without_task_ids
+from plugins.core.causes import TaskNames, cause_key, merge_causes, tasks_phrase, without_task_ids
 from plugins.core.console_links import (ConsoleContext, awslogs_options, ecs_service_url, ecs_task_url,
                                         log_stream_url, run_window)
 
@@ -74,8 +74,9 @@ def test_task_ids_and_addresses_are_what_the_key_takes_out() -> None:
            "evidence": f"POST http://10.0.1.7:8000/api/boards/board_001/invites [task {T1[:8]}]: got 201"}
     two = {**one, "task_id": T2,
            "evidence": f"POST http://10.0.1.17:8000/api/boards/board_001/invites [task {T2[:8]}]: got 201"}
-    assert cause_key(one, [T1, T2], ["10.0.1.7", "10.0.1.17"]) == cause_key(two, [T1, T2], ["10.0.1.7", "10.0.1.17"])
-    assert cause_key(one, [T1, T2]) != cause_key(two, [T1, T2])  # without the addresses they differ
+    names = TaskNames.of([T1, T2], ["10.0.1.7", "10.0.1.17"])
+    assert cause_key(one, names) == cause_key(two, names)
+    assert cause_key(one, TaskNames.of([T1, T2])) != cause_key(two, TaskNames.of([T1, T2]))  # the addresses differ
     # A task id the run never named is still taken out when it is shaped like one; a digest is not.
     assert without_task_ids(f"task {T3} stopped; image sha256:{'ab' * 32}", []) == \
         f"task <task> stopped; image sha256:{'ab' * 32}"

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from plugins.core.console_links import ConsoleContext, LinkRecord, cause_links
 
 SHORT_TASK_ID = 8
 TASK_PLACEHOLDER = "<task>"
-# ECS task ids: 32 hex digits (or, in the stand-in and older accounts, a UUID).
-_TASK_ID_SHAPED = re.compile(r"\b(?:[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b")
+# Words that may name a task: an IPv4 address, or 8 hex digits alone (a short id), as the head of
+# 32 hex digits (an ECS task id) or of a UUID (the stand-in's ids). A 64-hex digest is none of these.
+_TASK_WORD = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?!\w)"
+                        r"|\b[0-9a-f]{8}(?:[0-9a-f]{24}|-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?\b")
+_ID_SHAPED_LENGTHS = frozenset({32, 36})
 
 
 class CauseRecord(TypedDict):
@@ -31,31 +35,53 @@ class CauseRecord(TypedDict):
     links: list[LinkRecord]
 
 
+@dataclass(frozen=True, slots=True)
+class TaskNames:
+    """Every way a run's texts name its tasks: ids (full and short) and the addresses the checks used."""
+
+    task_ids: frozenset[str]
+    addresses: frozenset[str]
+    short_ids: frozenset[str]
+    odd_ids: tuple[str, ...]  # ids of another shape (a test's "task-a"): taken out as they are
+
+    @classmethod
+    def of(cls, task_ids: Iterable[str], addresses: Iterable[str] = ()) -> TaskNames:
+        ids = frozenset(t for t in task_ids if t)
+        odd = tuple(sorted((t for t in ids if not _TASK_WORD.fullmatch(t)), key=len, reverse=True))
+        return cls(ids, frozenset(a for a in addresses if a), frozenset(t[:SHORT_TASK_ID] for t in ids), odd)
+
+    def strip(self, text: str) -> str:
+        """``text`` with each task id (full or short, known or id-shaped) and task address as ``<task>``."""
+
+        def name(match: re.Match[str]) -> str:
+            word = match.group()
+            known = word in self.addresses or word in self.short_ids or len(word) in _ID_SHAPED_LENGTHS
+            return TASK_PLACEHOLDER if known else word
+
+        text = _TASK_WORD.sub(name, text)
+        for task_id in self.odd_ids:
+            text = text.replace(task_id, TASK_PLACEHOLDER)
+        return text
+
+
 def without_task_ids(text: str, task_ids: Iterable[str], addresses: Iterable[str] = ()) -> str:
     """``text`` with every task id (full or short, known or id-shaped) and task address in it as ``<task>``."""
-    for task_id in sorted({t for t in task_ids if t}, key=len, reverse=True):
-        text = text.replace(task_id, TASK_PLACEHOLDER)
-        text = re.sub(rf"\b{re.escape(task_id[:SHORT_TASK_ID])}\b", TASK_PLACEHOLDER, text)
-    for address in sorted({a for a in addresses if a}, key=len, reverse=True):
-        text = re.sub(rf"(?<![\w.]){re.escape(address)}(?![\w])", TASK_PLACEHOLDER, text)
-    return _TASK_ID_SHAPED.sub(TASK_PLACEHOLDER, text)
+    return TaskNames.of(task_ids, addresses).strip(text)
 
 
-def cause_key(diagnosis: Mapping[str, Any], task_ids: Iterable[str] = (),
-              addresses: Iterable[str] = ()) -> tuple[str, str, str]:
+def cause_key(diagnosis: Mapping[str, Any], names: TaskNames) -> tuple[str, str, str]:
     """What makes two diagnoses the same cause.
 
     The same category, the same summary and the same evidence line once what names a task
-    is taken out of both: its id, full or short (``task_ids``: the run's; id-shaped words go
-    too) and its address (``addresses``: the IPs the checks used, as in ``POST
+    is taken out of both (``names``): its id, full or short (the run's, and any word shaped
+    like an ECS task id), and its address (the IPs the checks used, as in ``POST
     http://10.0.1.7:8000/...``). So the same ``AttributeError`` log line, or the same
     refused request, on two tasks is one cause; two different log lines, or the same line
     under two categories, stay two. The next step is not part of the key: a category's
     step only differs where the evidence does.
     """
-    known = [*task_ids, diagnosis.get("task_id") or ""]
-    return (str(diagnosis.get("category")), without_task_ids(str(diagnosis.get("summary") or ""), known, addresses),
-            without_task_ids(str(diagnosis.get("evidence") or ""), known, addresses))
+    return (str(diagnosis.get("category")), names.strip(str(diagnosis.get("summary") or "")),
+            names.strip(str(diagnosis.get("evidence") or "")))
 
 
 def merge_causes(diagnoses: Iterable[Mapping[str, Any]], run_task_ids: Sequence[str] = (),
@@ -67,9 +93,9 @@ def merge_causes(diagnoses: Iterable[Mapping[str, Any]], run_task_ids: Sequence[
     """
     diagnoses = list(diagnoses)
     merged: dict[tuple[str, str, str], CauseRecord] = {}
-    every_id = [*run_task_ids, *(d.get("task_id") or "" for d in diagnoses)]
+    names = TaskNames.of([*run_task_ids, *(d.get("task_id") or "" for d in diagnoses)], addresses)
     for diagnosis in diagnoses:
-        key = cause_key(diagnosis, every_id, addresses)
+        key = cause_key(diagnosis, names)
         task_id = diagnosis.get("task_id")
         cause = merged.get(key)
         if cause is None:
