@@ -8,8 +8,8 @@ variables (``action.yml`` maps each ``${{ inputs.x }}`` there, never into a scri
   ``$GITHUB_OUTPUT``;
 - appends ``summary.md`` to ``$GITHUB_STEP_SUMMARY`` once: the harness appends it itself when
   that variable is set, so the harness runs without it;
-- prints ``::error`` annotations for the verdict's diagnoses and ``::warning`` ones for its
-  warnings, the most important first, at most :data:`MAX_ANNOTATIONS` of each (all GitHub
+- prints ``::error`` annotations for the verdict's causes (each once, with the tasks it was
+  seen on and its first console links) and ``::warning`` ones for its warnings, the most important first, at most :data:`MAX_ANNOTATIONS` of each (all GitHub
   shows per step) and one ``::notice`` saying how many were left out;
 - exits with the harness's exit code, so the job fails on 1, 4 and 6.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shlex
 import subprocess
@@ -55,6 +56,8 @@ SECURITY_MARK = "SECURITY"
 RANK_SECURITY, RANK_DEPLOYMENT, RANK_TASK, RANK_CHECK = range(4)
 NOTE_PREFIX = "note: "
 SHORT_TASK_ID = 8
+TITLE_TASK_IDS = 4  # an annotation's title names this many tasks of a cause, then how many more
+ANNOTATION_LINKS = 2  # console links in an annotation; summary.md has them all
 
 Level = Literal["error", "warning", "notice"]
 
@@ -169,13 +172,41 @@ def _short(task_id: str | None) -> str:
     return f"task {task_id[:SHORT_TASK_ID]}" if task_id else "the service"
 
 
-def _diagnosis_rank(diagnosis: Mapping[str, Any]) -> int:
-    category = diagnosis.get("category")
+def _where(task_ids: Sequence[str], run_tasks: Sequence[str]) -> str:
+    """``on 2 of 2 tasks: 2618a261, d4ff58d0`` (the harness's ``causes.tasks_phrase``, restated)."""
+    if not task_ids:
+        return "the service"
+    shown = [task_id[:SHORT_TASK_ID] for task_id in task_ids[:TITLE_TASK_IDS]]
+    more = len(task_ids) - len(shown)
+    listed = ", ".join(shown) + (f" and {more} more" if more else "")
+    if run_tasks and set(task_ids) <= set(run_tasks):
+        return f"on {len(task_ids)} of {len(run_tasks)} task{'s' if len(run_tasks) != 1 else ''}: {listed}"
+    return f"task{'s' if len(task_ids) > 1 else ''} {listed}"
+
+
+def causes_of(verdict: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The verdict's merged ``causes``; a verdict written before there were any: one per diagnosis."""
+    if "causes" in verdict:
+        return [dict(cause) for cause in verdict.get("causes") or []]
+    return [{**d, "task_ids": [d["task_id"]] if d.get("task_id") else [], "links": []}
+            for d in verdict.get("diagnoses") or []]
+
+
+def _cause_rank(cause: Mapping[str, Any]) -> int:
+    category = cause.get("category")
     if category in SECURITY_CATEGORIES:
         return RANK_SECURITY
-    if category in DEPLOY_CATEGORIES or not diagnosis.get("task_id"):
+    if category in DEPLOY_CATEGORIES or not cause.get("task_ids"):
         return RANK_DEPLOYMENT
     return RANK_TASK
+
+
+def _cause_annotation(cause: Mapping[str, Any], run_tasks: Sequence[str]) -> Annotation:
+    where = _where(cause.get("task_ids") or [], run_tasks)
+    links = "".join(f"\n{link.get('title')}: {link.get('url')}" for link in (cause.get("links") or [])[:ANNOTATION_LINKS])
+    return Annotation("error", f"smoke [{cause.get('category')}] {where}",
+                      f"{cause.get('summary', '')}\nevidence: {cause.get('evidence', '')}\n"
+                      f"next step: {cause.get('next_step', '')}{links}")
 
 
 def _check_rank(check: Mapping[str, Any]) -> int:
@@ -195,7 +226,7 @@ def _explains(diagnosis: Mapping[str, Any], check: Mapping[str, Any]) -> bool:
 
 
 def error_annotations(verdict: Mapping[str, Any]) -> list[Annotation]:
-    """Every cause and failure, most important first.
+    """Every cause (once, with its tasks: the verdict's ``causes``) and failure, most important first.
 
     Security (a ``permission_regression``, or a check whose failure says SECURITY), then
     the deployment's causes, then one task's, then the failed checks no diagnosis names:
@@ -203,18 +234,41 @@ def error_annotations(verdict: Mapping[str, Any]) -> list[Annotation]:
     Within a rank the verdict's order stays.
     """
     diagnoses = list(verdict.get("diagnoses") or [])
-    ranked: list[tuple[int, Annotation]] = [
-        (_diagnosis_rank(d), Annotation(
-            "error", f"smoke [{d.get('category')}] {_short(d.get('task_id'))}",
-            f"{d.get('summary', '')}\nevidence: {d.get('evidence', '')}\nnext step: {d.get('next_step', '')}"))
-        for d in diagnoses
-    ]
-    for check in verdict.get("checks") or []:
-        if check.get("outcome") in ("failed", "error") and not any(_explains(d, check) for d in diagnoses):
-            ranked.append((_check_rank(check), Annotation(
-                "error", f"smoke check {check.get('outcome')}: {check.get('name')} ({_short(check.get('task_id'))})",
-                str(check.get("message") or ""))))
+    run_tasks = [str(task.get("task_id")) for task in verdict.get("tasks") or []]
+    ranked: list[tuple[int, Annotation]] = [(_cause_rank(cause), _cause_annotation(cause, run_tasks))
+                                            for cause in causes_of(verdict)]
+    unexplained = [check for check in verdict.get("checks") or []
+                   if check.get("outcome") in ("failed", "error") and not any(_explains(d, check) for d in diagnoses)]
+    for group in _same_failures(unexplained, verdict.get("tasks") or []):
+        first = group[0]
+        task_ids = [str(check["task_id"]) for check in group if check.get("task_id")]
+        where = _short(first.get("task_id")) if len(group) == 1 else _where(task_ids, run_tasks)
+        name = first.get("name") if len(group) == 1 else str(first.get("name") or "").split("[", 1)[0]
+        ranked.append((_check_rank(first), Annotation(
+            "error", f"smoke check {first.get('outcome')}: {name} ({where})", str(first.get("message") or ""))))
     return [annotation for _, annotation in sorted(ranked, key=lambda pair: pair[0])]
+
+
+def _same_failures(checks: Sequence[Mapping[str, Any]],
+                   tasks: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """Failed checks grouped when only their task differs: the same check, the same message but for the
+    task's id and address (the harness's ``causes.cause_key`` rule, restated), in the verdict's order."""
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for check in checks:
+        message = _without_tasks(str(check.get("message") or ""), tasks)
+        key = (str(check.get("outcome")), str(check.get("name") or "").split("[", 1)[0], message)
+        groups.setdefault(key, []).append(check)
+    return list(groups.values())
+
+
+def _without_tasks(text: str, tasks: Sequence[Mapping[str, Any]]) -> str:
+    for task in tasks:
+        task_id, ip = str(task.get("task_id") or ""), str(task.get("ip") or "")
+        if task_id:
+            text = text.replace(task_id, "<task>").replace(task_id[:SHORT_TASK_ID], "<task>")
+        if ip:
+            text = re.sub(rf"(?<![\w.]){re.escape(ip)}(?![\w])", "<task>", text)
+    return text
 
 
 def warning_annotations(verdict: Mapping[str, Any]) -> list[Annotation]:

@@ -23,6 +23,7 @@ from plugins.core import verdict as verdicts
 from plugins.core.aws import make_clients
 from plugins.core.blue_green import CONTINUE, PausedHook, act_on_hook
 from plugins.core.categories import Diagnosis, allure_categories
+from plugins.core.console_links import ConsoleContext, awslogs_options, run_window
 from plugins.core.diagnosis import Failure, diagnose_all
 from plugins.core.containers import choose_container
 from plugins.core.deployment import TaskDefinitionRef
@@ -186,6 +187,11 @@ class RunFindings:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     duration_s: float = 0.0  # diagnosis and lint together (bench/bench_diagnosis.py reads it)
+    stopped_task_ids: frozenset[str] = frozenset()  # what the evidence found stopped: their ECS pages get links
+    # The task definition and container diagnosis read (also when the deploy failed before discovery
+    # knew them): where the tasks' log streams are.
+    task_definition: dict[str, Any] | None = None
+    container: str | None = None
 
 
 def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState, registry: SecretRegistry,
@@ -219,9 +225,13 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
             checks, outcome=state.outcome, diagnoses=findings.diagnoses, lint_warnings=findings.warnings,
             strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error,
             deployment_action_refused=actions.refused)
+    started_at, duration_s = datetime.fromisoformat(state.started_at), time.monotonic() - state.started_monotonic
+    console = console_context(resolved, state, findings, started_at, duration_s)
+    config.stash[console_key] = console
     verdict = verdicts.build_verdict(
-        started_at=datetime.fromisoformat(state.started_at),
-        duration_s=time.monotonic() - state.started_monotonic,
+        started_at=started_at,
+        duration_s=duration_s,
+        console=console,
         target=verdicts.TargetRecord(
             region=state.region,
             cluster=deployment.cluster if deployment else resolved.ecs_cluster,
@@ -269,8 +279,7 @@ def write_fallback_verdict(config: pytest.Config, resolved: SmokeConfig, state: 
     earlier = config.stash.get(verdict_key, None)
     if earlier is not None:
         decision = verdicts.decide(earlier["checks"], diagnoses=earlier["diagnoses"], internal_error=error)
-        verdict = verdicts.Verdict(**{**earlier, "verdict": decision.verdict, "exit_code": decision.exit_code,
-                                      "diagnoses": list(decision.diagnoses)})
+        verdict = verdicts.with_decision(earlier, decision, config.stash.get(console_key, None))
     else:
         verdict = verdicts.build_verdict(
             started_at=datetime.fromisoformat(state.started_at),
@@ -290,6 +299,25 @@ def write_fallback_verdict(config: pytest.Config, resolved: SmokeConfig, state: 
 
 
 verdict_key = pytest.StashKey[verdicts.Verdict]()
+console_key = pytest.StashKey[ConsoleContext]()
+
+
+def console_context(resolved: SmokeConfig, state: RunState, findings: RunFindings,
+                    started_at: datetime, duration_s: float) -> ConsoleContext:
+    """What the console links need, from what the run already read (no AWS call)."""
+    deployment = state.deployment
+    container = (deployment.container if deployment else None) or findings.container or resolved.ecs_container
+    definition = state.task_definition or findings.task_definition
+    group, prefix = awslogs_options(definition, container) if container else (None, None)
+    raw_service = state.seen.service if state.seen is not None else None
+    service_deployment = (raw_service or {}).get("currentServiceDeployment") or (state.paused_hook or {}).get(
+        "service_deployment_arn")
+    return ConsoleContext(
+        region=state.region, cluster=deployment.cluster if deployment else resolved.ecs_cluster,
+        service=deployment.service if deployment else resolved.ecs_service, log_group=group,
+        log_stream_prefix=prefix, container=container, service_deployment_arn=service_deployment,
+        stopped_task_ids=findings.stopped_task_ids,
+        window=run_window(started_at, duration_s))
 
 
 @dataclass
@@ -371,6 +399,7 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
         findings.diagnoses = diagnose_all(failures) if failures else []
         return findings
     container = (state.deployment.container if state.deployment else None) or _container_of(definition, resolved)
+    findings.task_definition, findings.container = definition, container
     findings.warnings = [w.message for w in lint_task_definition(
         definition, container=container, health_path_status=_probe_health_check_path(definition, container, state))]
     if failures:
@@ -381,6 +410,7 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
                                     task_ids=task_ids, task_definition=definition, container=container or "",
                                     around=datetime.now(timezone.utc), ecr=clients.ecr, seen=state.seen)
         findings.diagnoses = diagnose_all(failures, evidence)
+        findings.stopped_task_ids = frozenset(task.task_id for task in evidence.stopped_tasks)
     return findings
 
 

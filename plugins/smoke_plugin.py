@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from plugins import options as smoke_options
+from plugins.core.causes import tasks_phrase
 from plugins.core.stability import Progress
 from plugins.core.verdict import EXIT_NOT_VERIFIED
 from plugins.fixtures import DEPLOYMENT_CHECK, registry_of
@@ -37,6 +38,9 @@ SMOKE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
 WORKER_KEY = "smoke_run_state"
 LANES_PLUGIN = "smoke-task-lanes"
 PROGRESS_EVERY_S = 10.0  # without a terminal, one progress line this often
+# A CI log shows each cause once: this many of its tasks' ids and links, then how many more.
+TERMINAL_TASK_IDS = 8
+TERMINAL_LINKS = 3
 
 
 error_shown_key = pytest.StashKey[bool]()
@@ -215,11 +219,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     verdict = config.stash.get(verdict_key, None)
     if verdict is None:
         return
-    for diagnosis in verdict["diagnoses"]:
-        task = f" task {diagnosis['task_id'][:8]}" if diagnosis["task_id"] else ""
-        write(f"why [{diagnosis['category']}]{task}: {diagnosis['summary']}", red=True)
-        write(f"    evidence: {diagnosis['evidence']}")
-        write(f"    next step: {diagnosis['next_step']}")
+    run_tasks = [task["task_id"] for task in verdict["tasks"]]
+    said: dict[str, str] = {}  # next step -> the cause that said it first: each step is said once
+    for cause in verdict["causes"]:
+        where = tasks_phrase(cause["task_ids"], run_tasks, limit=TERMINAL_TASK_IDS)
+        write(f"why [{cause['category']}]: {cause['summary']}" + (f" ({where})" if where else ""), red=True)
+        write(f"    evidence: {cause['evidence']}")
+        step = cause["next_step"]
+        write(f"    next step: {step if step not in said else 'as for ' + said[step] + ' above'}")
+        said.setdefault(step, f"[{cause['category']}] {cause['summary']}")
+        for link in cause["links"][:TERMINAL_LINKS]:
+            write(f"    {link['title']}: {link['url']}")
+        more = len(cause["links"]) - TERMINAL_LINKS
+        if more > 0:
+            write(f"    ({more} more link{'s' if more != 1 else ''} in summary.md and verdict.json)")
     for warning in verdict["warnings"]:
         write(f"warning: {warning}", yellow=True)
     error = config.stash.get(harness_error_key, None)

@@ -152,6 +152,30 @@ def test_failed_checks_follow_the_diagnoses_unless_a_diagnosis_names_them() -> N
     ]
 
 
+def test_a_cause_seen_on_every_task_is_one_annotation_naming_its_tasks_and_links() -> None:
+    tasks = [f"{n:02d}ffffff" + "e" * 24 for n in range(24)]
+    link = {"kind": "log_stream", "title": "log stream of task 00ffffff", "url": "https://example.invalid/logs"}
+    verdict = {
+        "tasks": [{"task_id": task_id} for task_id in tasks],
+        "diagnoses": [_diagnosis("code_error", task_id, "the application raised AttributeError") for task_id in tasks],
+        "causes": [{"category": "code_error", "summary": "the application raised AttributeError",
+                    "evidence": "task 00ffffff log: AttributeError", "next_step": "Call secrets.token_urlsafe(32).",
+                    "task_ids": tasks, "links": [link] * 3}],
+        "checks": [_check(f"test_invite[{task_id[:8]}]", task_id, f"[task {task_id[:8]}] expected 201, got 500")
+                   for task_id in tasks],
+        "warnings": [],
+    }
+
+    annotation, check = gate.error_annotations(verdict)
+
+    # The failed check no diagnosis names: once too, whatever task it failed on.
+    assert check.title == "smoke check failed: test_invite (on 24 of 24 tasks: 00ffffff, 01ffffff, 02ffffff, " \
+                          "03ffffff and 20 more)"
+    assert annotation.title == "smoke [code_error] on 24 of 24 tasks: 00ffffff, 01ffffff, 02ffffff, 03ffffff and 20 more"
+    assert annotation.message.count("next step: Call secrets.token_urlsafe(32).") == 1
+    assert annotation.message.count("log stream of task 00ffffff: https://example.invalid/logs") == gate.ANNOTATION_LINKS
+
+
 @pytest.mark.parametrize(
     ("verdict", "process_exit", "expected"),
     [
@@ -454,12 +478,12 @@ def test_the_action_fails_a_broken_release_with_its_annotations_and_exit_code(
     assert run.outputs["verdict"] == "fail" and verdict["exit_code"] == 1
     errors = commands(run.log, "error")
     assert len(errors) == len(gate.error_annotations(verdict)) <= gate.MAX_ANNOTATIONS
-    # Security first, one per task, whichever way the harness named it; then the adapter error.
+    # Security first, once for both tasks (one cause, once); then the adapter error, once too.
     assert len(stage.task_ips()) == 2
-    assert all("test_participant_cannot_create_invites" in e for e in errors[:2]), errors
-    assert not any("test_participant_cannot_create_invites" in e for e in errors[2:]), errors
-    assert any(e.startswith("::error title=smoke [db_adapter_error] task ") and "rowcount" in e
-               for e in errors[2:]), errors
+    assert "test_participant_cannot_create_invites" in errors[0] and "on 2 of 2 tasks" in errors[0], errors
+    assert not any("test_participant_cannot_create_invites" in e for e in errors[1:]), errors
+    adapter = [e for e in errors if e.startswith("::error title=smoke [db_adapter_error] on 2 of 2 tasks")]
+    assert len(adapter) == 1 and "rowcount" in adapter[0], errors
     assert "stable-timeout: 120.0 (from command line)" in run.log
 
 

@@ -18,6 +18,7 @@ from plugins.core.verdict import (
     build_verdict,
     decide,
     read_verdict,
+    SUMMARY_LIMIT_BYTES,
     render_summary,
     write_summary,
     write_verdict,
@@ -140,6 +141,8 @@ def test_verdict_round_trips_through_json(tmp_path: Path) -> None:
         "tasks",
         "checks",
         "diagnoses",
+        "causes",
+        "links",
         "warnings",
     ]
     assert [p.name for p in path.parent.iterdir()] == ["verdict.json"]  # no temporary file left behind
@@ -187,9 +190,9 @@ def test_summary_headline_and_grid() -> None:
     assert "| smoke/test_health.py::test_health | ✅ | ✅ | – |" in lines
     assert "| smoke/test_auth.py::test_no_credentials_rejected | – | – | ✅ |" in lines
     assert "| smoke/test_invites.py::test_owner_creates_invite | ❌ | ⚠️ | – |" in lines
-    assert "- **[code_error]** raised AttributeError (task 3f2a9c0d)" in lines
-    assert "  - evidence: `task 3f2a9c0d log: a\\|b`" in lines
-    assert "  - next step: use token_urlsafe" in lines
+    assert "1. **[code_error]** raised AttributeError (on 1 of 2 tasks: 3f2a9c0d)" in lines
+    assert "   - evidence: `task 3f2a9c0d log: a\\|b`" in lines
+    assert "   - next step: use token_urlsafe" in lines
     assert "- ⚠️ health check has no startPeriod" in lines
     assert "POST invites -> 500" in summary
 
@@ -208,10 +211,75 @@ def test_summary_headline_and_grid() -> None:
 def test_summary_headline_for_pass_and_not_verified(checks: list[CheckRecord], flags: dict, headline: str) -> None:
     summary = render_summary(verdict_with(checks, **flags))
     assert summary.startswith(headline)
-    assert ("### Diagnosis" in summary) is bool(flags)  # could-not-verify names its cause too
+    assert ("### Why: 1 cause" in summary) is bool(flags)  # could-not-verify names its cause too
 
 
 def test_write_summary_without_a_step_summary_writes_only_the_file(tmp_path: Path) -> None:
     text = write_summary(tmp_path / "summary.md", verdict_with(PASSING), SecretRegistry(), None)
     assert (tmp_path / "summary.md").read_text() == text
     assert [p.name for p in tmp_path.iterdir()] == ["summary.md"]
+
+
+# --- summary.md: one cause once, top-down, within GitHub's step summary limit --------------------------
+
+
+def many_tasks_verdict(tasks: int, *, failures_per_task: int = 1, message: str = "POST invites -> 500") -> Any:
+    ids = [f"{n:08x}" + "c" * 24 for n in range(tasks)]
+    checks = [check(f"test_invite_{k}[{task_id[:8]}]", task_id, "failed", f"{message} ({k})")
+              for task_id in ids for k in range(failures_per_task)]
+    diagnoses = [Diagnosis("code_error", task_id, "the application raised AttributeError",
+                           f"task {task_id[:8]} log: AttributeError: no urlsafe", "use token_urlsafe")
+                 for task_id in ids]
+    return build_verdict(started_at=datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc), duration_s=9.0, target=TARGET,
+                         tasks=[TaskRecord(task_id=t, ip=None, image_digest=DIGEST, started_at=None) for t in ids],
+                         checks=checks, diagnoses=diagnoses)
+
+
+def test_a_cause_on_every_task_is_said_once_and_before_the_grid_and_the_failures() -> None:
+    verdict = many_tasks_verdict(24)
+
+    summary = render_summary(verdict)
+
+    assert len(verdict["diagnoses"]) == 24 and len(verdict["causes"]) == 1
+    assert summary.count("**[code_error]**") == 1 and summary.count("- next step:") == 1
+    assert "(on 24 of 24 tasks: 00000000, 00000001, " in summary and "00000017)" in summary
+    positions = [summary.index(mark) for mark in ("## ❌ FAIL", "### Why: 1 cause", "### Checks",
+                                                  "<details><summary>24 failed or errored check(s)")]
+    assert positions == sorted(positions)
+
+
+def test_the_failures_text_is_left_out_from_the_end_to_stay_under_the_limit() -> None:
+    verdict = many_tasks_verdict(40, failures_per_task=40, message="x" * 590)  # 1600 failures, ~1 MB of text
+
+    summary = render_summary(verdict)
+
+    assert len(summary.encode("utf-8")) <= SUMMARY_LIMIT_BYTES
+    assert summary.startswith("## ❌ FAIL") and "### Why: 1 cause" in summary and "### Checks" in summary
+    shown = summary.count("- ❌ **test_invite_")
+    assert 0 < shown < 1600
+    assert f"_{1600 - shown} more left out to keep summary.md under 512 KiB" in summary
+    assert summary.endswith("</details>\n")
+
+
+def test_a_summary_whose_top_alone_is_too_long_is_cut_at_a_line_with_a_note() -> None:
+    verdict = build_verdict(started_at=datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc), duration_s=1.0,
+                            target=TARGET, tasks=TASKS, checks=PASSING,
+                            warnings=[f"warning {n}: " + "w" * 200 for n in range(40)])
+
+    summary = render_summary(verdict, limit_bytes=4096)
+
+    assert len(summary.encode("utf-8")) <= 4096
+    assert summary.startswith("## ✅ PASS") and summary.endswith("verdict.json has it all._\n")
+
+
+def test_two_causes_with_one_next_step_say_it_once() -> None:
+    line = "task {} log: {}"
+    diagnoses = [Diagnosis("code_error", T1, "raised AttributeError", line.format(T1[:8], "AttributeError: x"), "fix it"),
+                 Diagnosis("code_error", T2, "raised NameError", line.format(T2[:8], "NameError: y"), "fix it")]
+    verdict = build_verdict(started_at=datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc), duration_s=1.0,
+                            target=TARGET, tasks=TASKS, checks=[check("t", T1, "failed", "500")], diagnoses=diagnoses)
+
+    lines = render_summary(verdict).splitlines()
+
+    assert len(verdict["causes"]) == 2
+    assert [line for line in lines if "next step:" in line] == ["   - next step: fix it", "   - next step: as for 1. above"]

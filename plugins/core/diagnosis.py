@@ -52,6 +52,8 @@ KINDS = frozenset(
     }
 )
 _NETWORK_KINDS = frozenset({"unreachable", "no_public_ip", "no_private_ip"})
+URLSAFE_STEP = ("Call secrets.token_urlsafe(32) where the quoted log line calls secrets.urlsafe(32) (read the full "
+                "traceback in CloudWatch), and redeploy.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,8 +293,8 @@ def _from_log_lines(candidates: list[tuple[str, str]]) -> Diagnosis | None:
     if found:
         task_id, line, match = found
         step = NEXT_STEPS["code_error"]
-        if "urlsafe" in line:
-            step = "Use secrets.token_urlsafe(32), not secrets.urlsafe(32); " + step
+        if "urlsafe" in line:  # runbook lesson: the fix is known, so say it instead of the general one
+            step = URLSAFE_STEP
         return make_diagnosis(
             "code_error",
             task_id,

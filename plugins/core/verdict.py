@@ -17,8 +17,15 @@ verdict.json fields
 - ``checks``: one entry per check and task: ``name``, ``task_id`` (``null`` for a check of the
   whole service), ``outcome`` (``"passed"``, ``"failed"``, ``"error"`` or ``"skipped"``),
   ``duration_s``, ``message`` (why it failed; empty when it passed).
-- ``diagnoses``: one entry per named cause: ``category`` (see ``categories.CATEGORIES``),
+- ``diagnoses``: one entry per named cause and task: ``category`` (see ``categories.CATEGORIES``),
   ``task_id``, ``summary``, ``evidence`` (one line), ``next_step``.
+- ``causes``: the diagnoses merged, one entry per cause (``causes.cause_key``: same category,
+  summary and evidence once task ids are taken out): ``category``, ``summary``, ``evidence``
+  and ``next_step`` (of the first task it was found on), ``task_ids`` (every task it was seen
+  on; empty for a cause of the whole service) and ``links`` (``kind``, ``title``, ``url``: the
+  tasks' CloudWatch log streams, stopped tasks' ECS pages, the ECS service and its service
+  deployment; see ``console_links``).
+- ``links``: the run's own console links (the ECS service, its service deployment).
 - ``warnings``: sentences about things that did not fail the run (task definition lint...).
 - ``deployment_gate`` (``--continue-deployment`` only): the service deployment, the PAUSE hook
   found (``paused_hook``: ``hook_id``, ``stage``, ``expires_at``, ``timeout_action``), each
@@ -44,6 +51,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
 from plugins.core.categories import NEXT_STEPS, Diagnosis, diagnose_not_verified
+from plugins.core.causes import CauseRecord, merge_causes, tasks_phrase
+from plugins.core.console_links import ConsoleContext, LinkRecord, service_links
 from plugins.core.redact import SecretRegistry, scrub_patterns
 
 VerdictName = Literal["pass", "fail", "error"]
@@ -58,6 +67,8 @@ _CELL = {"passed": "✅", "failed": "❌", "error": "⚠️", "skipped": "–"}
 _HEADLINE = {"pass": "PASS", "fail": "FAIL", "error": "COULD NOT VERIFY"}
 _ICON = {"pass": "✅", "fail": "❌", "error": "⚠️"}
 SHORT_TASK_ID = 8
+# GitHub takes 1 MiB of step summary per step; stay well under, so other steps' summaries fit too.
+SUMMARY_LIMIT_BYTES = 512 * 1024
 
 
 class TargetRecord(TypedDict):
@@ -101,6 +112,8 @@ class Verdict(TypedDict):
     tasks: list[TaskRecord]
     checks: list[CheckRecord]
     diagnoses: list[DiagnosisRecord]
+    causes: list[CauseRecord]
+    links: list[LinkRecord]
     warnings: list[str]
     deployment_gate: NotRequired[dict[str, Any]]  # blue_green.GateRecord.to_dict()
     rollback: NotRequired[dict[str, Any]]  # rollback.RollbackRecord.to_dict()
@@ -193,9 +206,14 @@ def build_verdict(
     decision: Decision | None = None,
     diagnoses: Iterable[DiagnosisRecord | Any] = (),
     warnings: Iterable[str] = (),
+    console: ConsoleContext | None = None,
 ) -> Verdict:
-    """Assemble a ``Verdict`` from a ``Decision`` (by default ``decide(checks, diagnoses=diagnoses)``)."""
+    """Assemble a ``Verdict`` from a ``Decision`` (by default ``decide(checks, diagnoses=diagnoses)``).
+
+    ``console``: what the AWS console links need (none without it).
+    """
     decision = decision or decide(checks, diagnoses=diagnoses)
+    task_ids = [task["task_id"] for task in tasks]
     return Verdict(
         verdict=decision.verdict,
         exit_code=decision.exit_code,
@@ -205,8 +223,22 @@ def build_verdict(
         tasks=list(tasks),
         checks=list(checks),
         diagnoses=list(decision.diagnoses),
+        causes=merge_causes(decision.diagnoses, task_ids, console, _addresses(tasks)),
+        links=service_links(console) if console is not None else [],
         warnings=[str(w) for w in warnings],
     )
+
+
+def with_decision(verdict: Verdict, decision: Decision, console: ConsoleContext | None = None) -> Verdict:
+    """``verdict`` under another decision (a harness error after it was built): diagnoses and causes follow."""
+    task_ids = [task["task_id"] for task in verdict["tasks"]]
+    return Verdict(**{**verdict, "verdict": decision.verdict, "exit_code": decision.exit_code,  # type: ignore[typeddict-item]
+                      "diagnoses": list(decision.diagnoses),
+                      "causes": merge_causes(decision.diagnoses, task_ids, console, _addresses(verdict["tasks"]))})
+
+
+def _addresses(tasks: Iterable[TaskRecord]) -> list[str]:
+    return [task["ip"] for task in tasks if task.get("ip")]
 
 
 def _clean(registry: SecretRegistry, obj: Any) -> Any:
@@ -303,75 +335,153 @@ def _rank(outcome: str) -> int:
     return {"skipped": 0, "passed": 1, "error": 2, "failed": 3}.get(outcome, 0)
 
 
-def render_summary(verdict: Verdict) -> str:
-    """Markdown for people: headline, task x check grid, failures, diagnoses, warnings."""
+def render_summary(verdict: Verdict, limit_bytes: int = SUMMARY_LIMIT_BYTES) -> str:
+    """Markdown for a person at 2 a.m., top-down: what was decided, why, then the detail.
+
+    The verdict and the deployment (with its console links); each cause once, with its
+    tasks, evidence, next step and links; the blue/green gate and the rollback, if any; the
+    task x check grid; the tasks; warnings; and last the failures' full text, collapsed.
+    Within ``limit_bytes`` (UTF-8): failures are left out from the end first, with a note.
+    """
+    head = [*_deployment_section(verdict), *_causes_section(verdict), *_gate_section(verdict),
+            *_rollback_section(verdict), "", "### Checks", "", *_grid(verdict), *_tasks_section(verdict)]
+    if verdict["warnings"]:
+        head += ["", "### Warnings", ""]
+        head += [f"- ⚠️ {_md(w)}" for w in verdict["warnings"]]
+    text = "\n".join(head) + "\n"
+    failures = [check for check in verdict["checks"] if check["outcome"] in ("failed", "error")]
+    if not failures:
+        return text if _size(text) <= limit_bytes else _cut(text, limit_bytes)
+    opening = f"\n<details><summary>{len(failures)} failed or errored check(s): the full text</summary>\n\n"
+    closing = "</details>\n"
+    budget = limit_bytes - _size(text + opening + closing) - _size(_left_out_note(len(failures), limit_bytes))
+    blocks: list[str] = []
+    for check in failures:
+        block = _failure_block(check)
+        if _size(block) > budget:
+            break
+        budget -= _size(block)
+        blocks.append(block)
+    if budget < 0:  # not even the heading and the note fit: the summary's top is what counts
+        return _cut(text, limit_bytes)
+    left_out = len(failures) - len(blocks)
+    note = _left_out_note(left_out, limit_bytes) if left_out else ""
+    return text + opening + "".join(blocks) + note + closing
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _failure_block(check: CheckRecord) -> str:
+    text = str(check["message"]).replace("```", "'''").replace(" | ", "\n")
+    lines = [f"- {_CELL[check['outcome']]} **{_md(check['name'])}** ({_short(check['task_id'])})", "",
+             "  ```", *(f"  {line}" for line in text.splitlines() or [""]), "  ```", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _left_out_note(left_out: int, limit_bytes: int) -> str:
+    return (f"_{left_out} more left out to keep summary.md under {limit_bytes // 1024} KiB (GitHub shows 1 MiB "
+            "per step); every one is in verdict.json and junit.xml._\n\n")
+
+
+def _cut(text: str, limit_bytes: int) -> str:
+    """The first lines of ``text`` that fit in ``limit_bytes`` with a note saying the rest is in verdict.json."""
+    note = f"\n_summary.md cut at {limit_bytes // 1024} KiB (GitHub shows 1 MiB per step); verdict.json has it all._\n"
+    room = limit_bytes - len(note.encode("utf-8"))
+    kept = text.encode("utf-8")[:max(room, 0)].decode("utf-8", errors="ignore")
+    return kept[: kept.rfind("\n") + 1] + note
+
+
+def _deployment_section(verdict: Verdict) -> list[str]:
     target = verdict["target"]
     name = verdict["verdict"]
-    headline = (
-        f"## {_ICON[name]} {_HEADLINE[name]}: {_md(target.get('service') or '?')}, "
-        f"deployment {_md(target.get('deployment_id') or '?')} ({verdict['duration_s']:.1f} s)"
-    )
-    lines = [headline, ""]
     checks = verdict["checks"]
     counts = {o: sum(1 for c in checks if c["outcome"] == o) for o in ("passed", "failed", "error", "skipped")}
-    lines.append(
+    lines = [
+        f"## {_ICON[name]} {_HEADLINE[name]}: {_md(target.get('service') or '?')}, "
+        f"deployment {_md(target.get('deployment_id') or '?')} ({verdict['duration_s']:.1f} s)",
+        "",
         f"Cluster {_code(target.get('cluster') or '?')}, "
         f"task definition {_code(target.get('task_definition') or '?')}, "
         f"image {_code(target.get('image_digest') or '?')}; {len(verdict['tasks'])} task(s), "
         f"{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors, "
-        f"{counts['skipped']} skipped; exit code {verdict['exit_code']}."
-    )
-    lines += ["", *_grid(verdict)]
-    if verdict["tasks"]:
-        lines += ["", "| task | ip | image | started |", "|---|---|---|---|"]
-        for task in verdict["tasks"]:
-            lines.append(
-                f"| {_code(task['task_id'])} | {_md(task.get('ip') or '?')} | {_code(task.get('image_digest') or '?')} "
-                f"| {_md(task.get('started_at') or '?')} |"
-            )
-    problems = [c for c in checks if c["outcome"] in ("failed", "error")]
-    if problems:
-        lines += ["", "### Failures", ""]
-        for check in problems:
-            lines.append(
-                f"- {_CELL[check['outcome']]} **{_md(check['name'])}** ({_short(check['task_id'])}): "
-                f"{_md(check['message'])}"
-            )
-    if verdict["diagnoses"]:
-        lines += ["", "### Diagnosis", ""]
-        for found in verdict["diagnoses"]:
-            lines += [
-                f"- **[{found['category']}]** {_md(found['summary'])} (task {_short(found['task_id'])})",
-                f"  - evidence: {_code(found['evidence'])}",
-                f"  - next step: {_md(found['next_step'])}",
-            ]
+        f"{counts['skipped']} skipped; exit code {verdict['exit_code']}.",
+    ]
+    if verdict.get("links"):
+        lines += ["", "In the AWS console: " + _links(verdict["links"])]
+    return lines
+
+
+def _links(links: list[LinkRecord]) -> str:
+    return " · ".join(f"[{_md(link['title']).replace(']', ')').replace('[', '(')}]({link['url']})" for link in links)
+
+
+def _causes_section(verdict: Verdict) -> list[str]:
+    causes = verdict.get("causes") or []
+    if not causes:
+        return []
+    run_tasks = [task["task_id"] for task in verdict["tasks"]]
+    shown_above = {link["url"] for link in verdict.get("links") or []}
+    lines = ["", f"### Why: {len(causes)} cause{'s' if len(causes) != 1 else ''}", ""]
+    said: dict[str, int] = {}  # next step -> the cause that said it first: each step is said once
+    for number, cause in enumerate(causes, 1):
+        where = tasks_phrase(cause["task_ids"], run_tasks)
+        step = cause["next_step"]
+        lines += [f"{number}. **[{cause['category']}]** {_md(cause['summary'])}" + (f" ({_md(where)})" if where else ""),
+                  f"   - evidence: {_code(cause['evidence'])}",
+                  f"   - next step: {_md(step) if step not in said else f'as for {said[step]}. above'}"]
+        said.setdefault(step, number)
+        # The service's own links are in the heading; a cause of the whole service shows them anyway.
+        links = [link for link in cause["links"] if link["url"] not in shown_above] or cause["links"]
+        if links:
+            lines.append(f"   - links: {_links(links)}")
+    return lines
+
+
+def _gate_section(verdict: Verdict) -> list[str]:
     gate = verdict.get("deployment_gate")
-    if gate:
-        hook = gate["paused_hook"]
-        lines += ["", "### Deployment gate (blue/green)", "",
-                  f"Service deployment {_code(gate['service_deployment_arn'])} paused at {_md(hook.get('stage') or '?')} "
-                  f"(hook {_code(hook['hook_id'])}, timeout action {_md(hook.get('timeout_action') or '?')}).", ""]
-        for action in gate["actions"]:
-            done = "done" if action["accepted"] else f"refused: {_md(action.get('error') or '')}"
-            lines.append(f"- {action['action']} hook {_code(action['hook_id'])} at {_md(action.get('stage') or '?')}, "
-                         f"{_md(action['at'])}: {done}")
-        if not gate["actions"]:
-            lines.append("- no action: the hook was left paused")
-        if gate.get("final_status"):
-            lines.append(f"- then: {_md(gate['final_status'])} at {_md(gate.get('final_stage') or '-')}")
+    if not gate:
+        return []
+    hook = gate["paused_hook"]
+    lines = ["", "### Deployment gate (blue/green)", "",
+             f"Service deployment {_code(gate['service_deployment_arn'])} paused at {_md(hook.get('stage') or '?')} "
+             f"(hook {_code(hook['hook_id'])}, timeout action {_md(hook.get('timeout_action') or '?')}).", ""]
+    for action in gate["actions"]:
+        done = "done" if action["accepted"] else f"refused: {_md(action.get('error') or '')}"
+        lines.append(f"- {action['action']} hook {_code(action['hook_id'])} at {_md(action.get('stage') or '?')}, "
+                     f"{_md(action['at'])}: {done}")
+    if not gate["actions"]:
+        lines.append("- no action: the hook was left paused")
+    if gate.get("final_status"):
+        lines.append(f"- then: {_md(gate['final_status'])} at {_md(gate.get('final_stage') or '-')}")
+    return lines
+
+
+def _rollback_section(verdict: Verdict) -> list[str]:
     rollback = verdict.get("rollback")
-    if rollback:
-        failed, to = rollback["failed"], rollback["to"]
-        lines += ["", "### Rollback (--on-fail rollback)", "",
-                  f"- **{_md(rollback['status'])}**: {_md(rollback['message'])}",
-                  f"- failed: deployment {_code(failed.get('deployment_id') or '?')}, "
-                  f"{_code(failed.get('task_definition') or '?')}",
-                  f"- back to: deployment {_code(to.get('deployment_id') or '?')}, "
-                  f"{_code(to.get('task_definition') or '?')}"]
-    if verdict["warnings"]:
-        lines += ["", "### Warnings", ""]
-        lines += [f"- ⚠️ {_md(w)}" for w in verdict["warnings"]]
-    return "\n".join(lines) + "\n"
+    if not rollback:
+        return []
+    failed, to = rollback["failed"], rollback["to"]
+    return ["", "### Rollback (--on-fail rollback)", "",
+            f"- **{_md(rollback['status'])}**: {_md(rollback['message'])}",
+            f"- failed: deployment {_code(failed.get('deployment_id') or '?')}, "
+            f"{_code(failed.get('task_definition') or '?')}",
+            f"- back to: deployment {_code(to.get('deployment_id') or '?')}, "
+            f"{_code(to.get('task_definition') or '?')}"]
+
+
+def _tasks_section(verdict: Verdict) -> list[str]:
+    if not verdict["tasks"]:
+        return []
+    lines = ["", f"<details><summary>The {len(verdict['tasks'])} task(s): address, image, start</summary>", "",
+             "| task | ip | image | started |", "|---|---|---|---|"]
+    for task in verdict["tasks"]:
+        lines.append(
+            f"| {_code(task['task_id'])} | {_md(task.get('ip') or '?')} | {_code(task.get('image_digest') or '?')} "
+            f"| {_md(task.get('started_at') or '?')} |"
+        )
+    return [*lines, "", "</details>"]
 
 
 def write_summary(
@@ -386,6 +496,8 @@ def write_summary(
     Returns the redacted markdown.
     """
     text = scrub_patterns(registry.redact(render_summary(verdict)))
+    if len(text.encode("utf-8")) > SUMMARY_LIMIT_BYTES:  # a redaction made it longer: cut, never overflow
+        text = _cut(text, SUMMARY_LIMIT_BYTES)
     if path is not None:
         _write_atomically(Path(path), text)
     if github_step_summary:
