@@ -24,7 +24,7 @@ from plugins.core.aws import make_clients
 from plugins.core.blue_green import CONTINUE, PausedHook, act_on_hook
 from plugins.core import timeline as timelines
 from plugins.core.allure3 import (CONTAINER_SUFFIX, RESULT_SUFFIX, TASK_LABEL, causes, label_failed_result,
-                                   last_exchange, trim_setup_fixtures, write_allure3_extras)
+                                   last_exchange, trim_quiet_fixtures, write_allure3_extras)
 from plugins.core.categories import Diagnosis
 from plugins.core.diagnosis import Failure, diagnose_all
 from plugins.core.containers import choose_container
@@ -506,7 +506,7 @@ def label_allure_failures(allure_dir: Path, diagnoses: list[Diagnosis], total_ta
             path.write_text(json.dumps(data), encoding="utf-8")
     for path in allure_dir.glob(f"*{CONTAINER_SUFFIX}"):
         data = json.loads(path.read_text(encoding="utf-8"))
-        if trim_setup_fixtures(data):
+        if trim_quiet_fixtures(data):
             path.write_text(json.dumps(data), encoding="utf-8")
 
 

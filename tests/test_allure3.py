@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from plugins.core.allure3 import (CATEGORY_LABEL, GLOBALS_FILE, METRICS_FILE, REPORT_FILE, VERDICT_METRIC,
-                                  allure3_categories, causes, headline, label_failed_result, trim_setup_fixtures,
+                                  allure3_categories, causes, headline, label_failed_result, trim_quiet_fixtures,
                                   write_allure3_extras)
 from plugins.core.categories import CATEGORIES
 from plugins.core.timeline import (TimelineRecorder, check_event, from_dicts, mermaid_gantt, segments,
@@ -90,7 +90,7 @@ def test_a_could_not_verify_run_without_a_cause_is_still_a_global_error(tmp_path
     assert errors[0]["message"].startswith("COULD NOT VERIFY (exit 6)")
 
 
-def test_a_failed_result_says_its_cause_first_and_quiet_set_up_fixtures_go() -> None:
+def test_a_failed_result_says_its_cause_first_and_quiet_fixtures_go() -> None:
     result: dict[str, Any] = {"status": "failed", "labels": [], "description": "Create -> join",
                               "statusDetails": {"message": "ContractViolation: expected 200, got 500"}}
     cause = causes([_diagnosis("d4ff58d0-bbbb")])[0]
@@ -104,10 +104,12 @@ def test_a_failed_result_says_its_cause_first_and_quiet_set_up_fixtures_go() -> 
     assert description.index("Next step") < description.index("POST /invites -&gt; 500") < description.index("Create")
     container = {"befores": [{"name": "smoke_config", "status": "passed", "steps": []},
                              {"name": "smoke_login", "status": "passed", "steps": [{"name": "POST /login"}]},
-                             {"name": "smoke_accounts", "status": "broken"}]}
-    assert trim_setup_fixtures(container)
+                             {"name": "smoke_accounts", "status": "broken"}],
+                 "afters": [{"name": "smoke_http::close", "status": "passed"}]}
+    assert trim_quiet_fixtures(container)
     assert [item["name"] for item in container["befores"]] == ["smoke_login", "smoke_accounts"]
-    assert not trim_setup_fixtures(container)
+    assert container["afters"] == []
+    assert not trim_quiet_fixtures(container)
 
 
 # -- the timeline -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ its results folder:
   ``report/allure-report.mjs`` gives the report as its global exit code.
 
 Each failed result gets its cause, evidence, next step and last HTTP exchange first (its
-message and description), and the set-up fixtures that did nothing worth reading are left out.
+message and description), and the fixtures that did nothing worth reading are left out.
 """
 
 from __future__ import annotations
@@ -185,15 +185,18 @@ def last_exchange(result: Mapping[str, Any], allure_dir: Path) -> str:
     return ""
 
 
-def trim_setup_fixtures(container: dict[str, Any]) -> bool:
-    """Leave out set-up fixtures that passed without a step or attachment (13 names at 0 s say nothing).
+def trim_quiet_fixtures(container: dict[str, Any]) -> bool:
+    """Leave out set-up and tear-down fixtures that passed without a step or attachment.
 
-    Returns whether the container changed. A fixture that failed, or made HTTP calls, stays.
+    Thirteen fixture names at 0 s before the HTTP steps (and fifteen after) say nothing; a
+    fixture that failed, or made HTTP calls, stays. Returns whether the container changed.
     """
-    befores = container.get("befores") or []
-    kept = [item for item in befores
-            if item.get("status") not in (None, "passed") or item.get("steps") or item.get("attachments")]
-    if len(kept) == len(befores):
-        return False
-    container["befores"] = kept
-    return True
+    changed = False
+    for stage in ("befores", "afters"):
+        fixtures = container.get(stage) or []
+        kept = [item for item in fixtures
+                if item.get("status") not in (None, "passed") or item.get("steps") or item.get("attachments")]
+        if len(kept) != len(fixtures):
+            container[stage] = kept
+            changed = True
+    return changed
