@@ -125,7 +125,9 @@ def test_the_recorder_keeps_only_changes_of_deployments_tasks_and_stops() -> Non
     looks = [
         (0, rolling, [running_task("aaaa1111", health="UNKNOWN")]),
         (1, rolling, [running_task("aaaa1111", health="UNKNOWN")]),  # nothing changed: no event
-        (2, rolling, [running_task("aaaa1111"), stopped_task("bbbb2222", "Task failed container health checks")]),
+        (2, rolling, [running_task("aaaa1111"), stopped_task("bbbb2222", "Task failed container health checks"),
+                      {**stopped_task("cccc3333", "Scaling activity initiated by deployment"),
+                       "taskDefinitionArn": TD_OLD, "startedBy": DEP_OLD}]),
         (3, [deployment(DEP_NEW, "PRIMARY", TD_NEW, "COMPLETED")], [running_task("aaaa1111")]),
     ]
     for seconds, deployments, tasks in looks:
@@ -133,15 +135,19 @@ def test_the_recorder_keeps_only_changes_of_deployments_tasks_and_stops() -> Non
         recorder.observe(type(seen)(**{**{f: getattr(seen, f) for f in seen.__slots__}, "observed_at": _later(seconds)}))
     states = [(event.lane, event.state) for event in recorder.events]
     assert states == [
-        ("deployment 11111111 (civicforge-board-mvp:8)", "PRIMARY IN_PROGRESS 2/2"),
-        ("deployment 22222222 (civicforge-board-mvp:7)", "ACTIVE COMPLETED 2/2"),
+        ("deployment 11111111 (rev 8)", "PRIMARY IN_PROGRESS 2/2"),
+        ("deployment 22222222 (rev 7)", "ACTIVE COMPLETED 2/2"),
         ("task aaaa1111", "RUNNING"),
         ("task aaaa1111", "RUNNING/HEALTHY"),
         ("task bbbb2222", "STOPPED"),
-        ("deployment 11111111 (civicforge-board-mvp:8)", "PRIMARY COMPLETED 2/2"),
+        ("task cccc3333", "STOPPED (old deployment)"),  # drained as the roll-out replaced it: not a failure
+        ("deployment 11111111 (rev 8)", "PRIMARY COMPLETED 2/2"),
+        ("deployment 22222222 (rev 7)", "no longer listed"),  # its lane ends: no bar after it
     ]
     stop = next(event for event in recorder.events if event.state == "STOPPED")
     assert "Task failed container health checks" in stop.detail and stop.outcome == "bad"
+    assert stop.at == NOW.timestamp()  # when ECS stopped it (stoppedAt), not the look 2 s later that saw it
+    assert [event.outcome for event in recorder.events if event.lane == "task cccc3333"] == ["info"]
     assert from_dicts(json.loads(json.dumps(recorder.to_list()))) == recorder.events  # the xdist boundary
 
 
@@ -155,7 +161,7 @@ def test_the_pictures_fold_checks_per_task_and_end_on_the_verdict() -> None:
               verdict_event(start + 3, "fail", 1)]
     bars = [(bar.lane, bar.label, bar.outcome) for bar in segments(events)]
     assert bars == [
-        ("deployment 11111111 (civicforge-board-mvp:8)", "PRIMARY COMPLETED 2/2", "ok"),
+        ("deployment 11111111 (rev 8)", "PRIMARY COMPLETED 2/2", "ok"),
         ("task aaaa1111", "RUNNING/HEALTHY", "ok"),
         ("task aaaa1111", "2 checks, 1 failed", "bad"),
         ("task aaaa1111", "check test_invite failed", "bad"),
@@ -164,8 +170,7 @@ def test_the_pictures_fold_checks_per_task_and_end_on_the_verdict() -> None:
     chart = mermaid_gantt(events)
     assert chart.splitlines()[:4] == ["gantt", "    title The deployment as this run observed it (UTC)",
                                       "    dateFormat x", "    axisFormat %H:%M:%S"]
-    # A colon would end a gantt task's name: the family:revision keeps a look-alike.
-    assert "    section deployment 11111111 (civicforge-board-mvp∶8)" in chart
+    assert "    section deployment 11111111 (rev 8)" in chart
     assert f"    FAIL (exit 1) :milestone, crit, {int((start + 3) * 1000)}, {int((start + 3) * 1000) + 1}" in chart
     assert summary_section(events).startswith("\n## Timeline\n\n```mermaid\ngantt\n")
     page = timeline_html(events, "board: FAIL")

@@ -18,13 +18,15 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from plugins.core.observation import Observation
+from plugins.core.observation import Observation, TaskInfo
 
 VERDICT_LANE = "verdict"
 HEALTH_LANE = "health streak"
 WAIT_LANE = "wait"
 DEPLOYMENT_CHECKS_LANE = "checks of the deployment"
-MAX_FAILED_CHECK_BARS = 20  # per picture; the rest are counted in their task's checks bar
+ECS_TIME_WINDOW_S = 900.0  # an ECS timestamp this much older than the look that saw it is drawn at the look
+MAX_FAILED_CHECK_BARS = 20
+GONE = "no longer listed"  # a deployment ECS stopped listing: its lane ends there (outcome "end", no bar)  # per picture; the rest are counted in their task's checks bar
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,8 @@ def task_lane(short_id: str) -> str:
 
 
 def _deployment_lane(deployment_id: str, family_revision: str) -> str:
-    return f"deployment {deployment_id.removeprefix('ecs-svc/')[:8]} ({family_revision})"
+    """``deployment 25787481 (rev 2)``: short enough for a lane label; the title names the service."""
+    return f"deployment {deployment_id.removeprefix('ecs-svc/')[:8]} (rev {family_revision.rpartition(':')[2]})"
 
 
 def _task_outcome(last_status: str, health: str | None) -> str:
@@ -60,6 +63,20 @@ def _task_outcome(last_status: str, health: str | None) -> str:
     if last_status == "RUNNING" and health in (None, "HEALTHY", "UNKNOWN"):
         return "ok" if health != "UNKNOWN" else "pending"
     return "bad" if health == "UNHEALTHY" else "pending"
+
+
+def _when(task: TaskInfo, observed: float) -> float:
+    """When ECS says the task got its state (stoppedAt, startedAt), if that is recent; else when it was seen.
+
+    A stop ECS recorded before the wait began is drawn where it happened, not when the wait
+    first looked; a time older than ``ECS_TIME_WINDOW_S`` (a stopped task ECS still lists an
+    hour later) would squash the picture, so it is drawn at the observation.
+    """
+    stamp = task.stopped_at if task.last_status == "STOPPED" else task.started_at
+    if stamp is None:
+        return observed
+    ecs_time = stamp.timestamp()
+    return ecs_time if observed - ECS_TIME_WINDOW_S <= ecs_time <= observed else observed
 
 
 class TimelineRecorder:
@@ -78,16 +95,26 @@ class TimelineRecorder:
     def observe(self, observation: Observation) -> None:
         """Record what changed since the last observation: deployments, tasks, stops."""
         at = observation.observed_at.timestamp()
+        listed = set()
         for item in observation.deployments:
             rollout = f" {item.rollout_state}" if item.rollout_state else ""
             outcome = {"COMPLETED": "ok", "FAILED": "bad"}.get(item.rollout_state or "", "pending")
-            self._record(at, _deployment_lane(item.id, item.family_revision),
-                         f"{item.status}{rollout} {item.running}/{item.desired}", item.rollout_state_reason or "",
-                         outcome)
+            lane = _deployment_lane(item.id, item.family_revision)
+            listed.add(lane)
+            self._record(at, lane, f"{item.status}{rollout} {item.running}/{item.desired}",
+                         item.rollout_state_reason or "", outcome)
+        for lane in [lane for lane in self._last if lane.startswith("deployment ") and lane not in listed]:
+            self._record(at, lane, GONE, "ECS no longer lists this deployment", "end")
+        primary = observation.primary
         for task in observation.tasks:
+            lane, when = task_lane(task.short_id), _when(task, at)
+            if task.last_status == "STOPPED":
+                drained = primary is not None and not task.belongs_to(primary)
+                self._record(when, lane, "STOPPED (old deployment)" if drained else "STOPPED", task.describe_stop(),
+                             "info" if drained else "bad")
+                continue
             health = f"/{task.health_status}" if task.health_status and task.health_status != "UNKNOWN" else ""
-            detail = task.describe_stop() if task.last_status == "STOPPED" else ""
-            self._record(at, task_lane(task.short_id), f"{task.last_status}{health}", detail,
+            self._record(when, lane, f"{task.last_status}{health}", "",
                          _task_outcome(task.last_status, task.health_status))
 
     def health(self, at: float, ok_streak: int, needed: int) -> None:
@@ -153,6 +180,8 @@ def segments(events: Sequence[TimelineEvent]) -> list[Segment]:
     for lane in sorted(lanes, key=_lane_rank):
         states = [event for event in lanes[lane] if event.until is None]
         for event, following in zip(states, [*states[1:], None]):
+            if event.outcome == "end":
+                continue
             end = following.at if following is not None else end_of_run
             bars.append(Segment(lane, event.state, event.at, max(end, event.at), event.outcome, event.detail))
         checks = [event for event in lanes[lane] if event.until is not None]
