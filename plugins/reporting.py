@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -263,14 +263,18 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     verdicts.write_verdict(report_dir / "verdict.json", verdict, registry)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     summary = verdicts.write_summary(report_dir / "summary.md", verdict, registry, step_summary)
-    events = [*timelines.from_dicts(state.timeline), *config.stash.get(check_events_key, []),
-              timelines.verdict_event(time.time(), verdict["verdict"], verdict["exit_code"])]
+    # Redacted before they are drawn or escaped: an escaped or reshaped secret would slip past the last scrub.
+    events = [replace(event, state=registry.redact(event.state), detail=registry.redact(event.detail))
+              for event in [*timelines.from_dicts(state.timeline), *config.stash.get(check_events_key, []),
+                            timelines.verdict_event(time.time(), verdict["verdict"], verdict["exit_code"])]]
     summary += append_timeline(report_dir / "summary.md", events, registry, step_summary)
     allure_dir = Path(getattr(config.option, "allure_report_dir", "") or report_dir / "allure-results")
     write_allure_extras(allure_dir, verdict, targets)
-    write_allure3_extras(allure_dir, verdict, summary, timelines.timeline_html(events, _timeline_title(verdict)),
+    clean_verdict = registry.redact_obj(verdict)
+    write_allure3_extras(allure_dir, clean_verdict, summary,
+                         timelines.timeline_html(events, _timeline_title(clean_verdict)),
                          now_ms=int(time.time() * 1000))
-    label_allure_failures(allure_dir, findings.diagnoses, total_tasks=len(targets))
+    label_allure_failures(allure_dir, findings.diagnoses, registry, total_tasks=len(targets))
     # JUnit is written by pytest's own sessionfinish before this trylast hook runs.
     scrub_tree(report_dir, registry)
     if allure_dir.resolve() != (report_dir / "allure-results").resolve():
@@ -487,12 +491,13 @@ def _escape_property(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", " ").replace(":", "\\:").replace("=", "\\=")
 
 
-def label_allure_failures(allure_dir: Path, diagnoses: list[Diagnosis], total_tasks: int = 0) -> None:
+def label_allure_failures(allure_dir: Path, diagnoses: list[Diagnosis], registry: SecretRegistry,
+                          total_tasks: int = 0) -> None:
     """Each failed result gets its cause first (label, message, description); quiet set-up fixtures go.
 
     The ``smoke_category`` label is what the Allure 3 categories (allurerc.mjs) match on.
     """
-    merged = causes(d.as_dict() for d in diagnoses)
+    merged = causes(registry.redact_obj(d.as_dict()) for d in diagnoses)
     by_task = {task_id: cause for cause in merged for task_id in cause.task_ids}
     general = next((cause for cause in merged if not cause.task_ids), None)
     for path in allure_dir.glob(f"*{RESULT_SUFFIX}"):
@@ -502,7 +507,7 @@ def label_allure_failures(allure_dir: Path, diagnoses: list[Diagnosis], total_ta
         task_id = next((label["value"] for label in data.get("labels", []) if label.get("name") == TASK_LABEL), None)
         cause = (by_task.get(task_id) if task_id else None) or general
         if cause is not None:
-            label_failed_result(data, cause, total_tasks, last_exchange(data, allure_dir))
+            label_failed_result(data, cause, total_tasks, registry.redact(last_exchange(data, allure_dir)))
             path.write_text(json.dumps(data), encoding="utf-8")
     for path in allure_dir.glob(f"*{CONTAINER_SUFFIX}"):
         data = json.loads(path.read_text(encoding="utf-8"))
