@@ -169,6 +169,12 @@ def test_a_failed_deploy_reads_as_failed_on_the_reports_first_screen(stage_facto
     # The timeline attachment: each task's state, its checks and the verdict, drawn without a script.
     assert f"task {task}" in timeline and "RUNNING/HEALTHY" in timeline and "checks, 1 failed" in timeline
     assert f"check {failure['name']} failed" in timeline and "FAIL (exit 1)" in timeline
+    # summary.md ends with the same timeline as a Mermaid gantt (GitHub renders it in the job summary).
+    summary = (tmp_path / "reports" / "summary.md").read_text(encoding="utf-8")
+    gantt = summary[summary.index("## Timeline\n\n```mermaid\ngantt\n"):]
+    assert f"    section task {task}\n    RUNNING/HEALTHY :done, " in gantt
+    assert re.search(r"^    \d+ checks, 1 failed :crit, \d+, \d+$", gantt, re.MULTILINE), gantt
+    assert gantt.rstrip().endswith("```") and "FAIL (exit 1) :milestone, crit, " in gantt
 
 
 def _timeline_attachment(report: Path) -> str:
