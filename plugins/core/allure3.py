@@ -200,3 +200,7 @@ def trim_quiet_fixtures(container: dict[str, Any]) -> bool:
             container[stage] = kept
             changed = True
     return changed
+
+
+if __name__ == "__main__":  # python -m plugins.core.allure3 > report/allure-categories.json
+    print(json.dumps(allure3_categories(), indent=2))
