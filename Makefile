@@ -47,8 +47,10 @@ test: $(STAMP) $(ALLURE_STAMP) $(ACTIONLINT_STAMP)
 report: $(ALLURE_STAMP)
 	@test -d reports/allure-results || { echo "report: no reports/allure-results: run make demo first" >&2; exit 1; }
 	rm -rf reports/allure-report
-	$(ALLURE) generate reports/allure-results -o reports/allure-report --name "CivicForge smoke"
-	@echo "report: serve it, e.g. python3 -m http.server -d reports/allure-report, and open the URL it prints"
+	@# Allure 3 with allurerc.mjs and its quality gate (report/allure-report.mjs); exits 1 when the verdict failed.
+	@node report/allure-report.mjs reports/allure-results reports/allure-report $(TOOLS); status=$$?; \
+	  echo "report: serve it, e.g. python3 -m http.server -d reports/allure-report, and open the URL it prints"; \
+	  exit $$status
 
 # Headless Chromium for tests/test_html_report.py (Debian/Ubuntu; CI calls this before make test).
 browser:

@@ -16,6 +16,7 @@ import allure
 import httpx
 import pytest
 
+from plugins.core.allure3 import TASK_LABEL
 from plugins.core.aws import make_clients
 from plugins.core.errors import HarnessOutcome
 from plugins.core.http import Exchange, ExchangeLog, recording_client
@@ -135,7 +136,7 @@ def target_of(item: pytest.Item) -> Target | None:
 # Marks the test that reports on the deployment itself (smoke/test_deployment.py): the one test kept when the
 # deploy failed, so the failure is a test outcome with its evidence rather than nine identical errors.
 DEPLOYMENT_CHECK = "deployment_check"
-TASK_LABEL = "smoke_task"  # the Allure label naming a test's task, read back when results are labelled
+# TASK_LABEL (plugins.core.allure3): the Allure label naming a test's task, read back when results are labelled
 
 
 @pytest.fixture(autouse=True)

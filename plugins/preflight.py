@@ -25,6 +25,7 @@ from plugins.core.http import shared_ssl_context
 from plugins.core.health_probe import DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEFAULT
 from plugins.core.stability import Progress, wait_until_stable
 from plugins.core.targets import Target
+from plugins.core.timeline import TimelineRecorder, wait_event
 from plugins.options import SmokeConfig
 
 PROBE_TIMEOUT_S = 5.0
@@ -48,6 +49,7 @@ class RunState:
     waited_s: float = 0.0
     task_definition: dict[str, Any] | None = None  # the PRIMARY's, as discovery read it
     paused_hook: dict[str, Any] | None = None  # --continue-deployment: blue_green.PausedHook.to_dict()
+    timeline: list[dict[str, Any]] = field(default_factory=list)  # timeline.TimelineEvent dicts, as the wait saw them
     # In the controller's process only (never JSON): one client set, and what AWS already answered.
     clients: AwsClients | None = field(default=None, repr=False, compare=False)
     seen: Seen | None = field(default=None, repr=False, compare=False)
@@ -89,6 +91,7 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
             state.outcome = unreachable.to_dict()
         return state
     clients = observer = None
+    recorder = TimelineRecorder()
     try:
         clients = make_clients(config.aws_region)
         state.clients, state.region = clients, clients.region
@@ -108,6 +111,7 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
             on_progress=on_progress,
             test_during_bake=config.canary,  # a canary is what an alarm-watched bake waits for
             at_paused_hook=config.continue_deployment,  # blue/green: green is tested while the deploy is paused
+            timeline=recorder,
         )
         state.deployment = result.deployment
         state.targets = list(result.deployment.targets)
@@ -129,6 +133,7 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
         state.waited_s = round(time.monotonic() - began, 3)
         if clients is not None:
             state.aws_calls = clients.calls.total()
+            state.timeline = [*recorder.to_list(), wait_event(time.time(), state.outcome, state.waited_s).to_dict()]
         if observer is not None:
             state.seen = Seen(observer.last_service, dict(observer.raw_tasks))
             # Also when the wait failed green (an image mismatch, say): the gate then rolls it back.

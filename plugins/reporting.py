@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,17 +22,20 @@ import pytest
 from plugins.core import verdict as verdicts
 from plugins.core.aws import make_clients
 from plugins.core.blue_green import CONTINUE, PausedHook, act_on_hook
-from plugins.core.categories import Diagnosis, allure_categories
+from plugins.core import timeline as timelines
+from plugins.core.allure3 import (CONTAINER_SUFFIX, RESULT_SUFFIX, TASK_LABEL, causes, label_failed_result,
+                                   last_exchange, trim_quiet_fixtures, write_allure3_extras)
+from plugins.core.categories import Diagnosis
 from plugins.core.console_links import ConsoleContext, awslogs_options, run_window
 from plugins.core.diagnosis import Failure, diagnose_all
 from plugins.core.containers import choose_container
 from plugins.core.deployment import TaskDefinitionRef
 from plugins.core.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
 from plugins.core.lint import health_check_path, lint_task_definition
-from plugins.core.redact import SecretRegistry
+from plugins.core.redact import SecretRegistry, scrub_patterns
 from plugins.core.rollback import not_rolled_back, roll_back
 from plugins.core.stability import StableResult, wait_until_stable
-from plugins.fixtures import DEPLOYMENT_CHECK, TASK_LABEL, exchanges_key, exchanges_of, registry_of, target_of
+from plugins.fixtures import DEPLOYMENT_CHECK, exchanges_key, exchanges_of, registry_of, target_of
 from plugins.harness_errors import harness_error_key
 from plugins.options import SmokeConfig
 from plugins.preflight import RunState
@@ -46,6 +49,7 @@ TASK_PROPERTY = "smoke_task_id"
 DEPLOYMENT_PROPERTY = "smoke_deployment_check"
 NOTE_PROPERTY = "smoke_note"  # something the report must say, e.g. a target re-resolved mid-run
 checks_key = pytest.StashKey[list[verdicts.CheckRecord]]()
+check_events_key = pytest.StashKey[list[timelines.TimelineEvent]]()  # each check per task, for the timeline
 hints_key = pytest.StashKey[dict[str, dict[str, Any]]]()
 
 
@@ -126,6 +130,12 @@ class CheckCollector:
                 message=message,
             )
         )
+        start, stop = getattr(report, "start", None), getattr(report, "stop", None)
+        if start is not None and stop is not None:
+            task_id = properties.get(TASK_PROPERTY)
+            self.config.stash.setdefault(check_events_key, []).append(timelines.check_event(
+                properties.get(CHECK_PROPERTY, report.nodeid.split("::")[-1]), task_id[:8] if task_id else None,
+                outcome, start, stop))
         for key, value in report.user_properties:
             if key == NOTE_PROPERTY:
                 self._note(value)
@@ -261,10 +271,20 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     verdict["diagnosis_s"] = round(findings.duration_s, 3)  # type: ignore[typeddict-unknown-key]
     config.stash[verdict_key] = verdict
     verdicts.write_verdict(report_dir / "verdict.json", verdict, registry)
-    verdicts.write_summary(report_dir / "summary.md", verdict, registry, os.environ.get("GITHUB_STEP_SUMMARY"))
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    summary = verdicts.write_summary(report_dir / "summary.md", verdict, registry, step_summary)
+    # Redacted before they are drawn or escaped: an escaped or reshaped secret would slip past the last scrub.
+    events = [replace(event, state=registry.redact(event.state), detail=registry.redact(event.detail))
+              for event in [*timelines.from_dicts(state.timeline), *config.stash.get(check_events_key, []),
+                            timelines.verdict_event(time.time(), verdict["verdict"], verdict["exit_code"])]]
+    summary += append_timeline(report_dir / "summary.md", events, registry, step_summary)
     allure_dir = Path(getattr(config.option, "allure_report_dir", "") or report_dir / "allure-results")
     write_allure_extras(allure_dir, verdict, targets)
-    label_allure_failures(allure_dir, findings.diagnoses)
+    clean_verdict = registry.redact_obj(verdict)
+    write_allure3_extras(allure_dir, clean_verdict, summary,
+                         timelines.timeline_html(events, _timeline_title(clean_verdict)),
+                         now_ms=int(time.time() * 1000))
+    label_allure_failures(allure_dir, clean_verdict, registry, total_tasks=len(targets))
     # JUnit is written by pytest's own sessionfinish before this trylast hook runs.
     scrub_tree(report_dir, registry)
     if allure_dir.resolve() != (report_dir / "allure-results").resolve():
@@ -458,8 +478,28 @@ def _common_digest(targets: list[Any]) -> str | None:
     return digests.pop() if len(digests) == 1 else None
 
 
+def append_timeline(summary_path: Path, events: list[timelines.TimelineEvent], registry: SecretRegistry,
+                    step_summary: str | None) -> str:
+    """Append the timeline (a Mermaid gantt) to summary.md and the step summary; return what was appended."""
+    block = scrub_patterns(registry.redact(timelines.summary_section(events)))
+    if not block:
+        return ""
+    with open(summary_path, "a", encoding="utf-8") as out:
+        out.write(block)
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as out:
+            out.write(block)
+    return block
+
+
+def _timeline_title(verdict: verdicts.Verdict) -> str:
+    target = verdict["target"]
+    return (f"{target.get('service') or '?'}, deployment {target.get('deployment_id') or '?'}: "
+            f"{verdict['verdict'].upper()} (exit {verdict['exit_code']})")
+
+
 def write_allure_extras(allure_dir: Path, verdict: verdicts.Verdict, targets: list[Any]) -> None:
-    """environment.properties, categories.json and (in GitHub Actions) executor.json; controller only."""
+    """environment.properties and (in GitHub Actions) executor.json; controller only."""
     allure_dir.mkdir(parents=True, exist_ok=True)
     target = verdict["target"]
     environment = {
@@ -470,7 +510,6 @@ def write_allure_extras(allure_dir: Path, verdict: verdicts.Verdict, targets: li
     }
     lines = [f"{key}={_escape_property(str(value))}" for key, value in environment.items() if value]
     (allure_dir / "environment.properties").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (allure_dir / "categories.json").write_text(json.dumps(allure_categories(), indent=2), encoding="utf-8")
     if os.environ.get("GITHUB_ACTIONS") == "true":
         server, repo, run = (os.environ.get(k, "") for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"))
         executor = {"name": "GitHub Actions", "type": "github", "buildName": f"{repo} run {run}",
@@ -482,21 +521,27 @@ def _escape_property(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", " ").replace(":", "\\:").replace("=", "\\=")
 
 
-def label_allure_failures(allure_dir: Path, diagnoses: list[Diagnosis]) -> None:
-    """Prefix each failed result's message with ``[category]`` so Allure's categories group it."""
-    by_task = {d.task_id: d for d in diagnoses if d.task_id}
-    general = next((d for d in diagnoses if not d.task_id), None)
-    for path in allure_dir.glob("*-result.json"):
+def label_allure_failures(allure_dir: Path, verdict: verdicts.Verdict, registry: SecretRegistry,
+                          total_tasks: int = 0) -> None:
+    """Each failed result gets its cause first (label, message, description, links); quiet set-up fixtures go.
+
+    The ``smoke_category`` label is what the Allure 3 categories (allurerc.mjs) match on.
+    """
+    merged = causes(registry.redact_obj(verdict))
+    by_task = {task_id: cause for cause in merged for task_id in cause.task_ids}
+    general = next((cause for cause in merged if not cause.task_ids), None)
+    for path in allure_dir.glob(f"*{RESULT_SUFFIX}"):
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("status") not in ("failed", "broken"):
             continue
         task_id = next((label["value"] for label in data.get("labels", []) if label.get("name") == TASK_LABEL), None)
-        diagnosis = by_task.get(task_id) if task_id else None
-        diagnosis = diagnosis or general
-        details = data.setdefault("statusDetails", {})
-        message = details.get("message", "")
-        if diagnosis and not message.startswith("["):
-            details["message"] = f"{diagnosis.message()}\n{message}"
+        cause = (by_task.get(task_id) if task_id else None) or general
+        if cause is not None:
+            label_failed_result(data, cause, total_tasks, registry.redact(last_exchange(data, allure_dir)))
+            path.write_text(json.dumps(data), encoding="utf-8")
+    for path in allure_dir.glob(f"*{CONTAINER_SUFFIX}"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if trim_quiet_fixtures(data):
             path.write_text(json.dumps(data), encoding="utf-8")
 
 

@@ -33,7 +33,9 @@ STEP_TIMEOUT_S = 300
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 COMMAND = re.compile(r"^::(error|warning|notice)( [^:]*)?::", re.MULTILINE)
 INPUTS = {"cluster", "service", "region", "expect-image-digest", "expect-task-definition", "environment",
-          "smoke-secret", "read-only", "canary", "report-dir", "pytest-args", "python-version"}
+          "smoke-secret", "read-only", "canary", "report-dir", "pytest-args", "html-report", "python-version"}
+# The one step condition the action has: the HTML report, after the gate, also when the gate failed.
+HTML_REPORT_CONDITION = "${{ always() && inputs.html-report == 'true' && steps.gate.outputs.report-dir != '' }}"
 OUTPUTS = {"verdict", "exit-code", "deployment-id", "report-dir"}
 
 
@@ -340,11 +342,11 @@ def test_action_metadata_is_a_composite_action_with_the_documented_inputs_and_ou
 def test_every_input_reaches_the_gate_as_its_input_variable() -> None:
     action = load_action()
     text = ACTION.read_text(encoding="utf-8")
-    used = {match.removeprefix("inputs.") for match in EXPRESSION.findall(text) if match.startswith("inputs.")}
+    used = {name for match in EXPRESSION.findall(text) for name in re.findall(r"\binputs\.([\w-]+)", match)}
     assert used == INPUTS, f"declared but unused: {INPUTS - used}; used but undeclared: {used - INPUTS}"
     gate_step = find_step(action["runs"]["steps"], id="gate")
     expected = {"INPUT_" + name.upper().replace("-", "_"): f"${{{{ inputs.{name} }}}}"
-                for name in INPUTS - {"python-version"}}
+                for name in INPUTS - {"python-version", "html-report"}}  # those two are other steps' inputs
     assert {k: v for k, v in gate_step["env"].items() if k.startswith("INPUT_")} == expected
     assert gate_step["working-directory"] == "${{ github.action_path }}"
 
@@ -366,7 +368,8 @@ def run_action(tmp_path: Path, stage_env: dict[str, str], with_inputs: dict[str,
 
     Expressions are replaced from a small, explicit context (inputs with their defaults,
     github.action_path, setup-python's python-path as this interpreter); one the context
-    lacks fails the test. Each step gets its own GITHUB_OUTPUT; a failing step ends the run.
+    lacks fails the test. Each step gets its own GITHUB_OUTPUT; a failing step ends the run
+    but for the HTML report step (``if: always() && ...``).
     """
     action = load_action()
     inputs = {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()}
@@ -401,7 +404,12 @@ def run_action(tmp_path: Path, stage_env: dict[str, str], with_inputs: dict[str,
     for number, step in enumerate(action["runs"]["steps"]):
         if "uses" in step:
             continue
-        assert "if" not in step, "the test runs every step: teach it the step's condition"
+        if "if" in step:
+            assert step["if"] == HTML_REPORT_CONDITION, "the test runs every step: teach it the step's condition"
+            if inputs["html-report"] != "true" or not context.get("steps.gate.outputs.report-dir"):
+                continue
+        elif exit_code != 0:
+            break  # a failing step ends the run, but for the always() step
         output_file = tmp_path / f"output-{number}"
         output_file.touch()
         script = tmp_path / f"step-{number}.sh"
@@ -416,8 +424,7 @@ def run_action(tmp_path: Path, stage_env: dict[str, str], with_inputs: dict[str,
             context.update({f"steps.{step['id']}.outputs.{name}": value
                             for name, value in parse_github_output(output_file.read_text()).items()})
         if done.returncode != 0:
-            exit_code = done.returncode
-            break
+            exit_code = exit_code or done.returncode
     for name, spec in action["outputs"].items():
         value = spec["value"]
         outputs[name] = evaluate(value) if EXPRESSION.fullmatch(value).group(1) in context else ""
@@ -471,9 +478,16 @@ def test_the_action_fails_a_broken_release_with_its_annotations_and_exit_code(
     # Two faults on every task: a participant may create invites, and removing a member answers 500 (rowcount).
     stage = stage_factory("healthy", faults=["rowcount", "participant_can_invite"])
     env, inputs = _stage_inputs(stage)
-    run = run_action(tmp_path, env, {**inputs, "report-dir": "gate/reports", "pytest-args": "--stable-timeout 120"})
+    # The HTML report step renders with the Allure 3 already installed here (a runner installs it with npm).
+    env["ALLURE_TOOLS"] = str(ROOT / ".tools")
+    run = run_action(tmp_path, env, {**inputs, "report-dir": "gate/reports", "pytest-args": "--stable-timeout 120",
+                                     "html-report": "true"})
     report_dir = run.workspace / "gate" / "reports"
     assert run.exit_code == 1, run.log[-4000:]
+    # After the failed gate: the report, named by its verdict, its quality gate failed as the verdict did.
+    assert (report_dir / "allure-report" / "index.html").exists(), run.log[-4000:]
+    assert "allure-report: " in run.log and "CivicForge smoke: FAIL (exit 1)" in run.log
+    assert "Quality Gate failed" in run.log
     verdict = _assert_published_once(run, report_dir)
     assert run.outputs["verdict"] == "fail" and verdict["exit_code"] == 1
     errors = commands(run.log, "error")

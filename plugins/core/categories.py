@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from plugins.core.lint import FIXED_HEALTH_CHECK_EXAMPLE
 from plugins.core.redact import scrub_patterns
@@ -167,7 +166,7 @@ class Diagnosis:
     next_step: str
 
     def message(self) -> str:
-        """The failure message form Allure's categories match on: ``[category] summary``."""
+        """``[category] summary``: how a cause is named in every report."""
         return f"[{self.category}] {self.summary}"
 
     def as_dict(self) -> dict[str, str | None]:
@@ -193,16 +192,3 @@ def short_id(task_id: str | None) -> str:
 
 def make_diagnosis(category: str, task_id: str | None, summary: str, evidence: str, next_step: str | None = None) -> Diagnosis:
     return Diagnosis(category, task_id, one_line(summary), one_line(evidence), next_step or NEXT_STEPS[category])
-
-
-def allure_categories() -> list[dict[str, Any]]:
-    """Entries for Allure's ``categories.json``, one per category, matching ``[category]`` in messages."""
-    return [
-        {
-            "name": f"{category}: {description}",
-            "matchedStatuses": ["failed", "broken"],
-            # (?s): failure messages span lines and Allure matches the whole message.
-            "messageRegex": rf"(?s).*\[{category}\].*",
-        }
-        for category, description in CATEGORIES.items()
-    ]

@@ -47,6 +47,7 @@ from plugins.core.observation import DeploymentInfo, Observation
 from plugins.core.rollout_checks import (check_image, check_rollback, check_tasks_stopping, ready_primary_tasks,
                                          require_desired, require_primary, stop_evidence, tasks_not_ready)
 from plugins.core.targets import Target
+from plugins.core.timeline import TimelineRecorder
 
 DEFAULT_TIMEOUT_S = 600.0
 FIRST_POLL_GAP_S = 0.25
@@ -151,6 +152,7 @@ class _Wait:
     _choice: ContainerChoice | None = None
     addresses: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # by ENI, looked up once
     addressless: set[str] = field(default_factory=set)  # tasks already given one more look for their address
+    timeline: TimelineRecorder | None = None  # what each poll showed, as change events (the run's timeline)
 
     def elapsed(self) -> float:
         return self.clock() - self.started
@@ -167,6 +169,8 @@ class _Wait:
             return self._finish(self.last, self._targets[1])
         observation = self.observer.poll(light_if_unchanged=True, full_gap_s=FULL_POLL_GAP_S)
         self.last = observation
+        if self.timeline is not None:
+            self.timeline.observe(observation)
         if self.stopped_before is None:
             self.stopped_before = frozenset(task.task_arn for task in observation.stopped_tasks)
         require_desired(observation)
@@ -277,6 +281,7 @@ class _Wait:
         waiting = [answer for answer in answers if answer.transient]
         if waiting:
             self.ok_streak = 0
+            self._record_streak()
             raise NotSettled("waiting for the health path: " + "; ".join(answer.describe() for answer in waiting))
         for answer in answers:
             if answer.status != 200:
@@ -285,6 +290,11 @@ class _Wait:
                 if note not in self.notes:
                     self.notes.append(note)
         self.ok_streak += 1
+        self._record_streak()
+
+    def _record_streak(self) -> None:
+        if self.timeline is not None:
+            self.timeline.health(time.time(), self.ok_streak, self.options.consecutive_ok)
 
     def progress(self) -> Progress:
         observation = self.last
@@ -346,9 +356,11 @@ def wait_until_stable(
     observer: ServiceObserver | None = None,
     test_during_bake: bool = False,
     at_paused_hook: bool = False,
+    timeline: TimelineRecorder | None = None,
 ) -> StableResult:
     """Poll until the service's PRIMARY deployment is settled and answers; see the module docstring.
 
+    ``timeline`` gets each observed change (also when the wait raises).
     Raises ``DeployFailed`` as soon as the deploy cannot succeed, ``CouldNotVerify``
     when AWS cannot be read or the deadline passes (with the last observed state).
     ``ValueError`` for malformed expectations (the pytest layer turns it into a UsageError).
@@ -375,7 +387,7 @@ def wait_until_stable(
     # A caller's own observer keeps what AWS answered after the wait, also when it raised.
     observer = observer or ServiceObserver(clients, cluster, service)
     observer.read_records = observer.read_records or at_paused_hook  # the hooks are only in the record
-    state = _Wait(observer, options, client, clock, start, datetime.now().astimezone())
+    state = _Wait(observer, options, client, clock, start, datetime.now().astimezone(), timeline=timeline)
     deadline = start + timeout_s
     jitter = rng or random.Random()
 
