@@ -17,7 +17,10 @@ import pytest
 
 from plugins.core.http import (DEFAULT_KEEPALIVE_EXPIRY_S, REPEAT_SAFE, ExchangeLog, NoAnswer, RetryBudget,
                                RetryPolicy, recording_client)
+from plugins.core.health_probe import get_health
 from plugins.core.redact import SecretRegistry
+from plugins.core.targets import target_from_url
+from plugins.preflight import probe_targets
 from tests.loopback import Misbehaviour, misbehaving, serving
 
 NO_WAIT = RetryPolicy(sleep=lambda seconds: None)
@@ -149,3 +152,28 @@ def test_idle_connections_are_let_go_before_the_server_closes_them() -> None:
     assert all(e.status == 200 for e in log.exchanges)
     # one kept-alive connection per round for the GETs, a connection of its own for each POST
     assert behaviour.connections == 4
+
+
+# -- the probes that are not tests: the wait's health GET and the preflight's probe -----------------
+
+
+def test_the_waits_health_probe_tolerates_one_reset() -> None:
+    behaviour = Misbehaviour(reset={1})
+    with serving(misbehaving(behaviour)) as url, httpx.Client() as http:
+        answer = get_health(http, target_from_url(url), "/health")
+    assert (answer.status, answer.error) == (200, None)
+    assert behaviour.seen == ["GET /health", "GET /health"]
+
+
+def test_the_waits_health_probe_reports_a_second_reset_as_no_answer() -> None:
+    behaviour = Misbehaviour(reset={1, 2})
+    with serving(misbehaving(behaviour)) as url, httpx.Client() as http:
+        answer = get_health(http, target_from_url(url), "/health")
+    assert answer.status is None and answer.error == "ReadError"
+
+
+def test_the_preflight_probe_of_a_target_url_tolerates_one_reset() -> None:
+    behaviour = Misbehaviour(reset={1})
+    with serving(misbehaving(behaviour)) as url:
+        assert probe_targets((target_from_url(url),), "/health") is None
+    assert len(behaviour.seen) == 2

@@ -22,7 +22,7 @@ import multiprocessing
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import httpx
 import tenacity
@@ -265,6 +265,22 @@ class ByMethodTransport(httpx.BaseTransport):
     def close(self) -> None:
         self._reusing.close()
         self._fresh.close()
+
+
+# The connection was lost before any answer: most often a kept-alive one the server was closing.
+RESET_ERRORS: tuple[type[httpx.TransportError], ...] = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+
+
+def get_tolerating_one_reset(client: httpx.Client, url: str, **kwargs: Any) -> httpx.Response:
+    """``client.get(url)``, sent once more if the connection was reset before any answer came back.
+
+    For the probes that are not tests (the wait's health polls, the preflight's probe):
+    one reset is the network, not the task's state, and must not cost a poll.
+    """
+    try:
+        return client.get(url, **kwargs)
+    except RESET_ERRORS:
+        return client.get(url, **kwargs)
 
 
 def keepalive_limits(*, reuse: bool = True) -> httpx.Limits:
