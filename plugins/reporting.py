@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from plugins.core.diagnosis import Failure, diagnose_all
 from plugins.core.containers import choose_container
 from plugins.core.deployment import TaskDefinitionRef
 from plugins.core.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
-from plugins.core.http import NoAnswer, describe_error
+from plugins.core.http import NoAnswer, RetryCounts, describe_error
 from plugins.core.lint import health_check_path, lint_task_definition
 from plugins.core.redact import SecretRegistry
 from plugins.core.rollback import not_rolled_back, roll_back
@@ -40,6 +40,7 @@ from plugins.preflight import RunState
 from plugins.stash import retry_budget_key, state_key
 
 SECRETS_OUTPUT_KEY = "smoke_secrets"
+RETRIES_OUTPUT_KEY = "smoke_retries"
 HINT_PROPERTY = "smoke_failure"
 # Carried on each report so the controller knows the check and its task without parsing test ids.
 CHECK_PROPERTY = "smoke_check"
@@ -176,19 +177,25 @@ def configure_outputs(config: pytest.Config, resolved: SmokeConfig) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Workers hand the secrets they learned to the controller (which writes every report)."""
+    """Workers hand the secrets they learned, and the retries they spent, to the controller (which writes every report)."""
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput[SECRETS_OUTPUT_KEY] = registry_of(session.config).values()
+        budget = session.config.stash.get(retry_budget_key, None)
+        if budget is not None:
+            workeroutput[RETRIES_OUTPUT_KEY] = asdict(budget.counts())
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    """xdist: merge the secrets each worker learned into the controller's registry."""
-    values = getattr(node, "workeroutput", {}).get(SECRETS_OUTPUT_KEY, [])
+    """xdist: merge the secrets each worker learned into the controller's registry, and add up its retries."""
+    output = getattr(node, "workeroutput", {})
     registry = registry_of(node.config)
-    for value in values:
+    for value in output.get(SECRETS_OUTPUT_KEY, []):
         registry.add(value)
+    budget = node.config.stash.get(retry_budget_key, None)
+    if budget is not None and RETRIES_OUTPUT_KEY in output:
+        budget.add(RetryCounts(**output[RETRIES_OUTPUT_KEY]))  # each worker had a budget of its own
 
 
 # -- the reports ----------------------------------------------------------------------------------

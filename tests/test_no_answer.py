@@ -29,9 +29,15 @@ def step_names(steps: list[dict[str, Any]]) -> Iterator[str]:
         yield from step_names(step.get("steps", []))
 
 
-@on_shared_stage(StagePlan("healthy", ("reset_once=/api/me",)))
-def test_a_get_reset_mid_test_is_retried_and_the_run_passes_showing_it(shared_stage: Stage, tmp_path: Path) -> None:
-    run = run_smoke(shared_stage.env, tmp_path, "--stable-timeout", "90")
+# A stage of its own for each run: the fault fires once per task, then it is spent.
+RESET_ONCE = StagePlan("healthy", ("reset_once=/api/me",), shared=False)
+
+
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["task-lanes", "xdist"])
+@on_shared_stage(RESET_ONCE)
+def test_a_get_reset_mid_test_is_retried_and_the_run_passes_showing_it(shared_stage: Stage, tmp_path: Path,
+                                                                       args: tuple[str, ...]) -> None:
+    run = run_smoke(shared_stage.env, tmp_path, "--stable-timeout", "90", *args)
     verdict = run.verdict
     assert (run.exit_code, verdict["verdict"]) == (0, "pass"), run.output
     tasks = len(verdict["tasks"])

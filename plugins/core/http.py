@@ -158,6 +158,13 @@ class RetryBudget:
         with self._counts.get_lock():
             self._counts[2] += 1
 
+    def add(self, spent: RetryCounts) -> None:
+        """Count what another budget spent (an xdist worker's: workers are not forked from the run)."""
+        with self._counts.get_lock():
+            self._counts[0] += spent.retries
+            self._counts[1] += spent.requests_retried
+            self._counts[2] += spent.unanswered
+
     def counts(self) -> RetryCounts:
         with self._counts.get_lock():
             retries, requests, unanswered = self._counts[:]
