@@ -24,7 +24,7 @@ from plugins.core.redact import SecretRegistry
 from plugins.core.targets import Target
 from plugins.options import SmokeConfig
 from plugins.preflight import RunState
-from plugins.stash import config_key, state_key
+from plugins.stash import config_key, retry_budget_key, state_key
 
 if TYPE_CHECKING:
     from plugins.core.deployment import Deployment
@@ -89,13 +89,17 @@ def smoke_http(request: pytest.FixtureRequest, smoke_target: Target, smoke_excha
                ) -> Iterator[httpx.Client]:
     """An httpx client for this test's task (``base_url`` is the task's address).
 
+    A request with no HTTP answer is retried when that is safe, within the run's retry
+    budget (each attempt an Allure step); what stays unanswered raises
+    ``plugins.core.http.NoAnswer`` (the check could not be verified on this task).
     If the task stops answering mid-run (replaced), the client asks ECS once for the
     replacement and goes on there; the report says so.
     """
     reresolve = None
     if smoke_target.source == "ecs":
         reresolve = lambda: replacement_for(request.config, smoke_target)  # noqa: E731
-    with recording_client(smoke_target.base_url, smoke_exchanges, reresolve=reresolve) as client:
+    budget = request.config.stash.get(retry_budget_key, None)
+    with recording_client(smoke_target.base_url, smoke_exchanges, reresolve=reresolve, budget=budget) as client:
         yield client
 
 

@@ -21,7 +21,7 @@ from plugins.core.deployment import Deployment
 from plugins.core.discovery import ServiceObserver
 from plugins.core.errors import CouldNotVerify, DeployFailed, HarnessOutcome
 from plugins.core.evidence import Seen
-from plugins.core.http import shared_ssl_context
+from plugins.core.http import get_tolerating_one_reset, keepalive_limits, shared_ssl_context
 from plugins.core.health_probe import DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEFAULT
 from plugins.core.stability import Progress, wait_until_stable
 from plugins.core.targets import Target
@@ -156,10 +156,11 @@ def probe_targets(targets: tuple[Target, ...], health_path: str, *, timeout_s: f
     may point nowhere, and every test would then error the same way.
     """
     failed: list[str] = []
-    with httpx.Client(timeout=timeout_s, verify=shared_ssl_context(), follow_redirects=False) as http:
+    with httpx.Client(timeout=timeout_s, verify=shared_ssl_context(), follow_redirects=False,
+                      limits=keepalive_limits()) as http:
         for target in targets:
             try:
-                http.get(target.base_url + health_path)
+                get_tolerating_one_reset(http, target.base_url + health_path)
             except httpx.TransportError as error:
                 failed.append(f"{target.describe()}: {type(error).__name__}")
     if not failed:

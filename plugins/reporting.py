@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from plugins.core import verdict as verdicts
@@ -25,12 +26,13 @@ from plugins.core.blue_green import CONTINUE, PausedHook, act_on_hook
 from plugins.core import timeline as timelines
 from plugins.core.allure3 import (CONTAINER_SUFFIX, RESULT_SUFFIX, TASK_LABEL, causes, label_failed_result,
                                    last_exchange, trim_quiet_fixtures, write_allure3_extras)
-from plugins.core.categories import Diagnosis
+from plugins.core.categories import NO_ANSWER, Diagnosis
 from plugins.core.console_links import ConsoleContext, awslogs_options, run_window
 from plugins.core.diagnosis import Failure, diagnose_all
 from plugins.core.containers import choose_container
 from plugins.core.deployment import TaskDefinitionRef
 from plugins.core.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
+from plugins.core.http import NoAnswer, RetryCounts, describe_error
 from plugins.core.lint import health_check_path, lint_task_definition
 from plugins.core.redact import SecretRegistry, scrub_patterns
 from plugins.core.rollback import not_rolled_back, roll_back
@@ -39,9 +41,10 @@ from plugins.fixtures import DEPLOYMENT_CHECK, exchanges_key, exchanges_of, regi
 from plugins.harness_errors import harness_error_key
 from plugins.options import SmokeConfig
 from plugins.preflight import RunState
-from plugins.stash import state_key
+from plugins.stash import retry_budget_key, state_key
 
 SECRETS_OUTPUT_KEY = "smoke_secrets"
+RETRIES_OUTPUT_KEY = "smoke_retries"
 HINT_PROPERTY = "smoke_failure"
 # Carried on each report so the controller knows the check and its task without parsing test ids.
 CHECK_PROPERTY = "smoke_check"
@@ -73,8 +76,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "violation": isinstance(error, AssertionError),
             "status": last.status if last else None,
             "request": f"{last.method} {last.url}" if last else None,
-            "unreachable": error is not None and type(error).__name__ in ("ConnectError", "ConnectTimeout"),
+            # No HTTP answer (after the client's retries): could not verify, never a finding.
+            NO_ANSWER: _no_answer_text(error) if isinstance(error, httpx.TransportError) else None,
         }
+        if isinstance(error, NoAnswer):
+            hint["request"] = f"{error.method} {error.url}"
+            hint["status"] = None
         report.user_properties.append((HINT_PROPERTY, json.dumps(hint)))
     for note in (item.stash[exchanges_key].notes if exchanges_key in item.stash else []):
         if report.when == "call" or report.failed:
@@ -85,6 +92,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if len(registry):
         report.sections = [(title, registry.redact(text)) for title, text in report.sections]
     return report
+
+
+def _no_answer_text(error: httpx.TransportError) -> str:
+    """NoAnswer names its request and attempts; another transport error (a client of the suite's own) its type."""
+    return str(error) if isinstance(error, NoAnswer) else describe_error(error)
 
 
 def check_properties(item: pytest.Item) -> list[tuple[str, str]]:
@@ -114,28 +126,31 @@ class CheckCollector:
             return
         properties = dict(report.user_properties)
         outcome = "error" if report.failed and report.when != "call" else report.outcome
-        if outcome == "error" and _hint_of(report).get("violation"):
+        hint = _hint_of(report)
+        if outcome == "error" and hint.get("violation"):
             outcome = "failed"  # the service answered wrongly while a fixture set up (a login 500, say)
         message = ""
         if report.failed:
             message = _first_lines(str(report.longrepr))
         elif report.skipped and isinstance(report.longrepr, tuple):
             message = str(report.longrepr[2])
-        self.config.stash.setdefault(checks_key, []).append(
-            verdicts.CheckRecord(
-                name=properties.get(CHECK_PROPERTY, report.nodeid.split("::")[-1]),
-                task_id=properties.get(TASK_PROPERTY),
-                outcome=outcome,  # type: ignore[typeddict-item]
-                duration_s=round(report.duration, 3),
-                message=message,
-            )
+        record = verdicts.CheckRecord(
+            name=properties.get(CHECK_PROPERTY, report.nodeid.split("::")[-1]),
+            task_id=properties.get(TASK_PROPERTY),
+            outcome=outcome,  # type: ignore[typeddict-item]
+            duration_s=round(report.duration, 3),
+            message=message,
         )
+        if report.failed and hint.get(NO_ANSWER):
+            # What the service would have answered is unknown: this check on this task could not be verified.
+            record.update(outcome="error", category=NO_ANSWER, message=hint[NO_ANSWER])
+        self.config.stash.setdefault(checks_key, []).append(record)
         start, stop = getattr(report, "start", None), getattr(report, "stop", None)
         if start is not None and stop is not None:
             task_id = properties.get(TASK_PROPERTY)
             self.config.stash.setdefault(check_events_key, []).append(timelines.check_event(
                 properties.get(CHECK_PROPERTY, report.nodeid.split("::")[-1]), task_id[:8] if task_id else None,
-                outcome, start, stop))
+                record["outcome"], start, stop))
         for key, value in report.user_properties:
             if key == NOTE_PROPERTY:
                 self._note(value)
@@ -173,19 +188,25 @@ def configure_outputs(config: pytest.Config, resolved: SmokeConfig) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Workers hand the secrets they learned to the controller (which writes every report)."""
+    """Workers hand the secrets they learned, and the retries they spent, to the controller (which writes every report)."""
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput[SECRETS_OUTPUT_KEY] = registry_of(session.config).values()
+        budget = session.config.stash.get(retry_budget_key, None)
+        if budget is not None:
+            workeroutput[RETRIES_OUTPUT_KEY] = asdict(budget.counts())
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    """xdist: merge the secrets each worker learned into the controller's registry."""
-    values = getattr(node, "workeroutput", {}).get(SECRETS_OUTPUT_KEY, [])
+    """xdist: merge the secrets each worker learned into the controller's registry, and add up its retries."""
+    output = getattr(node, "workeroutput", {})
     registry = registry_of(node.config)
-    for value in values:
+    for value in output.get(SECRETS_OUTPUT_KEY, []):
         registry.add(value)
+    budget = node.config.stash.get(retry_budget_key, None)
+    if budget is not None and RETRIES_OUTPUT_KEY in output:
+        budget.add(RetryCounts(**output[RETRIES_OUTPUT_KEY]))  # each worker had a budget of its own
 
 
 # -- the reports ----------------------------------------------------------------------------------
@@ -257,7 +278,8 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         checks=checks,
         decision=decision,
         warnings=[*findings.warnings,
-                  *(f"note: {note}" for note in [*state.notes, *findings.notes, *actions.notes])],
+                  *(f"note: {note}" for note in [*state.notes, *findings.notes, *actions.notes,
+                                                 *_retry_notes(config)])],
     )
     verdict.update(actions.fields)  # type: ignore[typeddict-item]
     if resolved.canary:
@@ -290,6 +312,15 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     if allure_dir.resolve() != (report_dir / "allure-results").resolve():
         scrub_tree(allure_dir, registry)
     return verdict
+
+
+def _retry_notes(config: pytest.Config) -> list[str]:
+    """The run's HTTP retries, every lane's together, when there were any: every retry shows."""
+    budget = config.stash.get(retry_budget_key, None)
+    if budget is None:
+        return []
+    counts = budget.counts()
+    return [counts.describe()] if counts.retries or counts.unanswered else []
 
 
 def write_fallback_verdict(config: pytest.Config, resolved: SmokeConfig, state: RunState,
@@ -399,9 +430,9 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
     for nodeid, hint in hints.items():
         if state.outcome and hint.get("deployment_check"):
             continue  # the same failure as the preflight outcome above, already diagnosed
-        kind = "unreachable" if hint.get("unreachable") else (hint.get("kind") or "check_failed")
+        kind = NO_ANSWER if hint.get(NO_ANSWER) else (hint.get("kind") or "check_failed")
         failures.append(Failure(kind=kind, check=hint.get("test") or nodeid.split("::")[-1],
-                                task_id=hint.get("task_id"), message=hint.get("message", ""),
+                                task_id=hint.get("task_id"), message=hint.get(NO_ANSWER) or hint.get("message", ""),
                                 security=bool(hint.get("security")),
                                 details={k: hint[k] for k in ("status", "request") if hint.get(k) is not None}))
     if not resolved.uses_discovery:

@@ -25,6 +25,7 @@ import pytest
 
 from plugins import options as smoke_options
 from plugins.core.causes import tasks_phrase
+from plugins.core.http import RetryBudget
 from plugins.core.stability import Progress
 from plugins.core.verdict import EXIT_NOT_VERIFIED
 from plugins.fixtures import DEPLOYMENT_CHECK, registry_of
@@ -32,7 +33,7 @@ from plugins.harness_errors import harness_error_key, harness_hook, record_run_e
 from plugins.lanes import TaskLanes, lanes_apply
 from plugins.preflight import RunState, could_not_verify, run_preflight
 from plugins.reporting import configure_outputs, verdict_key, write_reports, write_fallback_verdict
-from plugins.stash import config_key, smoke_run_key, state_key
+from plugins.stash import config_key, retry_budget_key, smoke_run_key, state_key
 
 SMOKE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
 WORKER_KEY = "smoke_run_state"
@@ -100,6 +101,7 @@ def _configure_smoke_run(config: pytest.Config) -> None:
         check_writable=not hasattr(config, "workerinput"),  # the controller writes every report
     )
     config.stash[config_key] = resolved
+    config.stash[retry_budget_key] = RetryBudget()  # before any lane forks: one budget for the run
     configure_outputs(config, resolved)
     if lanes_apply(config):
         config.pluginmanager.register(TaskLanes(config), LANES_PLUGIN)

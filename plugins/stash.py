@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from plugins.core.http import RetryBudget
 from plugins.options import SmokeConfig
 from plugins.preflight import RunState
 
 smoke_run_key = pytest.StashKey[bool]()  # do this run's arguments reach the smoke suite?
 config_key = pytest.StashKey[SmokeConfig]()  # the options, resolved once
 state_key = pytest.StashKey[RunState]()  # what the controller's discovery and wait found
+# The run's one HTTP retry budget, made before the task lanes fork so that they all spend from it.
+retry_budget_key = pytest.StashKey[RetryBudget]()

@@ -21,6 +21,8 @@ APP_FAULTS: dict[str, str] = {
     "participant_can_invite": "permission regression: participants may create invites",
     "slow_ms": "N ms added to every response (benchmarks); slow_ms=N",
     "warmup_s": "nothing answers on the port for the first N seconds; warmup_s=N",
+    "reset_once": "the first request to PATH gets no answer: its connection is reset (a network hiccup, or the "
+    "real service dropping a connection after a 500); reset_once=PATH",
 }
 # Switches only the stage understands: they change the seeded deployment.
 STAGE_FAULTS: dict[str, str] = {
@@ -28,6 +30,7 @@ STAGE_FAULTS: dict[str, str] = {
     "no_start_period": "the task definition's health check has no startPeriod (what the harness's lint warns of)",
 }
 VALUED_FAULTS = frozenset({"slow_ms", "warmup_s"})
+PATH_FAULTS = frozenset({"reset_once"})
 ALL_FAULTS: dict[str, str] = {**APP_FAULTS, **STAGE_FAULTS}
 
 
@@ -42,6 +45,7 @@ class Faults:
     names: frozenset[str] = frozenset()
     slow_ms: int = 0
     warmup_s: float = 0.0
+    reset_once: str | None = None  # a request path, e.g. /api/me
     raw: tuple[str, ...] = field(default=())
 
     def __contains__(self, name: object) -> bool:
@@ -59,12 +63,17 @@ class Faults:
 def parse_faults(items: list[str] | tuple[str, ...]) -> Faults:
     names: set[str] = set()
     slow_ms, warmup_s = 0, 0.0
+    reset_once: str | None = None
     for item in items:
         name, _, value = item.partition("=")
         if name not in ALL_FAULTS:
             known = ", ".join(sorted(ALL_FAULTS))
             raise FaultError(f"unknown fault {name!r}; known faults: {known}")
-        if name in VALUED_FAULTS:
+        if name in PATH_FAULTS:
+            if not value.startswith("/"):
+                raise FaultError(f"fault {name} needs a request path, e.g. {name}=/api/me (got {item!r})")
+            reset_once = value
+        elif name in VALUED_FAULTS:
             try:
                 number = float(value)
             except ValueError:
@@ -78,4 +87,4 @@ def parse_faults(items: list[str] | tuple[str, ...]) -> Faults:
         elif value:
             raise FaultError(f"fault {name} takes no value (got {item!r})")
         names.add(name)
-    return Faults(frozenset(names), slow_ms, warmup_s, tuple(items))
+    return Faults(frozenset(names), slow_ms, warmup_s, reset_once, tuple(items))

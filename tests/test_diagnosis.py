@@ -422,6 +422,18 @@ CASES = [
         step_has="public IP",
     ),
     Case(
+        # A traceback in the logs does not turn a request nobody answered into the service's failure.
+        "a check whose request got no HTTP answer after its retries",
+        Failure("no_answer", "test_me", TASK, "GET http://54.1.2.3:8000/api/me: no HTTP answer after 3 attempts "
+                "(ReadError: [Errno 104] Connection reset by peer)", details={"request": "GET http://54.1.2.3:8000/api/me"}),
+        Evidence(logs=logs(*NO_SUCH_TABLE)),
+        "no_answer",
+        f"check test_me on task {TASK[:8]}: GET http://54.1.2.3:8000/api/me: no HTTP answer after 3 attempts",
+        summary_has="GET http://54.1.2.3:8000/api/me: no HTTP answer after 3 attempts (ReadError: [Errno 104] "
+                    "Connection reset by peer)",
+        step_has="Nothing is known about what the service would answer",
+    ),
+    Case(
         "service not stable before the deadline",
         Failure("deadline", "stability", None, "not stable", details={"state": "running=1/2 pending=1 deployments=2"}),
         Evidence(service_events=("2025-03-01T11:59:00Z (service civicforge-board-service) has started 1 tasks",)),

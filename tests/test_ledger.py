@@ -20,6 +20,7 @@ import pytest
 
 from plugins.civicforge.board_api import BoardApi, Session, guard_secrets
 from plugins.civicforge.ledger import Ledger, LedgerLockTimeout, MembershipWrites, sweep_memberships
+from plugins.core.http import NoAnswer
 from plugins.core.redact import SecretRegistry
 
 BOARD = "board_001"
@@ -139,9 +140,22 @@ class FakeBoard:
     usernames: dict[int, str] = field(default_factory=lambda: {OWNER_ID: "smoke-owner", PARTICIPANT_ID: "smoke-participant"})
     delete_status: int | None = None  # force an answer to DELETE (e.g. 500)
     requests: list[str] = field(default_factory=list)
+    # "POST" / "DELETE": the write takes effect (or not: lost_before_effect) and its answer never comes back.
+    lose_answer_to: set[str] = field(default_factory=set)
+    lost_before_effect: bool = False
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.method in self.lose_answer_to:
+            self.lose_answer_to.discard(request.method)
+            if not self.lost_before_effect:
+                self._answer(request)
+            self.requests.append(f"{request.method} {request.url.path} (answer lost)")
+            raise NoAnswer(request.method, str(request.url), 1, "ReadError: [Errno 104] Connection reset by peer",
+                           request=request)
         self.requests.append(f"{request.method} {request.url.path}")
+        return self._answer(request)
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
         assert request.headers["Authorization"] == "Bearer owner-session-token"
         if request.method == "GET" and request.url.path == f"/api/boards/{BOARD}/members":
             body = [{"id": n, "user_id": uid, "username": self.usernames[uid], "role": role}
@@ -217,6 +231,51 @@ def test_membership_writes_undo_reports_a_failed_removal(tmp_path: Path) -> None
     writes.join(participant, "invite-token")
     board.delete_status = 500
     assert writes.undo() == [f"removing user {PARTICIPANT_ID} answered 500"]
+
+
+def test_a_join_whose_answer_was_lost_but_took_effect_is_recorded_and_undone(tmp_path: Path) -> None:
+    board = FakeBoard(lose_answer_to={"POST"})
+    owner = owner_on(board)
+    participant = BoardApi(owner.client, Session("smoke-participant", PARTICIPANT_ID, "owner-session-token"), BOARD)
+    ledger, notes = Ledger(tmp_path / "l.jsonl", "run"), []
+    writes = MembershipWrites(ledger, owner, task="t1", notes=notes)
+    with pytest.raises(NoAnswer):  # the join's own answer is lost: the test cannot check it
+        writes.join(participant, "invite-token")
+    assert board.requests == [f"POST /api/boards/{BOARD}/join (answer lost)", f"GET /api/boards/{BOARD}/members"]
+    assert [e.event for e in ledger.entries()] == ["joining", "created"]
+    assert notes == [f"POST join got no HTTP answer but took effect: user {PARTICIPANT_ID} is a member of the "
+                     "board (recorded; clean-up removes it)"]
+    assert writes.undo() == [] and PARTICIPANT_ID not in board.members
+    assert ledger.outstanding() == []
+
+
+def test_a_join_whose_answer_was_lost_before_it_took_effect_leaves_nothing(tmp_path: Path) -> None:
+    board = FakeBoard(lose_answer_to={"POST"}, lost_before_effect=True)
+    owner = owner_on(board)
+    participant = BoardApi(owner.client, Session("smoke-participant", PARTICIPANT_ID, "owner-session-token"), BOARD)
+    ledger, notes = Ledger(tmp_path / "l.jsonl", "run"), []
+    writes = MembershipWrites(ledger, owner, task="t1", notes=notes)
+    with pytest.raises(NoAnswer):
+        writes.join(participant, "invite-token")
+    assert board.requests.count(f"POST /api/boards/{BOARD}/join (answer lost)") == 1  # never repeated
+    assert notes == [f"POST join got no HTTP answer and did not take effect (user {PARTICIPANT_ID} is not a member)"]
+    assert writes.undo() == [] and ledger.outstanding() == []  # the DELETE's 404 closes the record
+
+
+def test_a_removal_whose_answer_was_lost_but_took_effect_is_recorded(tmp_path: Path) -> None:
+    board = FakeBoard()
+    owner = owner_on(board)
+    participant = BoardApi(owner.client, Session("smoke-participant", PARTICIPANT_ID, "owner-session-token"), BOARD)
+    ledger, notes = Ledger(tmp_path / "l.jsonl", "run"), []
+    writes = MembershipWrites(ledger, owner, task="t1", notes=notes)
+    writes.join(participant, "invite-token")
+    board.lose_answer_to = {"DELETE"}
+    with pytest.raises(NoAnswer):
+        writes.remove(PARTICIPANT_ID)
+    assert [e.event for e in ledger.entries()] == ["joining", "created", "removed"]
+    assert notes == [f"DELETE removal got no HTTP answer but took effect: user {PARTICIPANT_ID} is no longer a member "
+                     "(recorded)"]
+    assert writes.undo() == [] and board.requests.count(f"DELETE /api/boards/{BOARD}/members/2") == 0
 
 
 def test_secrets_in_answers_are_registered_before_other_hooks_see_them() -> None:

@@ -158,6 +158,7 @@ def fleet(shared_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "no_owner": ("--fault", "no_owner"),
         "lax": ("--fault", "participant_can_invite"),
         "unmigrated": ("--fault", "no_migrations"),
+        "dropping": ("--fault", "reset_once=/api/me"),
     }
     tasks = {name: _launch(shared_db, logs, name, *args) for name, args in specs.items()}
     try:
@@ -354,10 +355,21 @@ def test_warmup_keeps_the_port_closed_then_serves_and_sigint_exits_cleanly(share
     assert returncode == 0
 
 
+def test_reset_once_drops_the_first_request_to_its_path_without_an_answer(fleet: dict[str, Task]) -> None:
+    task = fleet["dropping"]
+    with httpx.Client(base_url=task.base_url, timeout=5.0) as client:
+        with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+            client.get("/api/me")
+        assert client.get("/api/me").status_code == 403  # once only: then the route answers as ever
+        assert client.get("/api/me").status_code == 403
+    assert "ASGI callable returned without starting response" not in task.stderr()
+
+
 @pytest.mark.parametrize(
     ("fault", "message"),
     [
         ("bogus", "unknown fault 'bogus'; known faults: "),
+        ("reset_once=api/me", "fault reset_once needs a request path, e.g. reset_once=/api/me"),
         ("slow_ms=abc", "fault slow_ms needs a number"),
         ("curl_health_check", "'curl_health_check' is a stage fault, not an app fault"),
     ],

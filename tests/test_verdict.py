@@ -96,6 +96,47 @@ def test_decide(outcomes: list[str], inputs: dict[str, Any], expected: tuple[str
     assert all(d["next_step"] for d in decision.diagnoses)
 
 
+UNANSWERED = "GET http://127.0.0.11:8000/api/me: no HTTP answer after 3 attempts (ReadError: [Errno 104] " \
+             "Connection reset by peer)"
+CONTRACT = Diagnosis("contract_violation", T2, "check test_invite_shape failed", "missing field expires_at",
+                     NEXT_STEPS["contract_violation"])
+
+
+def unanswered(task_id: str = T1) -> CheckRecord:
+    return CheckRecord(name="test_me", task_id=task_id, outcome="error", duration_s=9.1, message=UNANSWERED,
+                       category="no_answer")
+
+
+@pytest.mark.parametrize(
+    ("checks", "diagnoses", "expected"),
+    [
+        # No HTTP answer alone: could not verify that check on that task, named by its request.
+        ([check("c", T1, "passed"), unanswered()], [], ("error", 6, [("no_answer", T1)])),
+        ([unanswered(T1), unanswered(T2)], [], ("error", 6, [("no_answer", T1), ("no_answer", T2)])),
+        # ... unless another check proves a breakage: exit 1, both named.
+        ([unanswered(T1), check("test_invite_shape", T2, "failed", "missing field expires_at")], [CONTRACT],
+         ("fail", 1, [("contract_violation", T2), ("no_answer", T1)])),
+        # Another errored check (not an unanswered request) is still checks_errored.
+        ([unanswered(T1), check("c", T2, "error", "fixture bug")], [],
+         ("error", 6, [("no_answer", T1), ("checks_errored", T2)])),
+    ],
+)
+def test_decide_with_unanswered_requests(checks: list[CheckRecord], diagnoses: list[Diagnosis],
+                                         expected: tuple[str, int, list[tuple[str, str]]]) -> None:
+    decision = decide(checks, diagnoses=diagnoses)
+    assert (decision.verdict, decision.exit_code,
+            [(d["category"], d["task_id"]) for d in decision.diagnoses]) == expected
+    answerless = [d for d in decision.diagnoses if d["category"] == "no_answer"]
+    assert all(d["summary"] == UNANSWERED and d["next_step"] == NEXT_STEPS["no_answer"] for d in answerless)
+
+
+def test_an_unanswered_request_named_by_diagnosis_is_named_once() -> None:
+    named = Diagnosis("no_answer", T1, UNANSWERED, f"check test_me on task {T1[:8]}: {UNANSWERED}",
+                      NEXT_STEPS["no_answer"])
+    decision = decide([unanswered(T1)], diagnoses=[named])
+    assert [d["evidence"] for d in decision.diagnoses] == [named.evidence]
+
+
 @pytest.mark.parametrize(("kind", "category"), [
     ("no_credentials", "no_credentials"), ("bad_credentials", "no_credentials"), ("access_denied", "aws_access_denied"),
     ("aws_unreachable", "aws_unreachable"), ("throttled", "aws_error"), ("unknown_region", "unknown_region"),

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from plugins.civicforge.accounts import Account
-from plugins.core.http import DEFAULT_TIMEOUT, shared_ssl_context
+from plugins.core.http import DEFAULT_TIMEOUT, REPEAT_SAFE, keepalive_limits, shared_ssl_context
 from plugins.core.redact import SecretRegistry
 
 LOGIN_PATH = "/api/auth/login"
@@ -29,6 +29,8 @@ ME_PATH = "/api/me"
 SINGLE_USE = 1
 SMOKE_INVITE_HOURS = 1
 BOOTSTRAP_EMAIL_DOMAIN = "smoke.civicforge.invalid"  # .invalid: never a deliverable address
+# Requests that change nothing more when sent twice, so a lost answer may be asked again (plugins.core.http).
+REPEATABLE = {REPEAT_SAFE: True}
 
 
 def learn_secrets(secrets: SecretRegistry) -> Callable[[httpx.Response], None]:
@@ -66,8 +68,11 @@ def guard_secrets(client: httpx.Client, secrets: SecretRegistry) -> httpx.Client
 
 
 def login(client: httpx.Client, username: str, password: str) -> httpx.Response:
-    """``POST /api/auth/login``; the caller checks the answer with ``check_auth``."""
-    return client.post(LOGIN_PATH, json={"username": username, "password": password})
+    """``POST /api/auth/login``; the caller checks the answer with ``check_auth``.
+
+    Repeat-safe: a login changes nothing on the server (a second one is another token).
+    """
+    return client.post(LOGIN_PATH, json={"username": username, "password": password}, extensions=REPEATABLE)
 
 
 def register(client: httpx.Client, username: str, password: str, *, real_name: str) -> httpx.Response:
@@ -123,7 +128,8 @@ def check_logins(base_urls: Sequence[str], accounts: Sequence[Account], secrets:
 
 
 def _client(base_url: str, secrets: SecretRegistry) -> httpx.Client:
-    client = httpx.Client(base_url=base_url, timeout=DEFAULT_TIMEOUT, verify=shared_ssl_context())
+    client = httpx.Client(base_url=base_url, timeout=DEFAULT_TIMEOUT, verify=shared_ssl_context(),
+                          limits=keepalive_limits())
     return guard_secrets(client, secrets)
 
 
@@ -184,9 +190,14 @@ class BoardApi:
 
     def create_invite(self, role: str, *, max_uses: int = SINGLE_USE,
                       expires_hours: int = SMOKE_INVITE_HOURS) -> httpx.Response:
-        """``POST /api/boards/{board}/invites``: by default single-use and valid for one hour."""
+        """``POST /api/boards/{board}/invites``: by default single-use and valid for one hour.
+
+        Repeat-safe although it creates something: there is no API to read invites back, and
+        a second single-use invite nobody holds, expiring within the hour, is harmless.
+        """
         body: dict[str, Any] = {"role": role, "max_uses": max_uses, "expires_hours": expires_hours}
-        return self.client.post(f"/api/boards/{self.board_id}/invites", json=body, headers=self._headers())
+        return self.client.post(f"/api/boards/{self.board_id}/invites", json=body, headers=self._headers(),
+                                extensions=REPEATABLE)
 
     def join(self, token: str) -> httpx.Response:
         """``POST /api/boards/{board}/join`` with an invite token."""
@@ -215,5 +226,6 @@ class Anonymous:
         return self.client.get(f"/api/boards/{self.board_id}/members")
 
     def create_invite(self, role: str) -> httpx.Response:
+        # Repeat-safe for the reason BoardApi.create_invite is (and it must be refused anyway).
         body = {"role": role, "max_uses": SINGLE_USE, "expires_hours": SMOKE_INVITE_HOURS}
-        return self.client.post(f"/api/boards/{self.board_id}/invites", json=body)
+        return self.client.post(f"/api/boards/{self.board_id}/invites", json=body, extensions=REPEATABLE)

@@ -36,7 +36,7 @@ from plugins.civicforge.board_api import Anonymous, BoardApi, Session, check_log
 from plugins.civicforge.ledger import DEFAULT_LEDGER_PATH, Ledger, MembershipWrites, SweepResult, sweep_memberships
 from plugins.core.aws import make_clients
 from plugins.core.errors import CouldNotVerify, HarnessOutcome
-from plugins.core.http import DEFAULT_TIMEOUT, ExchangeLog, shared_ssl_context
+from plugins.core.http import DEFAULT_TIMEOUT, ExchangeLog, keepalive_limits, shared_ssl_context
 from plugins.core.redact import SecretRegistry
 from plugins.core.targets import Target
 from plugins.fixtures import registry_of
@@ -277,7 +277,8 @@ def sweep_deployment(config: pytest.Config, *, lock_timeout_s: float | None = No
 
 def _sweep_through(target: Target, accounts: SmokeAccounts, board_id: str, ledger: Ledger,
                    secrets: SecretRegistry) -> SweepResult:
-    with httpx.Client(base_url=target.base_url, timeout=DEFAULT_TIMEOUT, verify=shared_ssl_context()) as client:
+    with httpx.Client(base_url=target.base_url, timeout=DEFAULT_TIMEOUT, verify=shared_ssl_context(),
+                      limits=keepalive_limits()) as client:
         guard_secrets(client, secrets)
         try:
             answer = login(client, accounts.owner.username, accounts.owner.password)

@@ -39,6 +39,8 @@ from typing import IO, Any, Literal, Protocol
 import httpx
 import tenacity
 
+from plugins.core.http import NoAnswer
+
 DEFAULT_LEDGER_PATH = Path(".smoke") / "ledger.jsonl"
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 LOCK_POLL_S = 0.05
@@ -332,6 +334,11 @@ class MembershipWrites:
     ``join`` writes ``joining`` before the request and ``created`` after a success;
     ``remove`` writes ``removed``; ``undo`` removes whatever this test began and did
     not remove (called at teardown, also when the test failed).
+
+    A join or removal whose answer was lost (:class:`NoAnswer`: it is not repeated, it
+    may or may not have taken effect) is followed by a look at the members list: what
+    took effect is recorded (a join, so that clean-up removes it; a removal, so that
+    nothing tries again), the report says so, and the ``NoAnswer`` goes on to the test.
     """
 
     def __init__(self, ledger: Ledger, owner: MembershipApi, *, task: str, notes: list[str] | None = None,
@@ -349,7 +356,11 @@ class MembershipWrites:
         self.ledger.record("joining", board=board, user_id=member.user_id, task=self.task)
         if member.user_id not in self._begun:
             self._begun.append(member.user_id)
-        response = member.join(token)
+        try:
+            response = member.join(token)
+        except NoAnswer as lost:
+            self._after_lost_join(member.user_id, lost)
+            raise  # the join's own answer is what the test checks: could not verify
         if response.is_success:
             self.ledger.record("created", board=board, user_id=member.user_id, task=self.task)
         return response
@@ -406,6 +417,44 @@ class MembershipWrites:
         return listing.status_code == 200 and any(
             item.get("user_id") == member.user_id for item in _json_list(listing))
 
+    def _is_member(self, user_id: int) -> bool | None:
+        """Whether ``user_id`` is listed as a member of the board now; None when the list cannot be read."""
+        try:
+            listing = self.owner.members()
+        except httpx.HTTPError:
+            return None
+        if listing.status_code != 200:
+            return None
+        return any(item.get("user_id") == user_id for item in _json_list(listing))
+
+    def _after_lost_join(self, user_id: int, lost: NoAnswer) -> None:
+        member = self._is_member(user_id)
+        board = self.owner.board_id
+        if member:
+            self.ledger.record("created", board=board, user_id=user_id, task=self.task,
+                               note="the join's answer was lost; the members list shows it")
+            self.notes.append(f"{lost.method} join got no HTTP answer but took effect: user {user_id} is a member "
+                              "of the board (recorded; clean-up removes it)")
+        elif member is None:
+            self.notes.append(f"{lost.method} join got no HTTP answer and the members list could not be read: "
+                              f"user {user_id} is left to clean-up and the next run's sweep")
+        else:
+            self.notes.append(f"{lost.method} join got no HTTP answer and did not take effect (user {user_id} is "
+                              "not a member)")
+
+    def _after_lost_removal(self, user_id: int, lost: NoAnswer) -> None:
+        member = self._is_member(user_id)
+        if member is False:
+            self.ledger.record("removed", board=self.owner.board_id, user_id=user_id, task=self.task,
+                               note="the removal's answer was lost; the members list no longer shows it")
+            if user_id in self._begun:
+                self._begun.remove(user_id)
+            self.notes.append(f"{lost.method} removal got no HTTP answer but took effect: user {user_id} is no "
+                              "longer a member (recorded)")
+        else:
+            self.notes.append(f"{lost.method} removal of user {user_id} got no HTTP answer and "
+                              f"{'did not take effect' if member else 'the members list could not be read'}")
+
     def _abandon(self, member: PoolMember) -> None:
         if member.user_id in self._begun:
             self._begun.remove(member.user_id)
@@ -414,7 +463,11 @@ class MembershipWrites:
 
     def remove(self, user_id: int) -> httpx.Response:
         """The owner removes ``user_id``; a 200 (or 404: nothing there) closes the record."""
-        response = self.owner.remove_member(user_id)
+        try:
+            response = self.owner.remove_member(user_id)
+        except NoAnswer as lost:
+            self._after_lost_removal(user_id, lost)
+            raise
         begun_here = user_id in self._begun
         # A 404 closes a record only for a membership this test began (removing a non-member records nothing).
         if response.status_code == 200 or (response.status_code == 404 and begun_here):
@@ -430,6 +483,8 @@ class MembershipWrites:
             try:
                 response = self.remove(user_id)
             except httpx.HTTPError as error:
+                if user_id not in self._begun:
+                    continue  # its answer was lost, but the members list shows it is gone
                 problems.append(f"removing user {user_id} failed: {type(error).__name__}")
                 continue
             if response.status_code not in (200, 404):

@@ -16,6 +16,7 @@ from plugins.core.lint import FIXED_HEALTH_CHECK_EXAMPLE
 from plugins.core.redact import scrub_patterns
 
 MAX_EVIDENCE_CHARS = 300
+NO_ANSWER = "no_answer"
 
 CATEGORIES: dict[str, str] = {
     "permission_regression": "Security: a permission that must be denied was granted, "
@@ -46,6 +47,7 @@ CATEGORIES: dict[str, str] = {
     "no_running_task": "The service has no running task of its PRIMARY deployment to test",
     "smoke_accounts": "The smoke accounts are missing, unreadable, malformed, or refused at login",
     "checks_errored": "Checks could not run (errors, not failures): nothing was proven",
+    NO_ANSWER: "A request got no HTTP answer after its retries: that check could not be verified on that task",
     "harness_error": "The harness itself failed; nothing is known about the release",
     "no_paused_hook": "--continue-deployment found no service deployment paused at a PAUSE lifecycle hook",
     "hook_action_failed": "The gate passed but ECS refused to continue the paused deployment",
@@ -103,6 +105,9 @@ NEXT_STEPS: dict[str, str] = {
     '{"owner": {"username", "password"}, "participant": {...}}, and check the passwords still log in.',
     "checks_errored": "Read the errors in summary.md or junit.xml; they are the harness or its set-up failing, "
     "not the service.",
+    NO_ANSWER: "Nothing is known about what the service would answer: run again; if it repeats on one task, "
+    "look at that task (CPU, memory, restarts) and at the network between this runner and it (resets, timeouts "
+    "from a proxy, NAT or load balancer); the retries are steps of the test in the Allure report.",
     "harness_error": "Read harness-error.txt in the report folder and file it with the harness's maintainers; "
     "run again.",
     "no_paused_hook": "Run the gate while the blue/green deployment waits at its PAUSE hook: give the service "

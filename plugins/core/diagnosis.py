@@ -9,6 +9,8 @@ first. The categories and next steps come from the team's runbook
 Rule order (first match wins):
 
 1. ``permission_regression`` - a security check failed; never masked by anything else.
+   ``no_answer`` - the check's request got no HTTP answer after its retries: nothing the
+   service said, so never a contract violation (could not verify that check on that task).
 2. ``arch_mismatch`` - "exec format error" in a stop reason or the logs.
 3. What the failure kind already proves: ``health_path_mismatch`` (health path 404 while
    another answers), ``stale_image`` (digest or task definition mismatch), ``missing_board_owner``.
@@ -29,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugins.core.categories import NEXT_STEPS, Diagnosis, make_diagnosis, short_id
+from plugins.core.categories import NEXT_STEPS, NO_ANSWER, Diagnosis, make_diagnosis, short_id
 from plugins.core.evidence import Evidence, stop_texts
 from plugins.core.lint import external_tool_in, url_path_in
 from plugins.core.log_clues import (ALARM_ROLLBACK, CURSOR_ATTRIBUTE, EXEC_FORMAT, HEALTH_STOP,
@@ -46,6 +48,7 @@ KINDS = frozenset(
         "image_mismatch",
         "deadline",
         "unreachable",
+        "no_answer",
         "missing_owner",
         # Raised by plugins.core.stability too: the service runs another task definition.
         "task_definition_mismatch",
@@ -62,7 +65,8 @@ class Failure:
 
     ``details`` by kind: health_path_404 ``{"path", "answering" (or "working_paths"): [...]}``;
     image_mismatch ``{"expected", "actual"}`` (``actual`` a digest or ``{task_id: digest}``);
-    tasks_stopping may carry ``{"cause": "exec_format"}``; deadline: the last observed state
+    tasks_stopping may carry ``{"cause": "exec_format"}``; no_answer ``{"request": "GET http://..."}``
+    with the message naming the request, its attempts and its last error; deadline: the last observed state
     (``{"state": ...}`` or any dict); check_failed may carry ``{"status": 500, "request":
     "POST /api/..."}``; any kind may carry ``{"health_path_status": {path: status}}``.
     ``kind`` should be one of ``KINDS``; another kind (e.g. a ``CouldNotVerify`` kind) is
@@ -386,6 +390,14 @@ def diagnose(failure: Failure, evidence: Evidence | None = None) -> Diagnosis:
             failure.task_id,
             f"security check {failure.check or '?'} failed: access that must be denied was granted",
             failure.message or failure.check,
+        )
+    if failure.kind == NO_ANSWER:
+        return make_diagnosis(
+            NO_ANSWER,
+            failure.task_id,
+            failure.message or f"{failure.details.get('request', 'a request')}: no HTTP answer",
+            f"check {failure.check or '?'} on task {short_id(failure.task_id)}: "
+            f"{failure.message or failure.details.get('request', 'no HTTP answer')}",
         )
     found = _arch(failure, evidence) or _from_kind(failure, evidence)
     if found:

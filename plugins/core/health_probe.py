@@ -14,6 +14,7 @@ import httpx
 
 from plugins.core.containers import ContainerChoice
 from plugins.core.errors import DeployFailed
+from plugins.core.http import get_tolerating_one_reset
 from plugins.core.targets import Target
 
 
@@ -43,10 +44,10 @@ class HealthAnswer:
 
 
 def get_health(http: httpx.Client, target: Target, path: str) -> HealthAnswer:
-    """GET ``path`` on ``target``; a connection failure is an answer with ``status=None``."""
+    """GET ``path`` on ``target``; a connection failure is an answer with ``status=None`` (one reset is not)."""
     url = target.base_url + path
     try:
-        response = http.get(url, timeout=HEALTH_TIMEOUT)
+        response = get_tolerating_one_reset(http, url, timeout=HEALTH_TIMEOUT)
     except httpx.TransportError as error:
         return HealthAnswer(target, url, None, type(error).__name__)
     return HealthAnswer(target, url, response.status_code, None)

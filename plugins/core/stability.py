@@ -41,6 +41,7 @@ from plugins.core.containers import ContainerChoice, choose_container
 from plugins.core.deployment import Address, Deployment, TaskDefinitionRef
 from plugins.core.discovery import ServiceObserver, build_targets, deployment_from
 from plugins.core.errors import CouldNotVerify, DeployFailed
+from plugins.core.http import keepalive_limits
 from plugins.core.health_probe import (DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEFAULT, HEALTH_PATH_FROM_TASK_DEFINITION,
                                        HEALTH_TIMEOUT, get_health_all, health_path_missing)
 from plugins.core.observation import DeploymentInfo, Observation
@@ -381,7 +382,8 @@ def wait_until_stable(
         at_paused_hook=at_paused_hook,
     )
     own_http = http is None
-    client = http if http is not None else httpx.Client(timeout=HEALTH_TIMEOUT, follow_redirects=False)
+    client = http if http is not None else httpx.Client(timeout=HEALTH_TIMEOUT, follow_redirects=False,
+                                                        limits=keepalive_limits())
     calls_before = clients.calls.total()
     start = clock()
     # A caller's own observer keeps what AWS answered after the wait, also when it raised.

@@ -5,8 +5,8 @@ verdict.json fields
 - ``verdict``: ``"pass"`` (every check passed), ``"fail"`` (a check failed or the deployment
   failed), or ``"error"`` (the harness could not verify the deployment, or was misused).
 - ``exit_code``: the process exit code that goes with it: ``0`` pass; ``1`` a check or the
-  deploy failed; ``6`` could not verify (target unreachable, AWS errors, checks that errored,
-  nothing ran); ``4`` usage error (bad options or configuration).
+  deploy failed; ``6`` could not verify (target unreachable, a request with no HTTP answer after
+  its retries, AWS errors, checks that errored, nothing ran); ``4`` usage error (bad options or configuration).
 - ``started_at``: when the run started, UTC ISO-8601 with ``Z`` (``2025-01-31T12:00:00Z``).
 - ``duration_s``: wall-clock seconds of the run, rounded to 0.01.
 - ``target``: what was verified: ``region``, ``cluster``, ``service``, ``deployment_id`` (the
@@ -16,7 +16,9 @@ verdict.json fields
   ``image_digest`` (what the task runs), ``started_at`` (UTC ISO with ``Z`` or ``null``).
 - ``checks``: one entry per check and task: ``name``, ``task_id`` (``null`` for a check of the
   whole service), ``outcome`` (``"passed"``, ``"failed"``, ``"error"`` or ``"skipped"``),
-  ``duration_s``, ``message`` (why it failed; empty when it passed).
+  ``duration_s``, ``message`` (why it failed; empty when it passed), and for a check that
+  could not be verified for a known reason its ``category`` (``"no_answer"``: a request got no
+  HTTP answer after its retries; the row's outcome is then ``"error"``).
 - ``diagnoses``: one entry per named cause and task: ``category`` (see ``categories.CATEGORIES``),
   ``task_id``, ``summary``, ``evidence`` (one line), ``next_step``.
 - ``causes``: the diagnoses merged, one entry per cause (``causes.cause_key``: same category,
@@ -50,7 +52,7 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
-from plugins.core.categories import NEXT_STEPS, Diagnosis, diagnose_not_verified
+from plugins.core.categories import NEXT_STEPS, NO_ANSWER, Diagnosis, diagnose_not_verified, make_diagnosis
 from plugins.core.causes import CauseRecord, merge_causes, tasks_phrase
 from plugins.core.console_links import ConsoleContext, LinkRecord, service_links
 from plugins.core.redact import SecretRegistry, scrub_patterns
@@ -93,6 +95,7 @@ class CheckRecord(TypedDict):
     outcome: Outcome
     duration_s: float
     message: str
+    category: NotRequired[str]  # why an "error" row could not be verified, e.g. NO_ANSWER
 
 
 class DiagnosisRecord(TypedDict):
@@ -154,9 +157,13 @@ def decide(
     error, a usage error, an interruption (its own exit code), could-not-verify (each
     cause its own category), any failure (deploy or check), strict lint, checks that
     errored or nothing that passed, else pass. A failed check outranks an errored one:
-    one proven breakage is enough to fail the deploy.
+    one proven breakage is enough to fail the deploy. A check whose request got no HTTP
+    answer (category ``no_answer``) is could-not-verify for that check on that task, named
+    as such (from ``diagnoses``, else from its row), never a failure.
     """
+    checks = list(checks)
     found = [_record(d) for d in diagnoses]
+    found += _unanswered(checks, found)
     outcomes = [check["outcome"] for check in checks]
     if internal_error is not None:
         harness = diagnose_not_verified("harness_error", internal_error)
@@ -178,8 +185,12 @@ def decide(
         lint = Diagnosis("task_definition_lint", None, f"--strict-lint: {len(warnings)} task definition warning(s)",
                          warnings[0], NEXT_STEPS["task_definition_lint"])
         return Decision("fail", EXIT_FAILED, (*found, _record(lint)))
+    unanswered = any(check.get("category") == NO_ANSWER for check in checks)
     if "error" in outcomes or "passed" not in outcomes:
-        errored = next((check for check in checks if check["outcome"] == "error"), None)
+        errored = next((check for check in checks
+                        if check["outcome"] == "error" and check.get("category") != NO_ANSWER), None)
+        if errored is None and unanswered:  # only unanswered requests: each already named
+            return Decision("error", EXIT_NOT_VERIFIED, tuple(found))
         evidence = f"{errored['name']}: {errored['message']}" if errored else "no check passed or failed"
         summary = (f"{outcomes.count('error')} check(s) could not run" if errored
                    else "no check ran (all skipped or deselected)")
@@ -190,6 +201,18 @@ def decide(
         refused = diagnose_not_verified("hook_action_failed", deployment_action_refused)
         return Decision("error", EXIT_NOT_VERIFIED, (*found, _record(refused)))
     return Decision("pass", EXIT_PASS, tuple(found))
+
+
+def _unanswered(checks: list[CheckRecord], found: list[DiagnosisRecord]) -> list[DiagnosisRecord]:
+    """A ``no_answer`` diagnosis for each task whose unanswered check no diagnosis names yet."""
+    named = {d["task_id"] for d in found if d["category"] == NO_ANSWER}
+    added: list[DiagnosisRecord] = []
+    for check in checks:
+        if check.get("category") == NO_ANSWER and check["task_id"] not in named:
+            named.add(check["task_id"])
+            summary = check["message"] or f"{check['name']}: a request got no HTTP answer"
+            added.append(_record(make_diagnosis(NO_ANSWER, check["task_id"], summary, f"{check['name']}: {summary}")))
+    return added
 
 
 def _record(diagnosis: DiagnosisRecord | Any) -> DiagnosisRecord:

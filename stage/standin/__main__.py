@@ -142,6 +142,9 @@ def _serve(config: uvicorn.Config, hosts: list[str]) -> int:
             sock.close()
         return STARTUP_FAILURE
     server = Server(config)
+    state = getattr(config.app, "state", None)
+    if state is not None:
+        state.connections = server.server_state.connections  # the reset_once fault finds its connection here
     try:
         server.run(sockets=sockets)
     finally:

@@ -24,7 +24,9 @@ import hmac
 import json
 import logging
 import secrets
+import socket
 import sqlite3
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -188,6 +190,35 @@ class SlowResponses:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await asyncio.sleep(self.delay_s)
+        await self.app(scope, receive, send)
+
+
+class ResetOnce:
+    """ASGI middleware: the first request to ``path`` gets no answer, its TCP connection is reset (``reset_once``).
+
+    What a client sees when a connection dies under a request: a network hiccup, or the
+    real service, which drops the connection after an unhandled 500 (civicforge-api.md).
+    The connection is found among uvicorn's (``app.state.connections``, set by
+    ``stage.standin.__main__``) by the client's address.
+    """
+
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        self.app = app
+        self.path = path
+        self.done = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.done and scope["path"] == self.path:
+            connections = getattr(scope["app"].state, "connections", ())
+            protocol = next((c for c in connections if tuple(c.client or ()) == tuple(scope.get("client") or ())),
+                            None)
+            if protocol is not None:
+                self.done = True
+                sock = protocol.transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, not FIN
+                protocol.transport.abort()
+                await asyncio.sleep(0)  # let uvicorn see the connection lost: it then answers nothing, logs nothing
+                return
         await self.app(scope, receive, send)
 
 
@@ -537,6 +568,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     if settings.faults.slow_ms:
         app.add_middleware(SlowResponses, delay_s=settings.faults.slow_ms / 1000)
+    if settings.faults.reset_once:
+        app.add_middleware(ResetOnce, path=settings.faults.reset_once)
     if "no_root_health" not in settings.faults:
         app.get("/health")(health)
     app.mount(API_MOUNT, api_app)
