@@ -25,6 +25,7 @@ from plugins.core.blue_green import CONTINUE, PausedHook, act_on_hook
 from plugins.core.categories import Diagnosis, allure_categories
 from plugins.core.diagnosis import Failure, diagnose_all
 from plugins.core.containers import choose_container
+from plugins.core.coverage import LeftOut, describe_left_out, skipped_checks
 from plugins.core.deployment import TaskDefinitionRef
 from plugins.core.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
 from plugins.core.lint import health_check_path, lint_task_definition
@@ -46,6 +47,9 @@ DEPLOYMENT_PROPERTY = "smoke_deployment_check"
 NOTE_PROPERTY = "smoke_note"  # something the report must say, e.g. a target re-resolved mid-run
 checks_key = pytest.StashKey[list[verdicts.CheckRecord]]()
 hints_key = pytest.StashKey[dict[str, dict[str, Any]]]()
+left_out_key = pytest.StashKey[list[LeftOut]]()
+# Why the harness itself dropped a test (nodeid -> reason); anything else deselected was -k/-m/--deselect.
+drop_reasons_key = pytest.StashKey[dict[str, str]]()
 
 
 # -- per test ----------------------------------------------------------------------------------------
@@ -104,6 +108,15 @@ class CheckCollector:
         if state is not None and note not in state.notes:
             state.notes.append(note)
 
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        """Every check left out of the run, on which task, and why (the report lists them)."""
+        dropped = self.config.stash.get(drop_reasons_key, {})
+        left_out = self.config.stash.setdefault(left_out_key, [])
+        for item in items:
+            properties = dict(check_properties(item))
+            left_out.append(LeftOut(properties[CHECK_PROPERTY], properties.get(TASK_PROPERTY),
+                                    dropped.get(item.nodeid) or selection_reason(self.config)))
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call" and not (report.failed or report.skipped):
             return
@@ -132,6 +145,15 @@ class CheckCollector:
                 self.config.stash.setdefault(hints_key, {})[report.nodeid] = {
                     **json.loads(value), "message": message, "test": properties.get(CHECK_PROPERTY),
                     "task_id": properties.get(TASK_PROPERTY), "deployment_check": DEPLOYMENT_PROPERTY in properties}
+
+
+def selection_reason(config: pytest.Config) -> str:
+    """How the person narrowed the run: ``deselected by -k 'health' -m 'readonly'``."""
+    given = [f"{flag} {value!r}" for flag, value in (("-k", config.option.keyword), ("-m", config.option.markexpr))
+             if value]
+    if getattr(config.option, "deselect", None):
+        given.append("--deselect")
+    return "deselected by " + (" ".join(given) if given else "a plugin")
 
 
 def _hint_of(report: pytest.TestReport) -> dict[str, Any]:
@@ -207,9 +229,12 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     targets = state.targets
     interrupted = int(exit_status) if exit_status in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR) \
         else None  # a run cut short proves nothing, whatever passed before it stopped
+    task_ids = [target.task_id for target in state.targets]
+    left_out = config.stash.get(left_out_key, [])
     decision = verdicts.decide(
         checks, outcome=state.outcome, diagnoses=findings.diagnoses, lint_warnings=findings.warnings,
-        strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error)
+        strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error, task_ids=task_ids,
+        left_out=left_out)
     # Once the verdict is known and before it is written: continue or roll back, and record what was done.
     if resolved.continue_deployment or resolved.on_fail != "none":
         config.hook.pytest_smoke_before_service_action(config=config)
@@ -218,7 +243,7 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         decision = verdicts.decide(
             checks, outcome=state.outcome, diagnoses=findings.diagnoses, lint_warnings=findings.warnings,
             strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error,
-            deployment_action_refused=actions.refused)
+            deployment_action_refused=actions.refused, task_ids=task_ids, left_out=left_out)
     verdict = verdicts.build_verdict(
         started_at=datetime.fromisoformat(state.started_at),
         duration_s=time.monotonic() - state.started_monotonic,
@@ -237,7 +262,8 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         checks=checks,
         decision=decision,
         warnings=[*findings.warnings,
-                  *(f"note: {note}" for note in [*state.notes, *findings.notes, *actions.notes])],
+                  *(f"note: {note}" for note in [*state.notes, *findings.notes, *actions.notes,
+                                                 *_left_out_notes(state, left_out, checks)])],
     )
     verdict.update(actions.fields)  # type: ignore[typeddict-item]
     if resolved.canary:
@@ -260,6 +286,13 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     if allure_dir.resolve() != (report_dir / "allure-results").resolve():
         scrub_tree(allure_dir, registry)
     return verdict
+
+
+def _left_out_notes(state: RunState, left_out: list[LeftOut], checks: list[verdicts.CheckRecord]) -> list[str]:
+    """What a narrowed run did not check, and why; nothing when the deploy itself stopped the tests."""
+    if state.outcome is not None:
+        return []
+    return describe_left_out([*left_out, *skipped_checks(checks)])
 
 
 def write_fallback_verdict(config: pytest.Config, resolved: SmokeConfig, state: RunState,

@@ -43,7 +43,8 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
-from plugins.core.categories import NEXT_STEPS, Diagnosis, diagnose_not_verified
+from plugins.core.categories import NEXT_STEPS, Diagnosis, diagnose_not_verified, make_diagnosis
+from plugins.core.coverage import LeftOut, unchecked_tasks
 from plugins.core.redact import SecretRegistry, scrub_patterns
 
 VerdictName = Literal["pass", "fail", "error"]
@@ -133,6 +134,8 @@ def decide(
     internal_error: str | None = None,
     usage_error: bool = False,
     deployment_action_refused: str | None = None,
+    task_ids: Iterable[str] = (),
+    left_out: Iterable[LeftOut] = (),
 ) -> Decision:
     """The one verdict of a run, from everything it saw (pure).
 
@@ -140,10 +143,12 @@ def decide(
     settled); ``diagnoses`` the evidence-based ones for failures. In order: a harness
     error, a usage error, an interruption (its own exit code), could-not-verify (each
     cause its own category), any failure (deploy or check), strict lint, checks that
-    errored or nothing that passed, else pass. A failed check outranks an errored one:
-    one proven breakage is enough to fail the deploy.
+    errored, a task of ``task_ids`` no check passed on or no check passed at all
+    (``no_checks_ran``: ``left_out`` says why), else pass. A failed check outranks an
+    errored one: one proven breakage is enough to fail the deploy.
     """
     found = [_record(d) for d in diagnoses]
+    checks = list(checks)
     outcomes = [check["outcome"] for check in checks]
     if internal_error is not None:
         harness = diagnose_not_verified("harness_error", internal_error)
@@ -165,18 +170,37 @@ def decide(
         lint = Diagnosis("task_definition_lint", None, f"--strict-lint: {len(warnings)} task definition warning(s)",
                          warnings[0], NEXT_STEPS["task_definition_lint"])
         return Decision("fail", EXIT_FAILED, (*found, _record(lint)))
-    if "error" in outcomes or "passed" not in outcomes:
-        errored = next((check for check in checks if check["outcome"] == "error"), None)
-        evidence = f"{errored['name']}: {errored['message']}" if errored else "no check passed or failed"
-        summary = (f"{outcomes.count('error')} check(s) could not run" if errored
-                   else "no check ran (all skipped or deselected)")
-        cause = Diagnosis("checks_errored", errored["task_id"] if errored else None, summary, evidence,
-                          NEXT_STEPS["checks_errored"])
-        return Decision("error", EXIT_NOT_VERIFIED, (*found, _record(cause)))
+    unproven = _not_proven(checks, list(task_ids), list(left_out))
+    if unproven:
+        return Decision("error", EXIT_NOT_VERIFIED, (*found, *(_record(cause) for cause in unproven)))
     if deployment_action_refused is not None:
         refused = diagnose_not_verified("hook_action_failed", deployment_action_refused)
         return Decision("error", EXIT_NOT_VERIFIED, (*found, _record(refused)))
     return Decision("pass", EXIT_PASS, tuple(found))
+
+
+def _not_proven(checks: list[CheckRecord], task_ids: list[str], left_out: list[LeftOut]) -> list[Diagnosis]:
+    """Why a run without a failure still proves nothing: checks that errored, tasks no check ran on."""
+    causes = []
+    errored = [check for check in checks if check["outcome"] == "error"]
+    if errored:
+        first = errored[0]
+        causes.append(Diagnosis("checks_errored", first["task_id"], f"{len(errored)} check(s) could not run",
+                                f"{first['name']}: {first['message']}", NEXT_STEPS["checks_errored"]))
+    # A task whose checks errored is named by checks_errored already.
+    unchecked = [task for task in unchecked_tasks(task_ids, checks, left_out)
+                 if task.task_id not in {check["task_id"] for check in errored}]
+    if unchecked:
+        only = unchecked[0].task_id if len(unchecked) == 1 else None
+        names = ", ".join(task_id[:SHORT_TASK_ID] for task_id in (u.task_id for u in unchecked))
+        causes.append(make_diagnosis("no_checks_ran", only, f"no check ran on {len(unchecked)} of {len(task_ids)} "
+                                     f"task(s) ({names}): not verified", "; ".join(u.describe() for u in unchecked)))
+    elif not any(check["outcome"] == "passed" for check in checks) and not errored:
+        reasons = sorted({item.reason for item in left_out}) or sorted(
+            {f"skipped ({c['message']})" for c in checks if c["outcome"] == "skipped"})
+        causes.append(make_diagnosis("no_checks_ran", None, "no check ran: everything was deselected or skipped, or "
+                                     "the suite has no test", "; ".join(reasons) or "no test was collected"))
+    return causes
 
 
 def _record(diagnosis: DiagnosisRecord | Any) -> DiagnosisRecord:
