@@ -23,7 +23,7 @@ from plugins.core import verdict as verdicts
 from plugins.core.aws import make_clients
 from plugins.core.blue_green import CONTINUE, PausedHook, act_on_hook
 from plugins.core.categories import Diagnosis, allure_categories
-from plugins.core.diagnosis import Failure, diagnose_all
+from plugins.core.diagnosis import Failure, diagnose_all, failure_windows
 from plugins.core.containers import choose_container
 from plugins.core.coverage import LeftOut, describe_left_out, skipped_checks
 from plugins.core.deployment import TaskDefinitionRef
@@ -73,6 +73,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "status": last.status if last else None,
             "request": f"{last.method} {last.url}" if last else None,
             "unreachable": error is not None and type(error).__name__ in ("ConnectError", "ConnectTimeout"),
+            "ran": [call.start, call.stop],  # epoch seconds: the task's logs are read around this
         }
         report.user_properties.append((HINT_PROPERTY, json.dumps(hint)))
     for note in (item.stash[exchanges_key].notes if exchanges_key in item.stash else []):
@@ -388,7 +389,8 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
         failures.append(Failure(kind=kind, check=hint.get("test") or nodeid.split("::")[-1],
                                 task_id=hint.get("task_id"), message=hint.get("message", ""),
                                 security=bool(hint.get("security")),
-                                details={k: hint[k] for k in ("status", "request") if hint.get(k) is not None}))
+                                details={k: hint[k] for k in ("status", "request") if hint.get(k) is not None},
+                                window=_window_of(hint)))
     if not resolved.uses_discovery:
         findings.diagnoses = diagnose_all(failures) if failures else []
         return findings
@@ -412,9 +414,17 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
         task_ids = sorted({f.task_id for f in failures if f.task_id} | {t.task_id for t in state.targets})
         evidence = collect_evidence(ecs=clients.ecs, logs=clients.logs, cluster=cluster, service=service,
                                     task_ids=task_ids, task_definition=definition, container=container or "",
-                                    around=datetime.now(timezone.utc), ecr=clients.ecr, seen=state.seen)
+                                    around=datetime.now(timezone.utc), ecr=clients.ecr, seen=state.seen,
+                                    task_windows=failure_windows(failures))
         findings.diagnoses = diagnose_all(failures, evidence)
     return findings
+
+
+def _window_of(hint: dict[str, Any]) -> tuple[datetime, datetime] | None:
+    ran = hint.get("ran")
+    if not (isinstance(ran, list) and len(ran) == 2 and all(isinstance(t, (int, float)) for t in ran)):
+        return None
+    return (datetime.fromtimestamp(ran[0], timezone.utc), datetime.fromtimestamp(ran[1], timezone.utc))
 
 
 def _task_definition_of(clients: Any, state: RunState, cluster: str, service: str) -> dict[str, Any] | None:
