@@ -32,7 +32,8 @@ from plugins.lanes import TaskLanes, lanes_apply
 from plugins.preflight import RunState, could_not_verify, run_preflight
 from plugins.reporting import configure_outputs, drop_reasons_key, verdict_key, write_reports, write_fallback_verdict
 from plugins.stash import config_key, smoke_run_key, state_key
-from plugins.suites import SUITES_INI, note_unregistered, unregistered_line, write_unregistered_verdict
+from plugins.suites import (SUITES_INI, hand_to_controller, note_unregistered, take_from_worker, unregistered_line,
+                            write_unregistered_verdict)
 
 SMOKE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
 WORKER_KEY = "smoke_run_state"
@@ -140,6 +141,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("smoke_target", targets, ids=[t.short_id for t in targets])
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist: a suite that is not registered, as a worker found it."""
+    take_from_worker(node.config, getattr(node, "workeroutput", {}))
+
+
 @harness_hook
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash.get(state_key, None)
@@ -245,6 +252,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     state = config.stash.get(state_key, None)
     if hasattr(config, "workerinput"):
+        hand_to_controller(config)
         return
     unregistered = unregistered_line(config)
     if unregistered is not None and state is None:

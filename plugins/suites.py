@@ -24,6 +24,7 @@ from plugins.core.redact import SecretRegistry
 from plugins.core.settings import SPECS, parse_report_dir
 
 SUITES_INI = "smoke_suites"
+WORKER_OUTPUT_KEY = "smoke_unregistered_suites"  # xdist: workers collect, the controller decides
 unregistered_key = pytest.StashKey[dict[str, int]]()  # folder -> how many tests in it ask for smoke_target
 
 
@@ -36,6 +37,21 @@ def note_unregistered(config: pytest.Config, test_file: Path) -> None:
         shown = str(folder)
     found = config.stash.setdefault(unregistered_key, {})
     found[shown] = found.get(shown, 0) + 1
+
+
+def hand_to_controller(config: pytest.Config) -> None:
+    """xdist worker: what it found, for the controller (which collects nothing itself)."""
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None and config.stash.get(unregistered_key, None):
+        workeroutput[WORKER_OUTPUT_KEY] = config.stash[unregistered_key]
+
+
+def take_from_worker(config: pytest.Config, workeroutput: dict[str, object]) -> None:
+    """xdist controller: the worker's findings (each worker collects every test: keep the largest count)."""
+    found = workeroutput.get(WORKER_OUTPUT_KEY) or {}
+    known = config.stash.setdefault(unregistered_key, {})
+    for folder, tests in dict(found).items():  # type: ignore[call-overload]
+        known[folder] = max(known.get(folder, 0), int(tests))
 
 
 def unregistered_line(config: pytest.Config) -> str | None:

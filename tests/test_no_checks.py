@@ -82,9 +82,11 @@ def assert_no_checks_ran(run: SmokeRun) -> dict[str, Any]:
 # -- a suite of its own, against a loopback health server -------------------------------------------
 
 
-def test_a_suite_not_registered_is_exit_6_with_how_to_register_it(tmp_path: Path, health_url: str) -> None:
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one-process", "xdist"])
+def test_a_suite_not_registered_is_exit_6_with_how_to_register_it(tmp_path: Path, health_url: str,
+                                                                  workers: tuple[str, ...]) -> None:
     folder = suite_folder(tmp_path, "readonly")
-    run = run_suite(folder, tmp_path / "reports", "--target-url", health_url, registered=False)
+    run = run_suite(folder, tmp_path / "reports", "--target-url", health_url, *workers, registered=False)
     lines = [line for line in run.output.splitlines() if line.startswith("could not verify [no_checks_ran]: ")]
     assert len(lines) == 1, run.output[-3000:]
     assert "payments_smoke is not a registered smoke suite" in lines[0]
