@@ -28,8 +28,9 @@ from plugins.core.allure3 import (CONTAINER_SUFFIX, RESULT_SUFFIX, TASK_LABEL, c
                                    last_exchange, trim_quiet_fixtures, write_allure3_extras)
 from plugins.core.categories import NO_ANSWER, Diagnosis
 from plugins.core.console_links import ConsoleContext, awslogs_options, run_window
-from plugins.core.diagnosis import Failure, diagnose_all
+from plugins.core.diagnosis import Failure, diagnose_all, failure_windows
 from plugins.core.containers import choose_container
+from plugins.core.coverage import LeftOut, describe_left_out, skipped_checks
 from plugins.core.deployment import TaskDefinitionRef
 from plugins.core.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
 from plugins.core.http import NoAnswer, RetryCounts, describe_error
@@ -54,6 +55,9 @@ NOTE_PROPERTY = "smoke_note"  # something the report must say, e.g. a target re-
 checks_key = pytest.StashKey[list[verdicts.CheckRecord]]()
 check_events_key = pytest.StashKey[list[timelines.TimelineEvent]]()  # each check per task, for the timeline
 hints_key = pytest.StashKey[dict[str, dict[str, Any]]]()
+left_out_key = pytest.StashKey[list[LeftOut]]()
+# Why the harness itself dropped a test (nodeid -> reason); anything else deselected was -k/-m/--deselect.
+drop_reasons_key = pytest.StashKey[dict[str, str]]()
 
 
 # -- per test ----------------------------------------------------------------------------------------
@@ -78,6 +82,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "request": f"{last.method} {last.url}" if last else None,
             # No HTTP answer (after the client's retries): could not verify, never a finding.
             NO_ANSWER: _no_answer_text(error) if isinstance(error, httpx.TransportError) else None,
+            "ran": [call.start, call.stop],  # epoch seconds: the task's logs are read around this
         }
         if isinstance(error, NoAnswer):
             hint["request"] = f"{error.method} {error.url}"
@@ -121,6 +126,15 @@ class CheckCollector:
         if state is not None and note not in state.notes:
             state.notes.append(note)
 
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        """Every check left out of the run, on which task, and why (the report lists them)."""
+        dropped = self.config.stash.get(drop_reasons_key, {})
+        left_out = self.config.stash.setdefault(left_out_key, [])
+        for item in items:
+            properties = dict(check_properties(item))
+            left_out.append(LeftOut(properties[CHECK_PROPERTY], properties.get(TASK_PROPERTY),
+                                    dropped.get(item.nodeid) or selection_reason(self.config)))
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call" and not (report.failed or report.skipped):
             return
@@ -158,6 +172,15 @@ class CheckCollector:
                 self.config.stash.setdefault(hints_key, {})[report.nodeid] = {
                     **json.loads(value), "message": message, "test": properties.get(CHECK_PROPERTY),
                     "task_id": properties.get(TASK_PROPERTY), "deployment_check": DEPLOYMENT_PROPERTY in properties}
+
+
+def selection_reason(config: pytest.Config) -> str:
+    """How the person narrowed the run: ``deselected by -k 'health' -m 'readonly'``."""
+    given = [f"{flag} {value!r}" for flag, value in (("-k", config.option.keyword), ("-m", config.option.markexpr))
+             if value]
+    if getattr(config.option, "deselect", None):
+        given.append("--deselect")
+    return "deselected by " + (" ".join(given) if given else "a plugin")
 
 
 def _hint_of(report: pytest.TestReport) -> dict[str, Any]:
@@ -244,9 +267,12 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     targets = state.targets
     interrupted = int(exit_status) if exit_status in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR) \
         else None  # a run cut short proves nothing, whatever passed before it stopped
+    task_ids = [target.task_id for target in state.targets]
+    left_out = config.stash.get(left_out_key, [])
     decision = verdicts.decide(
         checks, outcome=state.outcome, diagnoses=findings.diagnoses, lint_warnings=findings.warnings,
-        strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error)
+        strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error, task_ids=task_ids,
+        left_out=left_out)
     # Once the verdict is known and before it is written: continue or roll back, and record what was done.
     if resolved.continue_deployment or resolved.on_fail != "none":
         config.hook.pytest_smoke_before_service_action(config=config)
@@ -255,7 +281,7 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         decision = verdicts.decide(
             checks, outcome=state.outcome, diagnoses=findings.diagnoses, lint_warnings=findings.warnings,
             strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error,
-            deployment_action_refused=actions.refused)
+            deployment_action_refused=actions.refused, task_ids=task_ids, left_out=left_out)
     started_at, duration_s = datetime.fromisoformat(state.started_at), time.monotonic() - state.started_monotonic
     console = console_context(resolved, state, findings, started_at, duration_s)
     config.stash[console_key] = console
@@ -279,7 +305,7 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         decision=decision,
         warnings=[*findings.warnings,
                   *(f"note: {note}" for note in [*state.notes, *findings.notes, *actions.notes,
-                                                 *_retry_notes(config)])],
+                                                 *_retry_notes(config), *_left_out_notes(state, left_out, checks)])],
     )
     verdict.update(actions.fields)  # type: ignore[typeddict-item]
     if resolved.canary:
@@ -321,6 +347,13 @@ def _retry_notes(config: pytest.Config) -> list[str]:
         return []
     counts = budget.counts()
     return [counts.describe()] if counts.retries or counts.unanswered else []
+
+
+def _left_out_notes(state: RunState, left_out: list[LeftOut], checks: list[verdicts.CheckRecord]) -> list[str]:
+    """What a narrowed run did not check, and why; nothing when the deploy itself stopped the tests."""
+    if state.outcome is not None:
+        return []
+    return describe_left_out([*left_out, *skipped_checks(checks)])
 
 
 def write_fallback_verdict(config: pytest.Config, resolved: SmokeConfig, state: RunState,
@@ -434,7 +467,8 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
         failures.append(Failure(kind=kind, check=hint.get("test") or nodeid.split("::")[-1],
                                 task_id=hint.get("task_id"), message=hint.get(NO_ANSWER) or hint.get("message", ""),
                                 security=bool(hint.get("security")),
-                                details={k: hint[k] for k in ("status", "request") if hint.get(k) is not None}))
+                                details={k: hint[k] for k in ("status", "request") if hint.get(k) is not None},
+                                window=_window_of(hint)))
     if not resolved.uses_discovery:
         findings.diagnoses = diagnose_all(failures) if failures else []
         return findings
@@ -459,10 +493,18 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
         task_ids = sorted({f.task_id for f in failures if f.task_id} | {t.task_id for t in state.targets})
         evidence = collect_evidence(ecs=clients.ecs, logs=clients.logs, cluster=cluster, service=service,
                                     task_ids=task_ids, task_definition=definition, container=container or "",
-                                    around=datetime.now(timezone.utc), ecr=clients.ecr, seen=state.seen)
+                                    around=datetime.now(timezone.utc), ecr=clients.ecr, seen=state.seen,
+                                    task_windows=failure_windows(failures))
         findings.diagnoses = diagnose_all(failures, evidence)
         findings.stopped_task_ids = frozenset(task.task_id for task in evidence.stopped_tasks)
     return findings
+
+
+def _window_of(hint: dict[str, Any]) -> tuple[datetime, datetime] | None:
+    ran = hint.get("ran")
+    if not (isinstance(ran, list) and len(ran) == 2 and all(isinstance(t, (int, float)) for t in ran)):
+        return None
+    return (datetime.fromtimestamp(ran[0], timezone.utc), datetime.fromtimestamp(ran[1], timezone.utc))
 
 
 def _task_definition_of(clients: Any, state: RunState, cluster: str, service: str) -> dict[str, Any] | None:

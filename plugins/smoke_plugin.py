@@ -32,8 +32,10 @@ from plugins.fixtures import DEPLOYMENT_CHECK, registry_of
 from plugins.harness_errors import harness_error_key, harness_hook, record_run_error
 from plugins.lanes import TaskLanes, lanes_apply
 from plugins.preflight import RunState, could_not_verify, run_preflight
-from plugins.reporting import configure_outputs, verdict_key, write_reports, write_fallback_verdict
+from plugins.reporting import configure_outputs, drop_reasons_key, verdict_key, write_reports, write_fallback_verdict
 from plugins.stash import config_key, retry_budget_key, smoke_run_key, state_key
+from plugins.suites import (SUITES_INI, hand_to_controller, note_unregistered, take_from_worker, unregistered_line,
+                            write_unregistered_verdict)
 
 SMOKE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
 WORKER_KEY = "smoke_run_state"
@@ -45,9 +47,6 @@ TERMINAL_LINKS = 3
 
 
 error_shown_key = pytest.StashKey[bool]()
-
-
-SUITES_INI = "smoke_suites"
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -141,9 +140,17 @@ def pytest_configure_node(node: Any) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "smoke_target" not in metafunc.fixturenames:
         return
+    if not metafunc.config.stash.get(smoke_run_key, False):
+        note_unregistered(metafunc.config, metafunc.definition.path)  # exit 6 at the end, never a silent pass
     state = metafunc.config.stash.get(state_key, None)
     targets = state.targets if state is not None else []
     metafunc.parametrize("smoke_target", targets, ids=[t.short_id for t in targets])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist: a suite that is not registered, as a worker found it."""
+    take_from_worker(node.config, getattr(node, "workeroutput", {}))
 
 
 @harness_hook
@@ -153,16 +160,21 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     resolved = config.stash[config_key]
     keep, drop = [], []
+    why = config.stash.setdefault(drop_reasons_key, {})
     for item in items:
         needs_deployment_only = item.get_closest_marker(DEPLOYMENT_CHECK) is not None
         if harness_error_key in config.stash:
             drop.append(item)  # the harness failed before the tests: nothing they say would count
+            why[item.nodeid] = "not run: the harness failed first"
         elif state.blocks_tests and not needs_deployment_only:
             drop.append(item)
+            why[item.nodeid] = "not run: the deployment failed"
         elif could_not_verify(state):
             drop.append(item)
+            why[item.nodeid] = "not run: the deployment could not be verified"
         elif resolved.read_only and item.get_closest_marker("writes") is not None:
             drop.append(item)
+            why[item.nodeid] = "skipped by --read-only (they write)"
         else:
             keep.append(item)
     if drop:
@@ -196,6 +208,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 @harness_hook
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """What was verified, and when it failed, why: the same story as summary.md, for the CI log."""
+    unregistered = unregistered_line(config)
+    if unregistered is not None:
+        terminalreporter.write_line(unregistered, red=True, bold=True)
     state = config.stash.get(state_key, None)
     if state is None or hasattr(config, "workerinput"):
         return
@@ -251,7 +266,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     state = config.stash.get(state_key, None)
-    if state is None or hasattr(config, "workerinput"):
+    if hasattr(config, "workerinput"):
+        hand_to_controller(config)
+        return
+    unregistered = unregistered_line(config)
+    if unregistered is not None and state is None:
+        write_unregistered_verdict(config, unregistered)
+        session.exitstatus = EXIT_NOT_VERIFIED
+        return
+    if state is None:
         return
     _write_reports(session, exitstatus)
     error = config.stash.get(harness_error_key, None)

@@ -90,6 +90,22 @@ USAGE = [
     usage("ini-address", "-o", "smoke_address=nope", line="--address (from ini smoke_address): 'nope' is not one of"),
     usage("cluster-with-space", "--ecs-cluster", "a b", "--ecs-service", "s", line="--ecs-cluster (from command "
           "line): 'a b' is not a name"),
+    usage("namespace-leading-colon", "--metrics-namespace", ":bad", line="--metrics-namespace (from command line): "
+          "':bad' must not start with ':'"),
+    usage("namespace-aws-reserved", "--metrics-namespace", "AWS/ECS", line="--metrics-namespace (from command line): "
+          "'AWS/ECS' starts with AWS/, which AWS reserves"),
+    usage("namespace-bad-character", "--metrics-namespace", "Civic Forge", line="--metrics-namespace (from command "
+          "line): 'Civic Forge' has characters CloudWatch refuses"),
+    usage("namespace-too-long", "--metrics-namespace", "N" * 256, line="--metrics-namespace (from command line): "
+          f"'{'N' * 256}' must be 1-255 characters long"),
+    usage("ledger-unwritable", "--ledger", "/proc/smoke/ledger.jsonl", line="--ledger '/proc/smoke/ledger.jsonl' "
+          "cannot be written"),
+    usage("ledger-is-a-folder", "--ledger", "smoke", line="--ledger "),
+    usage("owner-password-only", env={"API_BASE_URL": CLOSED, "SMOKE_OWNER_PASSWORD": "p"},
+          line="SMOKE_OWNER_PASSWORD is set but SMOKE_OWNER_USERNAME is not"),
+    usage("participant-username-only", env={"API_BASE_URL": CLOSED, "SMOKE_OWNER_USERNAME": "o",
+                                            "SMOKE_OWNER_PASSWORD": "p", "SMOKE_PARTICIPANT_USERNAME": "q"},
+          line="SMOKE_PARTICIPANT_USERNAME is set but SMOKE_PARTICIPANT_PASSWORD is not"),
 ]
 
 NO_AWS = [

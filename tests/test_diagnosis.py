@@ -521,7 +521,7 @@ def test_the_table_covers_every_category() -> None:
     # The rest are named by plugins.core.verdict.decide, from the outcome alone (tests/test_verdict.py).
     decided_by_the_verdict = {"no_credentials", "aws_access_denied", "aws_unreachable", "aws_error", "unknown_region",
                               "service_not_found", "container_not_found", "no_running_task", "smoke_accounts",
-                              "checks_errored", "harness_error", "task_definition_lint",
+                              "checks_errored", "no_checks_ran", "harness_error", "task_definition_lint",
                               "no_paused_hook", "hook_action_failed"}  # the gate's (tests/test_blue_green.py)
     assert {c.category for c in CASES} | decided_by_the_verdict == set(CATEGORIES) == set(NEXT_STEPS)
     assert not {c.category for c in CASES} & decided_by_the_verdict

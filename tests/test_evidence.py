@@ -20,7 +20,7 @@ from botocore.config import Config
 from moto import backends
 from moto.server import ThreadedMotoServer
 
-from plugins.core.diagnosis import Failure, diagnose
+from plugins.core.diagnosis import Failure, diagnose, failure_windows
 from plugins.core.evidence import collect_evidence
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
@@ -251,3 +251,70 @@ def test_missing_log_configuration_is_a_note(deployment: Deployment) -> None:
     assert evidence.logs == {}
     assert evidence.health_check is None
     assert any("no awslogs group" in note for note in evidence.notes)
+
+
+# -- evidence that does not scroll away ----------------------------------------------------------------
+
+
+def fastapi_traceback(last_line: str, lines: int) -> list[str]:
+    """A traceback shaped like uvicorn's for an unhandled error (one real one is 73 lines)."""
+    frames = (lines - 3) // 2
+    body = [line for n in range(frames) for line in (f'  File "/app/src/board_mvp/layer{n}.py", line {n + 10}, in '
+                                                      f"call_{n}", f"    return await call_{n + 1}(request)")]
+    return ["ERROR:    Exception in ASGI application", "Traceback (most recent call last):", *body, last_line]
+
+
+EXPLAINING = "AttributeError: 'PGCursor' object has no attribute 'rowcount'"
+UNRELATED = "KeyError: 'quest_id'"
+REMOVAL = "DELETE /api/boards/board_001/members/7"
+
+
+def log_stream(d: Deployment, at: list[tuple[datetime, list[str]]]) -> str:
+    """A task id whose log stream holds ``lines`` at each moment; the id is new, the stream its own."""
+    task_id = uuid.uuid4().hex
+    stream = f"ecs/{CONTAINER}/{task_id}"
+    d.clients["logs"].create_log_stream(logGroupName=d.log_group, logStreamName=stream)
+    events = [{"timestamp": _ms(moment) + n, "message": line} for moment, lines in at for n, line in enumerate(lines)]
+    d.clients["logs"].put_log_events(logGroupName=d.log_group, logStreamName=stream, logEvents=events)
+    return task_id
+
+
+def logs_only(d: Deployment, task_id: str, **overrides: Any) -> Any:
+    """The evidence for ``task_id`` with only its logs to speak (the seeded crash's stop reasons left out)."""
+    return gather(d, task_ids=[task_id], around=datetime.now(timezone.utc), cluster="cluster-with-no-stopped-tasks",
+                  **overrides)
+
+
+def removal_failed(task_id: str, at: datetime) -> Failure:
+    return Failure("check_failed", "test_owner_removes_the_member", task_id, "DELETE member -> 500",
+                   details={"status": 500, "request": REMOVAL}, window=(at - timedelta(seconds=1), at))
+
+
+def test_a_later_unrelated_traceback_does_not_hide_the_one_that_explains_the_failure(deployment: Deployment) -> None:
+    failed_at = datetime.now(timezone.utc) - timedelta(minutes=3)
+    access = f'INFO:     10.0.1.5:40000 - "{REMOVAL} HTTP/1.1" 500 Internal Server Error'
+    task_id = log_stream(deployment, [
+        (failed_at, [access, *fastapi_traceback(EXPLAINING, 73)]),
+        (failed_at + timedelta(seconds=2), ['INFO:     10.0.1.5:40001 - "GET /api/quests HTTP/1.1" 500 Internal '
+                                            'Server Error', *fastapi_traceback(UNRELATED, 80)]),
+    ])
+    evidence = logs_only(deployment, task_id)
+    assert sum(1 for line in evidence.logs[task_id] if line.startswith("Traceback")) == 2  # both whole
+    found = diagnose(removal_failed(task_id, failed_at), evidence)
+    assert (found.category, found.task_id) == ("db_adapter_error", task_id)
+    assert found.summary.startswith("the 'PGCursor' object has no rowcount attribute")
+    assert "SQLite" not in found.summary and "PostgreSQL" not in found.summary  # only what the log shows
+    old_bound = logs_only(deployment, task_id, max_log_lines=50)
+    assert diagnose(removal_failed(task_id, failed_at), old_bound).category != "db_adapter_error"  # lost it
+
+
+def test_a_task_is_read_around_its_failure_not_up_to_the_end_of_the_run(deployment: Deployment) -> None:
+    failed_at = datetime.now(timezone.utc) - timedelta(minutes=4)
+    later = [(failed_at + timedelta(seconds=60 + n), fastapi_traceback(UNRELATED, 80)) for n in range(10)]
+    task_id = log_stream(deployment, [(failed_at, fastapi_traceback(EXPLAINING, 73)), *later])
+    failure = removal_failed(task_id, failed_at)
+    around_the_end = logs_only(deployment, task_id)
+    assert EXPLAINING not in around_the_end.logs[task_id]  # 800 later lines push it out of any bound
+    around_it = logs_only(deployment, task_id, task_windows=failure_windows([failure]))
+    assert around_it.logs[task_id][-1] == EXPLAINING and UNRELATED not in around_it.logs[task_id]
+    assert diagnose(failure, around_it).category == "db_adapter_error"

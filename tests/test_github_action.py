@@ -501,6 +501,20 @@ def test_the_action_fails_a_broken_release_with_its_annotations_and_exit_code(
     assert "stable-timeout: 120.0 (from command line)" in run.log
 
 
+def test_the_action_blocks_a_run_that_checked_nothing_as_could_not_verify(stage_factory: Any, tmp_path: Path
+                                                                         ) -> None:
+    stage = stage_factory("healthy")
+    env, inputs = _stage_inputs(stage)
+    run = run_action(tmp_path, env, {**inputs, "pytest-args": "-k no_such_check_anywhere"})
+    report_dir = run.workspace / "smoke-reports"
+    assert run.exit_code == 6, run.log[-4000:]
+    verdict = _assert_published_once(run, report_dir)
+    assert run.outputs["verdict"] == "error" and run.outputs["exit-code"] == "6"
+    errors = commands(run.log, "error")
+    assert errors and errors[0].startswith("::error title=smoke [no_checks_ran] the service::"), errors
+    assert [d["category"] for d in verdict["diagnoses"]] == ["no_checks_ran"]
+
+
 def test_a_harness_that_writes_no_verdict_still_gives_outputs_and_a_summary(tmp_path: Path) -> None:
     # pytest refuses an unknown option (exit 4) before the harness writes anything; no AWS is reached.
     run = run_action(tmp_path, {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"},

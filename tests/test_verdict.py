@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from plugins.core.categories import NEXT_STEPS, Diagnosis
+from plugins.core.coverage import LeftOut, describe_left_out, skipped_checks
 from plugins.core.redact import SecretRegistry
 from plugins.core.verdict import (
     CheckRecord,
@@ -79,8 +80,12 @@ DEPLOY_FAILED = {"exit_code": 1, "kind": "rolled_back", "message": "rolled back"
         (["passed", "failed", "error"], {}, ("fail", 1, [])),
         (["passed"], {"outcome": DEPLOY_FAILED}, ("fail", 1, [])),
         (["passed", "error"], {}, ("error", 6, ["checks_errored"])),
-        (["skipped"], {}, ("error", 6, ["checks_errored"])),
-        ([], {}, ("error", 6, ["checks_errored"])),
+        (["skipped"], {}, ("error", 6, ["no_checks_ran"])),
+        ([], {}, ("error", 6, ["no_checks_ran"])),
+        (["passed"], {"task_ids": [T1]}, ("pass", 0, [])),
+        (["passed", "skipped"], {"task_ids": [T1, T2]}, ("error", 6, ["no_checks_ran"])),  # T2 got no check
+        (["error"], {"task_ids": [T1, T2]}, ("error", 6, ["checks_errored", "no_checks_ran"])),
+        (["failed"], {"task_ids": [T1, T2]}, ("fail", 1, [])),  # a proven breakage outranks an unchecked task
         ([], {"outcome": NOT_VERIFIED}, ("error", 6, ["no_credentials"])),
         ([], {"outcome": {**NOT_VERIFIED, "kind": "something_new"}}, ("error", 6, ["harness_error"])),
         (["failed"], {"usage_error": True}, ("error", 4, [])),
@@ -324,3 +329,26 @@ def test_two_causes_with_one_next_step_say_it_once() -> None:
 
     assert len(verdict["causes"]) == 2
     assert [line for line in lines if "next step:" in line] == ["   - next step: fix it", "   - next step: as for 1. above"]
+
+
+def test_a_task_left_without_checks_is_named_with_why() -> None:
+    checks = [check(f"test_health[{T1[:8]}]", T1, "passed"), check(f"test_invites[{T1[:8]}]", T1, "passed")]
+    left_out = [LeftOut(f"test_health[{T2[:8]}]", T2, "deselected by -k '3f2a9c0d'"),
+                LeftOut(f"test_invites[{T2[:8]}]", T2, "deselected by -k '3f2a9c0d'")]
+    decision = decide(checks, task_ids=[T1, T2], left_out=left_out)
+    (cause,) = decision.diagnoses
+    assert (decision.exit_code, cause["category"], cause["task_id"]) == (6, "no_checks_ran", T2)
+    assert cause["summary"] == f"no check ran on 1 of 2 task(s) ({T2[:8]}): not verified"
+    assert cause["evidence"] == f"task {T2[:8]}: 2 check(s) deselected by -k '3f2a9c0d'"
+    assert "smoke_suites" in cause["next_step"] and "-k/-m" in cause["next_step"]
+
+
+def test_a_narrowed_selection_that_checks_every_task_passes_and_says_what_it_left_out() -> None:
+    checks = [check(f"test_health[{t[:8]}]", t, "passed") for t in (T1, T2)]
+    checks += [check(f"test_invites[{t[:8]}]", t, "skipped", "writes: --read-only") for t in (T1, T2)]
+    left_out = [LeftOut(f"test_join[{t[:8]}]", t, "deselected by -k 'health'") for t in (T1, T2)]
+    assert decide(checks, task_ids=[T1, T2], left_out=left_out).exit_code == 0
+    assert describe_left_out([*left_out, *skipped_checks(checks)]) == [
+        "left out 2 check(s) deselected by -k 'health': test_join",
+        "left out 2 check(s) skipped (writes: --read-only): test_invites",
+    ]

@@ -55,6 +55,22 @@ SECRET_SHAPE = ('{"owner": {"username", "password"}, "participant": {"username",
                 '(optionally "participants": [{"username", "password"}, ...], a pool for overlapping runs)')
 
 
+def half_given_account(environ: Mapping[str, str]) -> str | None:
+    """One line naming what is missing when an account is given by half (a password without its username, or
+    the reverse); None when every account is given whole or not at all.
+
+    Half an account would otherwise be ignored for the secret's, and the run would test as someone else.
+    """
+    for role in ROLES:
+        names = (ENV_NAMES[(role, "username")], ENV_NAMES[(role, "password")])
+        given = [name for name in names if environ.get(name)]
+        if len(given) == 1:
+            missing = next(name for name in names if name not in given)
+            return (f"{given[0]} is set but {missing} is not: set both to use the {role} account from the "
+                    f"environment, or neither to use --smoke-secret")
+    return None
+
+
 def load_accounts(
     environ: Mapping[str, str], *, secret_name: str | None, secretsmanager: Any | None, secrets: SecretRegistry
 ) -> SmokeAccounts:

@@ -31,7 +31,7 @@ import pytest
 
 from contracts import check_auth
 from contracts.errors import describe_status
-from plugins.civicforge.accounts import ENV_NAMES, ROLES, Account, SmokeAccounts, load_accounts
+from plugins.civicforge.accounts import ENV_NAMES, ROLES, Account, SmokeAccounts, half_given_account, load_accounts
 from plugins.civicforge.board_api import Anonymous, BoardApi, Session, check_logins, guard_secrets, login, register
 from plugins.civicforge.ledger import DEFAULT_LEDGER_PATH, Ledger, MembershipWrites, SweepResult, sweep_memberships
 from plugins.core.aws import make_clients
@@ -113,12 +113,40 @@ def pytest_configure(config: pytest.Config) -> None:
     chosen = config.getoption("smoke_ledger") or os.environ.get(LEDGER_ENV, "").strip() or DEFAULT_LEDGER_PATH
     path = Path(chosen)
     path = path if path.is_absolute() else Path(config.invocation_params.dir) / path
+    if _is_controller(config):  # bad input: one line before any network, exit 4
+        half = half_given_account(os.environ)
+        if half is not None:
+            raise pytest.UsageError(half)
+        resolved: SmokeConfig | None = config.stash.get(config_key, None)
+        if resolved is None or not resolved.read_only:  # a read-only run writes no ledger
+            check_ledger_writable(path)
     config.stash[ledger_key] = Ledger(path, run_id)
     config.stash[sweeps_key] = []
     try:
         config.stash[previous_sigterm_key] = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     except ValueError:  # not the main thread (an embedding runner): leave SIGTERM alone
         pass
+
+
+def check_ledger_writable(path: Path) -> None:
+    """``pytest.UsageError`` unless the ledger and its lock files can be written beside it.
+
+    Probed with a file of its own, so a run that writes no membership leaves no ledger behind.
+    """
+    if path.is_dir():
+        raise pytest.UsageError(f"--ledger {str(path)!r} is a folder; give a file path, e.g. {DEFAULT_LEDGER_PATH}")
+    probe = path.with_name(f".{path.name}.write-probe")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            with open(path, "a", encoding="utf-8"):
+                pass
+        probe.write_text("", encoding="utf-8")
+        probe.unlink()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise pytest.UsageError(f"--ledger {str(path)!r} cannot be written ({reason}); give a file path you can "
+                                f"write to (or {LEDGER_ENV})") from None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

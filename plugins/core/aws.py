@@ -17,18 +17,17 @@ from urllib.parse import urlsplit
 
 import boto3
 from botocore.client import BaseClient
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
-    ConnectTimeoutError,
     CredentialRetrievalError,
-    EndpointConnectionError,
+    HTTPClientError,
     InvalidRegionError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
     ProfileNotFound,
-    ReadTimeoutError,
 )
 
 from plugins.core.errors import CouldNotVerify
@@ -57,6 +56,10 @@ AUTH_CODES = frozenset(
     }
 )
 ACCESS_DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"})
+# No HTTP answer from AWS (refused, reset, closed mid-answer, timed out): the network's, not AWS's word.
+# HTTPClientError covers ConnectionClosedError and ReadTimeoutError; botocore's ConnectionError the
+# connect-side ones (EndpointConnectionError, ConnectTimeoutError, proxy errors).
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (BotoConnectionError, HTTPClientError)
 
 
 class AwsCallCounter:
@@ -65,10 +68,20 @@ class AwsCallCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._calls: Counter[str] = Counter()
+        self._answered = 0
 
     def record(self, operation: str) -> None:
         with self._lock:
             self._calls[operation] += 1
+
+    def record_answer(self) -> None:
+        with self._lock:
+            self._answered += 1
+
+    def answered(self) -> int:
+        """Calls AWS gave an HTTP answer to (any status): the endpoint was reached at least this often."""
+        with self._lock:
+            return self._answered
 
     def total(self) -> int:
         """All calls made so far through clients sharing this counter."""
@@ -107,12 +120,16 @@ class AwsClients:
                 raise translate_aws_error(error, region=self.region) from None
             _require_known_region(self._session, self.region, client.meta.endpoint_url)
             client.meta.events.register("before-call", self._count_call)
+            client.meta.events.register("after-call", self._count_answer)  # any HTTP answer, errors included
             self._clients[service_name] = client
             return client
 
     def _count_call(self, event_name: str = "", **_: Any) -> None:
         # event_name is "before-call.<service>.<Operation>"
         self.calls.record(event_name.removeprefix("before-call."))
+
+    def _count_answer(self, **_: Any) -> None:
+        self.calls.record_answer()
 
     @property
     def ecs(self) -> Any:
@@ -233,12 +250,13 @@ def translate_aws_error(
         return CouldNotVerify(
             f"unknown AWS region {region!r}: pass --aws-region us-east-1", kind="unknown_region", details={"region": region}
         )
-    if isinstance(error, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):
+    if isinstance(error, TRANSPORT_ERRORS):
+        # "transient": a reset or a timeout in the middle of a wait is the network's; the wait polls again.
         url = getattr(error, "kwargs", {}).get("endpoint_url") or endpoint_url or "the AWS endpoint"
         return CouldNotVerify(
             f"AWS endpoint unreachable: {url} ({type(error).__name__}); check the network, proxy or AWS_ENDPOINT_URL",
             kind="aws_unreachable",
-            details={"endpoint_url": url},
+            details={"endpoint_url": url, "transient": True, "error": type(error).__name__},
         )
     if isinstance(error, ClientError):
         return _translate_client_error(error, where=where, cluster=cluster, service=service)
@@ -301,8 +319,7 @@ def aws_errors(clients: AwsClients, *, cluster: str | None = None, service: str 
     except CouldNotVerify:
         raise
     except (ClientError, NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, NoRegionError,
-            InvalidRegionError, EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError,
-            ProfileNotFound) as error:  # fmt: skip
+            InvalidRegionError, *TRANSPORT_ERRORS, ProfileNotFound) as error:  # fmt: skip
         raise translate_aws_error(
             error, region=clients.region, endpoint_url=clients.endpoint_url, cluster=cluster, service=service
         ) from error

@@ -48,6 +48,7 @@ CATEGORIES: dict[str, str] = {
     "smoke_accounts": "The smoke accounts are missing, unreadable, malformed, or refused at login",
     "checks_errored": "Checks could not run (errors, not failures): nothing was proven",
     NO_ANSWER: "A request got no HTTP answer after its retries: that check could not be verified on that task",
+    "no_checks_ran": "No check ran on a task (deselected, skipped, or no test): that task is not verified",
     "harness_error": "The harness itself failed; nothing is known about the release",
     "no_paused_hook": "--continue-deployment found no service deployment paused at a PAUSE lifecycle hook",
     "hook_action_failed": "The gate passed but ECS refused to continue the paused deployment",
@@ -108,6 +109,9 @@ NEXT_STEPS: dict[str, str] = {
     NO_ANSWER: "Nothing is known about what the service would answer: run again; if it repeats on one task, "
     "look at that task (CPU, memory, restarts) and at the network between this runner and it (resets, timeouts "
     "from a proxy, NAT or load balancer); the retries are steps of the test in the Allure report.",
+    "no_checks_ran": "Run a selection that checks every task: widen -k/-m (the report lists what was left out and "
+    "why), add read-only tests before using --read-only, or register the suite's folder in smoke_suites "
+    "(pytest.ini or -o smoke_suites=FOLDER) so its tests get the deployment's tasks.",
     "harness_error": "Read harness-error.txt in the report folder and file it with the harness's maintainers; "
     "run again.",
     "no_paused_hook": "Run the gate while the blue/green deployment waits at its PAUSE hook: give the service "

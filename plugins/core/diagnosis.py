@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from plugins.core.categories import NEXT_STEPS, NO_ANSWER, Diagnosis, make_diagnosis, short_id
@@ -80,6 +81,21 @@ class Failure:
     message: str = ""
     security: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    # When the failing check ran (first, last): the task's log lines are read around it, so a later,
+    # unrelated traceback cannot push the one that explains this failure out of the evidence.
+    window: tuple[datetime, datetime] | None = None
+
+
+def failure_windows(failures: Iterable[Failure]) -> dict[str, tuple[datetime, datetime]]:
+    """Per task, from the first failing check's start to the last one's end (what its logs are read around)."""
+    windows: dict[str, tuple[datetime, datetime]] = {}
+    for failure in failures:
+        if failure.task_id is None or failure.window is None:
+            continue
+        first, last = failure.window
+        known = windows.get(failure.task_id)
+        windows[failure.task_id] = (min(first, known[0]), max(last, known[1])) if known else (first, last)
+    return windows
 
 
 # --- finding clues in the evidence -------------------------------------------------------------
@@ -278,10 +294,13 @@ def _from_log_lines(candidates: list[tuple[str, str]]) -> Diagnosis | None:
     if found:
         task_id, line, match = found
         attribute = match["attr"] or match["attr2"]
+        # Say what the log shows (which object lacks what), not which database it must have been.
+        holder = f"{match['type']!r} object" if match["type"] else "database adapter's cursor"
         return make_diagnosis(
             "db_adapter_error",
             task_id,
-            f"the database adapter's cursor has no {attribute} attribute (works on SQLite, fails on PostgreSQL)",
+            f"the {holder} has no {attribute} attribute: the code relies on a cursor attribute this database "
+            "adapter does not provide",
             f"task {short_id(task_id)} log: {line}",
         )
     found = first_match(SHARED_CONNECTION, candidates)

@@ -21,7 +21,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from plugins.core.lint import find_container, unwrap_task_definition
 
 DEFAULT_LOG_WINDOW_S = 300
-DEFAULT_MAX_LOG_LINES = 50
+# Lines per task: one real FastAPI traceback is 73 lines, so 50 let one later, unrelated traceback
+# hide the one that explained the failure. 500 hold several whole tracebacks, in one GetLogEvents call.
+DEFAULT_MAX_LOG_LINES = 500
+# A failing check's task is read up to this long after the check ended: its traceback is logged as
+# it answers; anything much later (other tests' errors) is not its explanation. Covers clock skew too.
+LOG_AFTER_FAILURE_S = 10
 DEFAULT_MAX_SERVICE_EVENTS = 10
 DEFAULT_STOPPED_LOOKBACK = timedelta(hours=1)
 # Stopped tasks whose logs are also read: the newest few explain a crash loop.
@@ -272,13 +277,17 @@ def collect_evidence(
     max_stopped_logs: int = DEFAULT_MAX_STOPPED_LOGS,
     now: datetime | None = None,
     seen: Seen | None = None,
+    task_windows: Mapping[str, tuple[datetime, datetime]] | None = None,
 ) -> Evidence:
     """Gather logs, service events, stopped tasks, health check and digests for a failure.
 
     Logs are read from ``<awslogs-stream-prefix>/<container>/<task-id>`` in the task
     definition's ``awslogs-group``, ``log_window_s`` either side of ``around`` (or the
     last ``log_window_s`` before now), newest ``max_log_lines`` lines per task, for
-    ``task_ids`` and the newest ``max_stopped_logs`` stopped tasks.
+    ``task_ids`` and the newest ``max_stopped_logs`` stopped tasks. A task in
+    ``task_windows`` (when its failing checks ran: first start, last end) is read from
+    ``log_window_s`` before its first failure to ``LOG_AFTER_FAILURE_S`` after its last,
+    so what it logged later for other reasons does not crowd out what explains them.
     ``image_tag_repo`` (``repo:tag`` or a full ECR image URI; default: the container's
     image) is looked up in ``ecr`` for the digest the tag points at now.
     AWS calls: describe_services, list_tasks, describe_tasks per 100 tasks (none of
@@ -329,11 +338,16 @@ def collect_evidence(
         window = timedelta(seconds=log_window_s)
         start, end = (centre - window, centre + window) if centre else (current - window, current)
         extra = [s.task_id for s in stopped if s.task_id not in wanted_ids][:max_stopped_logs]
+        failed_at = {task_id_of(task): span for task, span in (task_windows or {}).items()}
         for task_id in wanted_ids + extra:
             stopped_at = next((s.stopped_at for s in stopped if s.task_id == task_id), None)
+            task_start, task_end = start, end
+            if task_id in failed_at:
+                first, last = (_utc(moment) for moment in failed_at[task_id])
+                task_start, task_end = first - window, last + timedelta(seconds=LOG_AFTER_FAILURE_S)  # type: ignore[operator]
             # A task that stopped before the window still explains it: read up to its stop.
-            task_start = min(start, stopped_at - window) if stopped_at else start
-            lines = gatherer.log_lines(group, f"{prefix}/{container}/{task_id}", task_start, end, max_log_lines)
+            task_start = min(task_start, stopped_at - window) if stopped_at else task_start
+            lines = gatherer.log_lines(group, f"{prefix}/{container}/{task_id}", task_start, task_end, max_log_lines)
             log_lines[task_id] = lines
 
     registry_digest = None

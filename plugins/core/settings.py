@@ -101,6 +101,27 @@ def parse_name(value: str) -> str:
     return text
 
 
+# CloudWatch's own rule for a namespace (PutMetricData): 1-255 of these characters, no leading ':'.
+METRICS_NAMESPACE_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.-_/#:")
+RESERVED_NAMESPACE_PREFIX = "AWS/"  # AWS's own services' namespaces: PutMetricData refuses it
+
+
+def parse_metrics_namespace(value: str) -> str:
+    """A CloudWatch namespace PutMetricData accepts, refused here rather than after the run."""
+    bad = sorted({char for char in value if char not in METRICS_NAMESPACE_CHARS})
+    if not 1 <= len(value) <= 255:
+        raise ValueError(f"{value!r} must be 1-255 characters long; give e.g. {DEFAULT_METRICS_NAMESPACE}")
+    if bad:
+        raise ValueError(f"{value!r} has characters CloudWatch refuses ({''.join(bad)!r}); use letters, digits "
+                         f"and . - _ / # : e.g. {DEFAULT_METRICS_NAMESPACE}")
+    if value.startswith(":"):
+        raise ValueError(f"{value!r} must not start with ':'; give e.g. {DEFAULT_METRICS_NAMESPACE}")
+    if value.startswith(RESERVED_NAMESPACE_PREFIX):
+        raise ValueError(f"{value!r} starts with {RESERVED_NAMESPACE_PREFIX}, which AWS reserves for its own "
+                         f"services; give your own, e.g. {DEFAULT_METRICS_NAMESPACE}")
+    return value
+
+
 def parse_report_dir(value: str) -> Path:
     path = Path(value).expanduser()
     if path.exists() and not path.is_dir():
@@ -176,7 +197,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("canary", "--canary", "SMOKE_CANARY", "publish CloudWatch metrics for this run", False, parse_flag,
                is_flag=True),
     OptionSpec("metrics_namespace", "--metrics-namespace", "SMOKE_METRICS_NAMESPACE",
-               "CloudWatch namespace for --canary", DEFAULT_METRICS_NAMESPACE, parse_name),
+               "CloudWatch namespace for --canary", DEFAULT_METRICS_NAMESPACE, parse_metrics_namespace),
     OptionSpec("environment", "--environment", "SMOKE_ENVIRONMENT", "Environment dimension for --canary",
                "production", parse_name),
     OptionSpec("continue_deployment", "--continue-deployment", "SMOKE_CONTINUE_DEPLOYMENT",

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import httpx
-from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception
+from tenacity import RetryCallState, RetryError, Retrying
 
 from plugins.core.aws import AwsClients
 from plugins.core.blue_green import green_not_settled, paused_hook_note
@@ -59,6 +59,10 @@ MAX_POLL_GAP_S = 0.75
 # that may show the end reads them at once).
 FULL_POLL_GAP_S = 2.0
 HEALTH_POLL_GAP_S = 0.25  # once ECS has settled, the rest of the health streak is HTTP only
+# An AWS endpoint that has not answered once in this run is a wrong endpoint or no network, not a
+# blip: after this many polls (each already botocore's own retries) the run says so, not at the deadline.
+MAX_POLLS_NEVER_ANSWERED = 2
+AWS_TRANSIENT_KINDS = frozenset({"aws_unreachable", "throttled", "aws_error"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +114,29 @@ def poll_gap(attempt: int, rng: random.Random) -> float:
 
 
 def is_retryable(error: BaseException) -> bool:
-    """Still moving, or AWS throttling / 5xx that outlived botocore's retries."""
+    """Still moving, or AWS throttling / 5xx / no answer (reset, timeout) that outlived botocore's retries."""
     if isinstance(error, NotSettled):
         return True
     return isinstance(error, CouldNotVerify) and bool(error.details.get("transient"))
+
+
+def is_aws_hiccup(error: BaseException | None) -> bool:
+    """A transient AWS failure (not the deployment still moving)."""
+    return isinstance(error, CouldNotVerify) and error.kind in AWS_TRANSIENT_KINDS and is_retryable(error)
+
+
+def should_poll_again(clients: AwsClients) -> Callable[[RetryCallState], bool]:
+    """tenacity's retry test: retryable, except an endpoint that never answered, past a second try."""
+
+    def decide(retry_state: RetryCallState) -> bool:
+        error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        if error is None or not is_retryable(error):
+            return False
+        never_answered = isinstance(error, CouldNotVerify) and error.kind == "aws_unreachable" \
+            and clients.calls.answered() == 0
+        return not never_answered or retry_state.attempt_number < MAX_POLLS_NEVER_ANSWERED
+
+    return decide
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +170,7 @@ class _Wait:
     last: Observation | None = None
     last_note: str = "no answer from AWS yet"
     notes: list[str] = field(default_factory=list)
+    aws_hiccups: dict[str, int] = field(default_factory=dict)  # transient AWS failure -> polls it cost
     stopped_before: frozenset[str] | None = None
     _targets: tuple[frozenset[str], tuple[Target, ...]] | None = None
     _starting: tuple[frozenset[str], tuple[Target, ...]] | None = None  # tasks ECS has not called healthy yet
@@ -401,6 +425,9 @@ def wait_until_stable(
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
         state.last_note = str(error) if error is not None else state.last_note
+        if is_aws_hiccup(error):
+            name = str(error.details.get("error") or error.details.get("code") or error.kind)  # type: ignore[union-attr]
+            state.aws_hiccups[name] = state.aws_hiccups.get(name, 0) + 1
         if on_progress is not None:
             on_progress(state.progress())
 
@@ -408,7 +435,7 @@ def wait_until_stable(
         sleep=sleep,
         stop=lambda _retry_state: clock() >= deadline,
         wait=wait_strategy,
-        retry=retry_if_exception(is_retryable),
+        retry=should_poll_again(clients),
         before_sleep=before_sleep,
     )
     try:
@@ -419,6 +446,8 @@ def wait_until_stable(
     finally:
         if own_http:
             client.close()
+    if state.aws_hiccups:
+        state.notes.append(aws_hiccups_note(state.aws_hiccups))
     return StableResult(
         deployment=deployment,
         elapsed_s=state.elapsed(),
@@ -432,8 +461,25 @@ def wait_until_stable(
     )
 
 
+def aws_hiccups_note(hiccups: dict[str, int]) -> str:
+    """``AWS failed 3 poll(s) transiently (ConnectionClosedError x2, ThrottlingException x1); the wait polled again``."""
+    counts = ", ".join(f"{name} x{count}" for name, count in sorted(hiccups.items(), key=lambda item: -item[1]))
+    return f"AWS failed {sum(hiccups.values())} poll(s) transiently ({counts}); the wait polled again"
+
+
 def deadline_passed(state: _Wait, timeout_s: float, last: BaseException | None) -> CouldNotVerify:
-    """The deadline outcome, carrying the last observed state."""
+    """The deadline outcome, carrying the last observed state.
+
+    AWS still failing when the deadline came is AWS's could-not-verify (its own category,
+    the last error named), not the deployment's "not stable".
+    """
+    if is_aws_hiccup(last):
+        assert isinstance(last, CouldNotVerify)
+        evidence = [f"transient AWS failures during the wait: {aws_hiccups_note(state.aws_hiccups)}"]
+        if state.last is not None:
+            evidence.append(f"last seen: {state.last.describe()}")
+        return CouldNotVerify(f"{last} (still failing when the {timeout_s:.0f} s wait ended)", kind=last.kind,
+                              evidence=evidence, details={**last.details, "transient": False})
     waiting_on = str(last) if last is not None else state.last_note
     evidence = [f"waiting on: {waiting_on}"]
     if state.last is not None:

@@ -55,6 +55,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 from plugins.core.categories import NEXT_STEPS, NO_ANSWER, Diagnosis, diagnose_not_verified, make_diagnosis
 from plugins.core.causes import CauseRecord, merge_causes, tasks_phrase
 from plugins.core.console_links import ConsoleContext, LinkRecord, service_links
+from plugins.core.coverage import LeftOut, unchecked_tasks
 from plugins.core.redact import SecretRegistry, scrub_patterns
 
 VerdictName = Literal["pass", "fail", "error"]
@@ -149,6 +150,8 @@ def decide(
     internal_error: str | None = None,
     usage_error: bool = False,
     deployment_action_refused: str | None = None,
+    task_ids: Iterable[str] = (),
+    left_out: Iterable[LeftOut] = (),
 ) -> Decision:
     """The one verdict of a run, from everything it saw (pure).
 
@@ -156,10 +159,11 @@ def decide(
     settled); ``diagnoses`` the evidence-based ones for failures. In order: a harness
     error, a usage error, an interruption (its own exit code), could-not-verify (each
     cause its own category), any failure (deploy or check), strict lint, checks that
-    errored or nothing that passed, else pass. A failed check outranks an errored one:
-    one proven breakage is enough to fail the deploy. A check whose request got no HTTP
-    answer (category ``no_answer``) is could-not-verify for that check on that task, named
-    as such (from ``diagnoses``, else from its row), never a failure.
+    errored, a task of ``task_ids`` no check passed on or no check passed at all
+    (``no_checks_ran``: ``left_out`` says why), else pass. A failed check outranks an
+    errored one: one proven breakage is enough to fail the deploy. A check whose request got
+    no HTTP answer (category ``no_answer``) is could-not-verify for that check on that task,
+    named as such (from ``diagnoses``, else from its row), never a failure.
     """
     checks = list(checks)
     found = [_record(d) for d in diagnoses]
@@ -185,18 +189,9 @@ def decide(
         lint = Diagnosis("task_definition_lint", None, f"--strict-lint: {len(warnings)} task definition warning(s)",
                          warnings[0], NEXT_STEPS["task_definition_lint"])
         return Decision("fail", EXIT_FAILED, (*found, _record(lint)))
-    unanswered = any(check.get("category") == NO_ANSWER for check in checks)
-    if "error" in outcomes or "passed" not in outcomes:
-        errored = next((check for check in checks
-                        if check["outcome"] == "error" and check.get("category") != NO_ANSWER), None)
-        if errored is None and unanswered:  # only unanswered requests: each already named
-            return Decision("error", EXIT_NOT_VERIFIED, tuple(found))
-        evidence = f"{errored['name']}: {errored['message']}" if errored else "no check passed or failed"
-        summary = (f"{outcomes.count('error')} check(s) could not run" if errored
-                   else "no check ran (all skipped or deselected)")
-        cause = Diagnosis("checks_errored", errored["task_id"] if errored else None, summary, evidence,
-                          NEXT_STEPS["checks_errored"])
-        return Decision("error", EXIT_NOT_VERIFIED, (*found, _record(cause)))
+    unproven = _not_proven(checks, list(task_ids), list(left_out))
+    if unproven or any(check.get("category") == NO_ANSWER for check in checks):
+        return Decision("error", EXIT_NOT_VERIFIED, (*found, *(_record(cause) for cause in unproven)))
     if deployment_action_refused is not None:
         refused = diagnose_not_verified("hook_action_failed", deployment_action_refused)
         return Decision("error", EXIT_NOT_VERIFIED, (*found, _record(refused)))
@@ -213,6 +208,32 @@ def _unanswered(checks: list[CheckRecord], found: list[DiagnosisRecord]) -> list
             summary = check["message"] or f"{check['name']}: a request got no HTTP answer"
             added.append(_record(make_diagnosis(NO_ANSWER, check["task_id"], summary, f"{check['name']}: {summary}")))
     return added
+
+
+def _not_proven(checks: list[CheckRecord], task_ids: list[str], left_out: list[LeftOut]) -> list[Diagnosis]:
+    """Why a run without a failure still proves nothing: checks that errored, tasks no check ran on."""
+    causes = []
+    errored = [check for check in checks if check["outcome"] == "error"]
+    # An unanswered request is named by its own no_answer diagnosis; other errors are the set-up's.
+    set_up = [check for check in errored if check.get("category") != NO_ANSWER]
+    if set_up:
+        first = set_up[0]
+        causes.append(Diagnosis("checks_errored", first["task_id"], f"{len(set_up)} check(s) could not run",
+                                f"{first['name']}: {first['message']}", NEXT_STEPS["checks_errored"]))
+    # A task whose checks errored is named by checks_errored (or no_answer) already.
+    unchecked = [task for task in unchecked_tasks(task_ids, checks, left_out)
+                 if task.task_id not in {check["task_id"] for check in errored}]
+    if unchecked:
+        only = unchecked[0].task_id if len(unchecked) == 1 else None
+        names = ", ".join(task_id[:SHORT_TASK_ID] for task_id in (u.task_id for u in unchecked))
+        causes.append(make_diagnosis("no_checks_ran", only, f"no check ran on {len(unchecked)} of {len(task_ids)} "
+                                     f"task(s) ({names}): not verified", "; ".join(u.describe() for u in unchecked)))
+    elif not any(check["outcome"] == "passed" for check in checks) and not errored:
+        reasons = sorted({item.reason for item in left_out}) or sorted(
+            {f"skipped ({c['message']})" for c in checks if c["outcome"] == "skipped"})
+        causes.append(make_diagnosis("no_checks_ran", None, "no check ran: everything was deselected or skipped, or "
+                                     "the suite has no test", "; ".join(reasons) or "no test was collected"))
+    return causes
 
 
 def _record(diagnosis: DiagnosisRecord | Any) -> DiagnosisRecord:
