@@ -386,7 +386,7 @@ class FaultProxy:
             return
         _shut(listener.sock)
         for connection in connections:
-            reset(connection)
+            _abort(connection)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -526,6 +526,18 @@ class FaultProxy:
             if listener.side == TASKS:
                 return task_action(self.faults.tasks, self.faults.seed, listener.target, request)
             return aws_action(self.faults.aws, self.faults.seed, listener.target, request)
+
+
+def _abort(sock: socket.socket) -> None:
+    """Wake the thread serving ``sock`` (shutdown) and make its close an RST; that thread closes it.
+
+    Closing a socket another thread is blocked on would free its descriptor for reuse under it.
+    """
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _shut(sock: socket.socket) -> None:
