@@ -30,6 +30,7 @@ from stage.deployment_records import DeploymentRecords
 from stage.faults import FaultError, parse_faults
 from stage.moto_quirks import ACCOUNT_ID, MotoServer
 from stage.errors import StageError
+from stage.faultproxy import AWS, FaultProxy, NetworkFaults
 from stage.processes import WarmPool
 from stage.scheduler import DEFAULT_BAKE_TIME_S, PORT, Scheduler, StageTask, app_cmd_fields
 from stage.task_network import port_is_free
@@ -68,6 +69,9 @@ class StageOptions:
     # blue_green scenarios: their PAUSE hooks' timeoutConfiguration (minutes on the stage's clock, x time_scale).
     hook_timeout_minutes: int = scenarios.BLUE_GREEN_HOOK_TIMEOUT_MINUTES
     hook_timeout_action: str = "ROLLBACK"
+    # A fault-injecting proxy (stage.faultproxy) between the harness and every task address, and in
+    # front of stage.env's AWS_ENDPOINT_URL. None: the harness reaches tasks and moto directly.
+    network_faults: NetworkFaults | None = None
 
 
 def clock_factor(flag: str, value: str | float) -> float:
@@ -109,6 +113,9 @@ class Stage:
             raise StageError(f"--health-check-path must start with '/' (got {options.health_check_path!r})")
         if options.app_cmd:
             app_cmd_fields(options.app_cmd)
+            if options.network_faults is not None:
+                raise StageError("network faults need the stand-in app (its port moves behind the proxy); "
+                                 "drop --app-cmd or the network faults")
         clock_factor("--time-scale", options.time_scale)
         clock_factor("--start-period-scale", options.start_period_scale)
         task_count("--tasks", options.tasks)
@@ -118,6 +125,8 @@ class Stage:
         self._scheduler: Scheduler | None = None
         self._workdir: Path | None = None
         self._clients: dict[str, Any] = {}
+        self._proxy: FaultProxy | None = None
+        self._aws_endpoint: str | None = None  # the proxy's, in front of moto (None: moto's own)
         self.seeded: Seeded | None = None
         self.canary: CanaryResources | None = None  # the canary stack, when the scenario installs it
 
@@ -145,6 +154,11 @@ class Stage:
         self._warm = WarmPool(0 if options.app_cmd else WARM_TASKS, secret_key)
         self._moto = MotoServer(port=options.moto_port)
         self._moto.start()
+        if options.network_faults is not None:
+            self._proxy = FaultProxy(options.network_faults)
+            moto_host, moto_port = self._moto.endpoint.removeprefix("http://").rsplit(":", 1)
+            host, port = self._proxy.open("127.0.0.1", 0, upstream=(moto_host, int(moto_port)), side=AWS)
+            self._aws_endpoint = f"http://{host}:{port}"
         session = boto3.session.Session(region_name=REGION, **_session_credentials())
         for name in ("ecs", "ec2", "ecr", "logs", "secretsmanager", "cloudwatch"):
             self._clients[name] = session.client(name, endpoint_url=self._moto.endpoint)
@@ -165,7 +179,7 @@ class Stage:
             clients=self._clients, network=network, database=database,
             app_cmd=options.app_cmd, time_scale=options.time_scale, restart_delay_s=options.restart_delay_s,
             start_period_scale=options.start_period_scale, warm=self._warm, app_version=options.app_version,
-            bake_time_s=options.bake_time_s,
+            bake_time_s=options.bake_time_s, proxy=self._proxy,
         )
         self._moto.hook = DeploymentRecords(self._scheduler, self.seeded, network=network,
                                             enabled=options.deployment_records)
@@ -228,6 +242,10 @@ class Stage:
         if self._scheduler is not None:
             self._scheduler.shutdown()
             self._scheduler = None
+        if self._proxy is not None:
+            self._proxy.stop()
+            self._proxy = None
+            self._aws_endpoint = None
         if self._warm is not None:
             self._warm.close()
             self._warm = None
@@ -249,7 +267,7 @@ class Stage:
     def env(self) -> dict[str, str]:
         """Everything a harness process needs to find this deployment."""
         return {
-            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ENDPOINT_URL": self._aws_endpoint or self.endpoint,
             "AWS_DEFAULT_REGION": REGION,
             **DUMMY_CREDENTIALS,
             "ECS_CLUSTER": CLUSTER,
@@ -301,6 +319,12 @@ class Stage:
         """AWS calls the moto server has answered, by operation (the stage's own included)."""
         assert self._moto is not None
         return dict(self._moto.calls)
+
+    @property
+    def network(self) -> FaultProxy:
+        """The fault proxy between the harness and the deployment (``network_faults`` given)."""
+        assert self._proxy is not None, "the stage runs without network faults"
+        return self._proxy
 
     @property
     def moto(self) -> MotoServer:

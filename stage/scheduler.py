@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 from stage import blue_green, moto_quirks
 from stage.errors import StageError
+from stage.faultproxy import TASKS, FaultProxy
 from stage.faults import Faults
 from stage.processes import WarmPool, popen, terminate
 from stage.seed import CLUSTER, CONTAINER, LOG_GROUP, LOG_PREFIX, PORT, REGION, SERVICE
@@ -51,6 +52,9 @@ APP_CMD_FIELDS = ("host", "private_host", "port")  # what --app-cmd may name: {h
 # fixed span, long enough to fire the canary and evaluate its alarm by hand (StageOptions.bake_time_s).
 DEFAULT_BAKE_TIME_S = 300.0
 ALARM_POLL_S = 0.5  # how often the stage, playing ECS, reads a deployment's alarms
+# Behind a fault proxy a task listens here, on its private IP only; the proxy holds both of its
+# addresses' PORT, as the network between the harness and the container does.
+INNER_PORT = PORT + 1
 
 
 def app_cmd_fields(app_cmd: str) -> frozenset[str]:
@@ -159,7 +163,9 @@ class Scheduler:
         warm: WarmPool,
         app_version: str | None = None,
         bake_time_s: float = DEFAULT_BAKE_TIME_S,
+        proxy: FaultProxy | None = None,
     ) -> None:
+        self._proxy = proxy
         self._ecs, self._ec2, self._logs = clients["ecs"], clients["ec2"], clients["logs"]
         self._cloudwatch = clients.get("cloudwatch")
         self._bake_time_s = bake_time_s
@@ -446,13 +452,16 @@ class Scheduler:
             process = popen(argv)
         else:
             faults = task.plan.faults
-            args = ["--host", task.private_ip, "--host", task.ip, "--port", str(PORT), "--db", str(self._database),
-                    *faults.app_args()]
+            hosts = ["--host", task.private_ip] if self._proxy else ["--host", task.private_ip, "--host", task.ip]
+            args = [*hosts, "--port", str(self._app_port), "--db", str(self._database), *faults.app_args()]
             if self._app_version:
                 args += ["--version", self._app_version]
             if task.plan.behaviour == "hang":
                 args += ["--fault", "warmup_s=86400"]
             process = self._warm.take(args)
+        if self._proxy is not None:
+            for address in (task.ip, task.private_ip):
+                self._proxy.open(address, PORT, upstream=(task.private_ip, INNER_PORT), side=TASKS, target=task.id)
         readers = [self._shipper.follow(stream, process.stdout), self._shipper.follow(stream, process.stderr)]
         threading.Thread(target=self._watch_exit, args=(task, process, readers), name=f"exit-{task.short}",
                          daemon=True).start()
@@ -471,6 +480,11 @@ class Scheduler:
 
     def _health_check(self, task: StageTask) -> HealthCheck | None:
         return self.health_check(task.deployment.task_definition_arn)
+
+    @property
+    def _app_port(self) -> int:
+        """The port a task's app binds: PORT, or INNER_PORT behind the fault proxy."""
+        return INNER_PORT if self._proxy is not None else PORT
 
     def _health_check_address(self, task: StageTask) -> str:
         """Where the stage runs a task's health check: an address the task listens on.
@@ -492,7 +506,7 @@ class Scheduler:
         started = time.monotonic()
         failures = 0
         while not self._stop.is_set() and not task.stopping:
-            passed = check.passes(address, PORT)
+            passed = check.passes(address, self._app_port)  # inside the container: never through the proxy
             in_start_period = time.monotonic() - started < check.start_period_s
             with self._lock:
                 if task.stopping or task.status == "STOPPED":
@@ -565,6 +579,9 @@ class Scheduler:
             self._ec2.disassociate_address(AssociationId=self._association_of(task))
         except Exception:  # noqa: BLE001 - already gone is fine
             pass
+        if self._proxy is not None:
+            for address in (task.ip, task.private_ip):
+                self._proxy.close(address, PORT)
         self._addresses.release(task.ip)
         self._private_addresses.release(task.private_ip)
         self._changed.notify_all()
