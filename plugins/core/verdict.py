@@ -43,7 +43,7 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
-from plugins.core.categories import NEXT_STEPS, Diagnosis, diagnose_not_verified
+from plugins.core.categories import NEXT_STEPS, NOT_VERIFIED_CATEGORIES, Diagnosis, diagnose_not_verified
 from plugins.core.redact import SecretRegistry, scrub_patterns
 
 VerdictName = Literal["pass", "fail", "error"]
@@ -165,6 +165,8 @@ def decide(
         lint = Diagnosis("task_definition_lint", None, f"--strict-lint: {len(warnings)} task definition warning(s)",
                          warnings[0], NEXT_STEPS["task_definition_lint"])
         return Decision("fail", EXIT_FAILED, (*found, _record(lint)))
+    if "error" in outcomes and any(d["category"] in NOT_VERIFIED_CATEGORIES for d in found):
+        return Decision("error", EXIT_NOT_VERIFIED, tuple(found))  # e.g. task_stopped: it names the cause
     if "error" in outcomes or "passed" not in outcomes:
         errored = next((check for check in checks if check["outcome"] == "error"), None)
         evidence = f"{errored['name']}: {errored['message']}" if errored else "no check passed or failed"
