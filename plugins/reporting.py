@@ -31,7 +31,9 @@ from plugins.core.lint import health_check_path, lint_task_definition
 from plugins.core.redact import SecretRegistry
 from plugins.core.rollback import not_rolled_back, roll_back
 from plugins.core.stability import StableResult, wait_until_stable
-from plugins.fixtures import DEPLOYMENT_CHECK, TASK_LABEL, exchanges_key, exchanges_of, registry_of, target_of
+from plugins.core.targets import Target
+from plugins.fixtures import (DEPLOYMENT_CHECK, TASK_LABEL, exchanges_key, exchanges_of, redirect_target, registry_of,
+                              target_of)
 from plugins.harness_errors import harness_error_key
 from plugins.options import SmokeConfig
 from plugins.preflight import RunState
@@ -43,7 +45,9 @@ HINT_PROPERTY = "smoke_failure"
 CHECK_PROPERTY = "smoke_check"
 TASK_PROPERTY = "smoke_task_id"
 DEPLOYMENT_PROPERTY = "smoke_deployment_check"
-NOTE_PROPERTY = "smoke_note"  # something the report must say, e.g. a target re-resolved mid-run
+NOTE_PROPERTY = "smoke_note"  # something the report must say, e.g. a task ECS replaced mid-run
+OUTCOME_PROPERTY = "smoke_outcome"  # the verdict row's outcome when the report's own would mislead (plugins.task_fate)
+REPLACEMENT_PROPERTY = "smoke_replacement"  # {"stopped": task id, "replacement": Target.to_dict()} as JSON
 checks_key = pytest.StashKey[list[verdicts.CheckRecord]]()
 hints_key = pytest.StashKey[dict[str, dict[str, Any]]]()
 
@@ -87,7 +91,8 @@ def check_properties(item: pytest.Item) -> list[tuple[str, str]]:
     properties = [(CHECK_PROPERTY, getattr(item, "originalname", item.name))]
     target = target_of(item)
     if target is not None:
-        properties.append((TASK_PROPERTY, target.task_id))
+        # The task the test really checked: a replacement when ECS stopped the first one mid-run.
+        properties.append((TASK_PROPERTY, redirect_target(item.config, target).task_id))
     if item.get_closest_marker(DEPLOYMENT_CHECK) is not None:
         properties.append((DEPLOYMENT_PROPERTY, "true"))
     return properties
@@ -104,13 +109,27 @@ class CheckCollector:
         if state is not None and note not in state.notes:
             state.notes.append(note)
 
+    def _replaced(self, stopped_task_id: str, replacement: Target) -> None:
+        """The task the checks moved to stands in the run's targets (verdict tasks, end sweep) for the stopped one."""
+        state = self.config.stash.get(state_key, None)
+        if state is None or any(t.task_id == replacement.task_id for t in state.targets):
+            return
+        state.targets = [replacement if t.task_id == stopped_task_id else t for t in state.targets]
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for key, value in report.user_properties:  # of any phase: a teardown's clean-up may leave a note
+            if key == NOTE_PROPERTY:
+                self._note(value)
+            if key == REPLACEMENT_PROPERTY:
+                moved = json.loads(value)
+                self._replaced(moved["stopped"], Target.from_dict(moved["replacement"]))
         if report.when != "call" and not (report.failed or report.skipped):
             return
         properties = dict(report.user_properties)
         outcome = "error" if report.failed and report.when != "call" else report.outcome
         if outcome == "error" and _hint_of(report).get("violation"):
             outcome = "failed"  # the service answered wrongly while a fixture set up (a login 500, say)
+        outcome = properties.get(OUTCOME_PROPERTY, outcome)
         message = ""
         if report.failed:
             message = _first_lines(str(report.longrepr))
@@ -126,8 +145,6 @@ class CheckCollector:
             )
         )
         for key, value in report.user_properties:
-            if key == NOTE_PROPERTY:
-                self._note(value)
             if key == HINT_PROPERTY:
                 self.config.stash.setdefault(hints_key, {})[report.nodeid] = {
                     **json.loads(value), "message": message, "test": properties.get(CHECK_PROPERTY),
@@ -355,7 +372,8 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
         failures.append(Failure(kind=kind, check=hint.get("test") or nodeid.split("::")[-1],
                                 task_id=hint.get("task_id"), message=hint.get("message", ""),
                                 security=bool(hint.get("security")),
-                                details={k: hint[k] for k in ("status", "request") if hint.get(k) is not None}))
+                                details={**{k: hint[k] for k in ("status", "request") if hint.get(k) is not None},
+                                         **(hint.get("details") or {})}))
     if not resolved.uses_discovery:
         findings.diagnoses = diagnose_all(failures) if failures else []
         return findings

@@ -32,6 +32,7 @@ from plugins.lanes import TaskLanes, lanes_apply
 from plugins.preflight import RunState, could_not_verify, run_preflight
 from plugins.reporting import configure_outputs, verdict_key, write_reports, write_fallback_verdict
 from plugins.stash import config_key, smoke_run_key, state_key
+from plugins.task_fate import register_if_needed as watch_task_fates
 
 SMOKE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
 WORKER_KEY = "smoke_run_state"
@@ -97,6 +98,7 @@ def _configure_smoke_run(config: pytest.Config) -> None:
     )
     config.stash[config_key] = resolved
     configure_outputs(config, resolved)
+    watch_task_fates(config)
     if lanes_apply(config):
         config.pluginmanager.register(TaskLanes(config), LANES_PLUGIN)
     workerinput = getattr(config, "workerinput", None)
@@ -137,7 +139,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     state = metafunc.config.stash.get(state_key, None)
     targets = state.targets if state is not None else []
-    metafunc.parametrize("smoke_target", targets, ids=[t.short_id for t in targets])
+    # Indirect: the smoke_target fixture follows a task ECS replaced mid-run (plugins.task_fate).
+    metafunc.parametrize("smoke_target", targets, ids=[t.short_id for t in targets], indirect=True)
 
 
 @harness_hook

@@ -47,7 +47,7 @@ class ExchangeLog:
     secrets: SecretRegistry
     on_exchange: Callable[[Exchange], None] | None = None
     exchanges: list[Exchange] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # e.g. "task replaced during the run; re-resolved once"
+    notes: list[str] = field(default_factory=list)  # e.g. a clean-up left to the end-of-run sweep
 
     def record(self, exchange: Exchange) -> None:
         self.exchanges.append(exchange)
@@ -67,70 +67,13 @@ def _request_text(request: httpx.Request, secrets: SecretRegistry) -> str:
     return secrets.redact(f"{request.method} {request.url}\n{headers}\n\n{body[:MAX_BODY_CHARS]}")
 
 
-class ReResolvingTransport(httpx.BaseTransport):
-    """Sends to the target; if it stops answering (task replaced), asks once for its replacement.
-
-    Fargate gives a replaced task a new address. Retrying the dead one would hide
-    nothing and find nothing; asking ECS again once, and saying so, keeps the check
-    meaningful. A second failure is the test's to report.
-    """
-
-    def __init__(self, inner: httpx.BaseTransport, reresolve: Callable[[], tuple[str, str] | None],
-                 log: ExchangeLog) -> None:
-        self._inner = inner
-        self._reresolve = reresolve
-        self._log = log
-        self._replacement: str | None = None
-        self._asked = False
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if self._replacement is not None:
-            return self._sent(_moved(request, self._replacement))
-        try:
-            return self._inner.handle_request(request)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-            if self._asked:
-                raise
-            self._asked = True
-            found = self._reresolve()
-            if found is None:
-                raise
-            self._replacement, note = found
-            self._log.notes.append(f"{note} (after {type(error).__name__} on {request.url.host})")
-            return self._sent(_moved(request, self._replacement))
-
-    def _sent(self, request: httpx.Request) -> httpx.Response:
-        response = self._inner.handle_request(request)
-        # httpx re-attaches the original request to the response; keep where it really went.
-        response.extensions["smoke_sent_to"] = str(request.url)
-        return response
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-def _moved(request: httpx.Request, base_url: str) -> httpx.Request:
-    base = httpx.URL(base_url)
-    url = request.url.copy_with(scheme=base.scheme, host=base.host, port=base.port)
-    headers = httpx.Headers(request.headers)
-    headers["Host"] = url.netloc.decode()
-    moved = httpx.Request(request.method, url, headers=headers, content=request.content,
-                          extensions=request.extensions)
-    return moved
-
-
 def recording_client(
     base_url: str,
     log: ExchangeLog,
     *,
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    reresolve: Callable[[], tuple[str, str] | None] | None = None,
 ) -> httpx.Client:
-    """An ``httpx.Client`` for one target whose every exchange lands in ``log``.
-
-    ``reresolve`` (optional) returns ``(new_base_url, note)`` for a replacement
-    task, or None; it is asked at most once per client.
-    """
+    """An ``httpx.Client`` for one target whose every exchange lands in ``log``."""
     secrets = log.secrets
 
     def on_request(request: httpx.Request) -> None:
@@ -157,8 +100,6 @@ def recording_client(
         )
 
     transport: httpx.BaseTransport = httpx.HTTPTransport(verify=shared_ssl_context())
-    if reresolve is not None:
-        transport = ReResolvingTransport(transport, reresolve, log)
     return httpx.Client(
         base_url=base_url,
         timeout=timeout,
