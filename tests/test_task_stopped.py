@@ -46,7 +46,7 @@ class Row:
     exit_code: int
     says: tuple[str, ...]  # in the run's output (and, for exit 0, the verdict's warnings)
     category: str | None = None  # the diagnosis naming the stopped task
-    serial_too: bool = False
+    modes: tuple[str, ...] = ("lanes",)
 
 
 ROWS = [
@@ -54,18 +54,18 @@ ROWS = [
         ("stopped mid-run by ECS: ServiceSchedulerInitiated: Scaling activity initiated by",)),
     Row("spot interruption", "spot", "serve", 0,
         ("stopped mid-run by ECS: SpotInterruption: Your Spot Task was interrupted.; its checks re-ran on task",),
-        serial_too=True),
+        modes=("lanes", "serial", "xdist")),
     Row("user stop", "user", "serve", 0, ("stopped mid-run by ECS: UserInitiated: Task stopped by user",)),
     Row("essential container crashed", "crash", "serve", 1,
-        ("exit code 1", "RuntimeError: background worker died"), category="task_crashed", serial_too=True),
+        ("exit code 1", "RuntimeError: background worker died"), category="task_crashed", modes=("lanes", "serial")),
     Row("out of memory", "oom", "serve", 1,
         ("ran out of memory mid-run", "exit code 137, OutOfMemoryError: Container killed due to memory usage"),
         category="task_crashed"),
     Row("replacement never healthy", "spot", "hang", 6,
         ("no replacement was healthy before the run's deadline",), category="task_stopped"),
 ]
-CASES = [pytest.param(row, mode, id=f"{row.id}-{mode}")
-         for row in ROWS for mode in (("lanes", "serial") if row.serial_too else ("lanes",))]
+MODES = {"lanes": (), "serial": ("--serial",), "xdist": ("-n", "2")}  # lanes: the default, a forked lane per task
+CASES = [pytest.param(row, mode, id=f"{row.id}-{mode}") for row in ROWS for mode in row.modes]
 
 
 def run_with_a_task_stopped(stage: Stage, tmp_path: Path, row: Row, *args: str) -> tuple[SmokeRun, str]:
@@ -99,7 +99,7 @@ def run_with_a_task_stopped(stage: Stage, tmp_path: Path, row: Row, *args: str) 
 def test_a_task_stopped_mid_run(stage_factory: StageFactory, tmp_path: Path, row: Row, mode: str) -> None:
     stage = stage_factory("healthy")
     first_tasks = set(stage.task_ips())
-    run, stopped = run_with_a_task_stopped(stage, tmp_path, row, *(("--serial",) if mode == "serial" else ()))
+    run, stopped = run_with_a_task_stopped(stage, tmp_path, row, *MODES[mode])
 
     assert run.exit_code == row.exit_code, run.output[-4000:]
     for text in row.says:

@@ -1,0 +1,62 @@
+"""What ECS's one answer about a task that stopped answering means (pure), and replacements claimed once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugins.core.task_fate import Claims, Fate, classify
+
+ARN = "arn:aws:ecs:us-east-1:123456789012:task/civicforge/0123456789abcdef0123456789abcdef"
+
+
+def task(last: str = "STOPPED", code: str | None = None, reason: str | None = None, exit_code: int | None = 0,
+         container_reason: str | None = None, desired: str = "STOPPED") -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "board", "lastStatus": last, "exitCode": exit_code}
+    if container_reason:
+        container["reason"] = container_reason
+    answer: dict[str, Any] = {"taskArn": ARN, "lastStatus": last, "desiredStatus": desired, "containers": [container]}
+    if code:
+        answer["stopCode"] = code
+    if reason:
+        answer["stoppedReason"] = reason
+    return answer
+
+
+@pytest.mark.parametrize(("answer", "fate", "says"), [
+    (task("RUNNING", desired="RUNNING", exit_code=None), Fate.RUNNING, "still RUNNING"),
+    (task(code="ServiceSchedulerInitiated", reason="Scaling activity initiated by (deployment ecs-svc/1)"),
+     Fate.STOPPED_FROM_OUTSIDE, "ServiceSchedulerInitiated: Scaling activity"),
+    (task(code="SpotInterruption", reason="Your Spot Task was interrupted."), Fate.STOPPED_FROM_OUTSIDE,
+     "SpotInterruption"),
+    (task("DEACTIVATING", code="UserInitiated", reason="Task stopped by user"), Fate.STOPPED_FROM_OUTSIDE,
+     "UserInitiated: Task stopped by user"),
+    # The same stop code, but ECS replaced it because the service failed its checks: the service's failure.
+    (task(code="ServiceSchedulerInitiated", reason="Task failed container health checks", exit_code=137),
+     Fate.CRASHED, "Task failed container health checks; container board: exit code 137"),
+    (task(code="ServiceSchedulerInitiated", reason="Task failed ELB health checks in (target-group arn)"),
+     Fate.CRASHED, "Task failed ELB health checks"),
+    (task(code="EssentialContainerExited", reason="Essential container in task exited", exit_code=1),
+     Fate.CRASHED, "container board: exit code 1"),
+    (task(code="EssentialContainerExited", reason="Essential container in task exited", exit_code=137,
+          container_reason="OutOfMemoryError: Container killed due to memory usage"),
+     Fate.CRASHED, "exit code 137 (OutOfMemoryError: Container killed due to memory usage)"),
+    (task(code="TaskFailedToStart", reason="CannotPullContainerError"), Fate.CRASHED, "TaskFailedToStart"),
+    (task("STOPPING", exit_code=139), Fate.CRASHED, "exit code 139"),  # no stop code yet: the container died
+    (task("STOPPING", exit_code=None), Fate.UNKNOWN, "stop code none"),
+], ids=["running", "scale-in", "spot", "user", "container health", "elb health", "exited", "oom", "failed to start",
+        "segfault, no code yet", "stopping, nothing known"])
+def test_classify(answer: dict[str, Any], fate: Fate, says: str) -> None:
+    found = classify(answer)
+    assert (found.task_id, found.fate) == ("0123456789abcdef0123456789abcdef", fate)
+    assert says in found.reason()
+
+
+def test_a_replacement_is_claimed_by_one_stopped_task_and_found_again_by_it(tmp_path: Path) -> None:
+    claims = Claims(tmp_path)
+    assert claims.claim("stopped-a", "fresh-1")
+    assert not claims.claim("stopped-b", "fresh-1")  # two tasks stopped at once get two replacements
+    assert claims.claim("stopped-a", "fresh-1")  # another process asking about the same task finds the same one
+    assert claims.claim("stopped-b", "fresh-2")
