@@ -112,9 +112,12 @@ class CheckCollector:
     def _replaced(self, stopped_task_id: str, replacement: Target) -> None:
         """The task the checks moved to stands in the run's targets (verdict tasks, end sweep) for the stopped one."""
         state = self.config.stash.get(state_key, None)
-        if state is None or any(t.task_id == replacement.task_id for t in state.targets):
+        if state is None:
             return
-        state.targets = [replacement if t.task_id == stopped_task_id else t for t in state.targets]
+        if any(t.task_id == replacement.task_id for t in state.targets):  # a scale-in: the stopped task just left
+            state.targets = [t for t in state.targets if t.task_id != stopped_task_id]
+        else:
+            state.targets = [replacement if t.task_id == stopped_task_id else t for t in state.targets]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for key, value in report.user_properties:  # of any phase: a teardown's clean-up may leave a note

@@ -56,8 +56,14 @@ class TaskOutcome:
     last_seen: str = ""  # what the wait for a replacement saw last, when none came
     reported: bool = False  # its cause was reported once already (later tests point at it)
 
+    scaled_in: bool = False  # no replacement came: the service wants fewer tasks; ``replacement`` is one that stays
+
     def note(self) -> str:
         assert self.replacement is not None
+        if self.scaled_in:
+            return (f"task {self.fate.short_id} stopped mid-run by ECS: {self.fate.reason()}; the service scaled in "
+                    f"(no replacement comes): its checks re-ran on task {self.replacement.short_id} "
+                    f"({self.replacement.base_url}), which the run checks too")
         return (f"task {self.fate.short_id} stopped mid-run by ECS: {self.fate.reason()}; its checks re-ran on task "
                 f"{self.replacement.short_id} ({self.replacement.base_url})")
 
@@ -227,7 +233,7 @@ class TaskFateWatch:
             found = wait_for_replacement(clients, search, task.task_id, known, self.claims(),
                                          deadline=max(deadline, time.monotonic()))
             if isinstance(found, Target):
-                outcome = TaskOutcome(fate, replacement=found)
+                outcome = TaskOutcome(fate, replacement=found, scaled_in=found.task_id in known)
                 redirects_of(self.config)[task.task_id] = found
             else:
                 outcome = TaskOutcome(fate, last_seen=found)

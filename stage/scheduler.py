@@ -283,7 +283,10 @@ class Scheduler:
             self.record_event(f"(service {SERVICE}) has stopped 1 running tasks: (task {task.id}).")
             deployment = task.deployment
             if replacement is None or not stop.replaced:
+                # A scale-in: the service and its deployment want one task fewer, so none is started.
                 deployment.desired -= 1
+                service = moto_quirks.find_service(REGION, CLUSTER, SERVICE)
+                service.desired_count = max(0, service.desired_count - 1)
             elif replacement != "serve":
                 self._replacement_plans[deployment.id] = TaskPlan(replacement, task.plan.faults,
                                                                   task.plan.image_digest)

@@ -1,13 +1,18 @@
-"""What ECS's one answer about a task that stopped answering means (pure), and replacements claimed once."""
+"""What ECS's one answer about a task that stopped answering means, and replacements claimed once each."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from plugins.core.task_fate import Claims, Fate, classify
+from plugins.core.aws import make_clients
+from plugins.core.targets import Target
+from plugins.core.task_fate import Claims, Fate, ReplacementSearch, ask_fate, classify, wait_for_replacement
+from stage.seed import CLUSTER, SERVICE
+from tests.conftest import StageFactory
 
 ARN = "arn:aws:ecs:us-east-1:123456789012:task/civicforge/0123456789abcdef0123456789abcdef"
 
@@ -60,3 +65,34 @@ def test_a_replacement_is_claimed_by_one_stopped_task_and_found_again_by_it(tmp_
     assert not claims.claim("stopped-b", "fresh-1")  # two tasks stopped at once get two replacements
     assert claims.claim("stopped-a", "fresh-1")  # another process asking about the same task finds the same one
     assert claims.claim("stopped-b", "fresh-2")
+
+
+def test_two_tasks_stopped_at_once_each_get_their_own_replacement(stage_factory: StageFactory, aws_env: object,
+                                                                   tmp_path: Path) -> None:
+    stage = stage_factory("healthy")
+    clients = make_clients("us-east-1", stage.endpoint)
+    first = sorted(stage.task_ips())
+    for task_id in first:
+        stage.stop_task(task_id, "spot")
+    fates = [ask_fate(clients, CLUSTER, task_id) for task_id in first]
+    assert [(f.fate, f.stop_code) for f in fates] == [(Fate.STOPPED_FROM_OUTSIDE, "SpotInterruption")] * 2
+    claims = Claims(tmp_path)  # what every lane and worker of a run shares
+    search = ReplacementSearch(cluster=CLUSTER, service=SERVICE, health_path="/health")
+    deadline = time.monotonic() + 60
+    found = [wait_for_replacement(clients, search, task_id, first, claims, deadline=deadline) for task_id in first]
+    assert all(isinstance(target, Target) for target in found), found
+    replacements = {target.task_id for target in found if isinstance(target, Target)}
+    assert len(replacements) == 2 and not replacements & set(first)
+    # Asked again (another process of the same run), the first stopped task gets its own replacement back.
+    again = wait_for_replacement(clients, search, first[0], first, claims, deadline=time.monotonic() + 5)
+    assert isinstance(again, Target) and again.task_id == found[0].task_id  # type: ignore[union-attr]
+
+
+def test_a_crash_is_read_back_from_ecs_as_the_service_s_failure(stage_factory: StageFactory, aws_env: object) -> None:
+    stage = stage_factory("healthy")
+    task_id = sorted(stage.task_ips())[0]
+    stage.stop_task(task_id, "oom")
+    fate = ask_fate(make_clients("us-east-1", stage.endpoint), CLUSTER, task_id)
+    assert fate.fate is Fate.CRASHED
+    assert fate.reason() == ("EssentialContainerExited: Essential container in task exited; container civicforge-app: "
+                             "exit code 137 (OutOfMemoryError: Container killed due to memory usage)")

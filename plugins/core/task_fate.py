@@ -197,7 +197,8 @@ def find_replacement_once(clients: AwsClients, search: ReplacementSearch, stoppe
                           known_task_ids: Collection[str], claims: Claims, http: httpx.Client) -> Target:
     """One look: a ready PRIMARY task not known at the start, answering the health path, claimed for us.
 
-    Raises ``NoReplacementYet`` naming what was seen otherwise.
+    After a scale-in (the service wants no more tasks than are ready, none of them new): a task
+    known at the start that still runs. Raises ``NoReplacementYet`` naming what was seen otherwise.
     """
     try:
         deployment = resolve_targets(clients, cluster=search.cluster, service=search.service,
@@ -207,8 +208,15 @@ def find_replacement_once(clients: AwsClients, search: ReplacementSearch, stoppe
     except (BotoCoreError, ClientError) as error:
         raise NoReplacementYet(f"AWS: {type(error).__name__}") from None
     fresh = sorted((t for t in deployment.targets if t.task_id not in known_task_ids), key=lambda t: t.task_id)
+    survivors = sorted((t for t in deployment.targets if t.task_id in known_task_ids and t.task_id != stopped_task_id),
+                       key=lambda t: t.task_id)
+    if not fresh and survivors and deployment.desired_count <= len(deployment.targets):
+        # The service scaled in: it wants no more tasks than it runs, so no replacement comes. The task left the
+        # service; its checks go to one that stays (the run checks that one too). Not claimed: it is nobody's.
+        return survivors[0]
     if not fresh:
-        raise NoReplacementYet("no new task of the PRIMARY deployment is RUNNING and HEALTHY yet")
+        raise NoReplacementYet("no new task of the PRIMARY deployment is RUNNING and HEALTHY yet "
+                               f"({len(deployment.targets)} ready, the service wants {deployment.desired_count})")
     seen = []
     for candidate in fresh:
         answer = get_health(http, candidate, search.health_path)
