@@ -96,3 +96,19 @@ def test_a_crash_is_read_back_from_ecs_as_the_service_s_failure(stage_factory: S
     assert fate.fate is Fate.CRASHED
     assert fate.reason() == ("EssentialContainerExited: Essential container in task exited; container civicforge-app: "
                              "exit code 137 (OutOfMemoryError: Container killed due to memory usage)")
+
+
+def test_a_stopped_task_never_replaced_is_could_not_verify_named_once_and_a_crash_is_a_failure() -> None:
+    from plugins.core.categories import make_diagnosis
+    from plugins.core.verdict import CheckRecord, decide
+
+    def check(outcome: str, task: str) -> CheckRecord:
+        return CheckRecord(name="test_health_answers_healthy", task_id=task, outcome=outcome,  # type: ignore[typeddict-item]
+                           duration_s=0.1, message="")
+
+    stopped = make_diagnosis("task_stopped", "a", "task a stopped mid-run by ECS", "last seen: nothing")
+    decision = decide([check("error", "a"), check("passed", "b")], diagnoses=[stopped])
+    assert (decision.exit_code, [d["category"] for d in decision.diagnoses]) == (6, ["task_stopped"])
+    crashed = make_diagnosis("task_crashed", "a", "task a stopped on its own mid-run", "exit code 1")
+    decision = decide([check("failed", "a"), check("passed", "b")], diagnoses=[crashed])
+    assert (decision.exit_code, [d["category"] for d in decision.diagnoses]) == (1, ["task_crashed"])
