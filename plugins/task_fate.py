@@ -20,12 +20,12 @@ with the process's own AWS clients: a forked lane never uses its parent's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ MAX_MOVES = 3  # a replacement may be stopped in turn; a task that keeps moving 
 NO_ANSWER_ATTRIBUTE = "smoke_no_answer"  # set on a report whose test got no HTTP answer (an httpx.TransportError)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class TaskOutcome:
     """What this process learned about a task that stopped answering."""
 
@@ -57,6 +57,7 @@ class TaskOutcome:
     reported: bool = False  # its cause was reported once already (later tests point at it)
 
     scaled_in: bool = False  # no replacement came: the service wants fewer tasks; ``replacement`` is one that stays
+    waited_s: float = 0.0  # how long the wait for a replacement took
 
     def note(self) -> str:
         assert self.replacement is not None
@@ -65,7 +66,7 @@ class TaskOutcome:
                     f"(no replacement comes): its checks re-ran on task {self.replacement.short_id} "
                     f"({self.replacement.base_url}), which the run checks too")
         return (f"task {self.fate.short_id} stopped mid-run by ECS: {self.fate.reason()}; its checks re-ran on task "
-                f"{self.replacement.short_id} ({self.replacement.base_url})")
+                f"{self.replacement.short_id} ({self.replacement.base_url}, ready after {self.waited_s:.1f} s)")
 
 
 def no_answer_of(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str | None:
@@ -191,8 +192,7 @@ class TaskFateWatch:
             report.user_properties += [(HINT_PROPERTY, json.dumps(hint)),
                                        (OUTCOME_PROPERTY, "failed" if crashed else "error")]
             report.longrepr = f"task {task.short_id} {self._what(outcome)} ({no_answer})"
-            self.outcomes[task.task_id] = TaskOutcome(outcome.fate, None, outcome.last_seen, reported=True)
-            outcome = self.outcomes[task.task_id]
+            outcome = self.outcomes[task.task_id] = dataclasses.replace(outcome, reported=True)
         return reports
 
     def _what(self, outcome: TaskOutcome) -> str:
@@ -230,13 +230,15 @@ class TaskFateWatch:
             # The run's deadline: --stable-timeout from its start (the wait for the deploy spent part of it).
             deadline = state.started_monotonic + resolved.stable_timeout
             known = {t.task_id for t in state.targets}
+            began = time.monotonic()
             found = wait_for_replacement(clients, search, task.task_id, known, self.claims(),
-                                         deadline=max(deadline, time.monotonic()))
+                                         deadline=max(deadline, began))
+            waited = time.monotonic() - began
             if isinstance(found, Target):
-                outcome = TaskOutcome(fate, replacement=found, scaled_in=found.task_id in known)
+                outcome = TaskOutcome(fate, replacement=found, scaled_in=found.task_id in known, waited_s=waited)
                 redirects_of(self.config)[task.task_id] = found
             else:
-                outcome = TaskOutcome(fate, last_seen=found)
+                outcome = TaskOutcome(fate, last_seen=f"{found} (waited {waited:.1f} s)", waited_s=waited)
         self.outcomes[task.task_id] = outcome
         return outcome
 
