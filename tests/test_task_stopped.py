@@ -134,3 +134,65 @@ def test_a_task_stopped_mid_run(stage_factory: StageFactory, tmp_path: Path, row
     others = {check["outcome"] for check in verdict["checks"] if check["task_id"] != stopped}
     assert others == {"passed"}, verdict["checks"]
     assert "contract_violation" not in {d["category"] for d in verdict["diagnoses"]}
+
+
+# Stops the task right after a participant joined through it (a membership the test must undo), once.
+STOP_AFTER_JOIN_HOOK = '''
+import os
+
+from plugins.civicforge.ledger import MembershipWrites
+
+_join = MembershipWrites.join
+
+
+def join_then_stop(self, member, token):
+    response = _join(self, member, token)
+    if response.is_success and not os.environ.get("SMOKE_TEST_STOP_DONE"):
+        os.environ["SMOKE_TEST_STOP_DONE"] = "1"
+        with open(os.environ["SMOKE_TEST_STOP"], "w") as request:
+            request.write(self.task)
+        with open(os.environ["SMOKE_TEST_STOPPED"]) as done:
+            done.read()
+    return response
+
+
+MembershipWrites.join = join_then_stop
+'''
+
+
+def test_a_task_stopped_after_a_join_is_no_clean_up_failure_and_leaves_nothing_behind(stage_factory: StageFactory,
+                                                                          tmp_path: Path) -> None:
+    stage = stage_factory("healthy")
+    request_fifo, done_fifo = tmp_path / "stop", tmp_path / "stopped"
+    os.mkfifo(request_fifo)
+    os.mkfifo(done_fifo)
+    stopped: dict[str, str] = {}
+
+    def stop_the_task_a_participant_just_joined_through() -> None:
+        with open(request_fifo) as request:
+            short_id = request.read()
+        try:
+            stopped["id"] = stage.stop_task(short_id, "spot").id
+        finally:
+            with open(done_fifo, "w") as done:
+                done.write("go")
+
+    controller = threading.Thread(target=stop_the_task_a_participant_just_joined_through, daemon=True)
+    controller.start()
+    env = with_plugin(tmp_path, "stop_after_join", STOP_AFTER_JOIN_HOOK,
+                      {**stage.env, "SMOKE_TEST_STOP": str(request_fifo), "SMOKE_TEST_STOPPED": str(done_fifo)})
+    # --serial: one process, so the hook stops one task once (a lane per task would each stop theirs).
+    run = run_smoke(env, tmp_path / "reports", "-k", "test_single_use_invite_admits_the_participant_once", "-p",
+                    "stop_after_join", "--serial", "--stable-timeout", STABLE_TIMEOUT_S, timeout_s=180)
+    controller.join(timeout=5)
+
+    assert "id" in stopped, run.output[-3000:]
+    assert run.exit_code == 0, run.output[-4000:]
+    assert "clean-up left a smoke membership behind" not in run.output
+    warnings = " ".join(run.verdict["warnings"])
+    assert f"clean-up on task {stopped['id'][:8]}: removing user" in warnings
+    assert "got no answer (ConnectError); left to the end-of-run sweep" in warnings
+    assert f"task {stopped['id'][:8]} stopped mid-run by ECS: SpotInterruption" in warnings
+    # The re-run, holding the same participant, removed what the stopped attempt left; nothing is left after the run.
+    assert "was still a member from an earlier test of this run whose clean-up got no answer; removed it" in warnings
+    assert "smoke clean-up: no smoke membership left behind (after the tests)" in run.output

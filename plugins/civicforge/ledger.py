@@ -344,6 +344,7 @@ class MembershipWrites:
         self._begun: list[int] = []
         # Removals that got no HTTP answer (the task stopped, say): left to the end-of-run sweep, not a finding.
         self.unanswered: list[str] = []
+        self._began_at = _utc_now()  # a record of this run older than this is an earlier test's
 
     def join(self, member: JoiningApi, token: str) -> httpx.Response:
         """``member`` joins ``owner.board_id`` with ``token``; recorded before and after."""
@@ -397,6 +398,8 @@ class MembershipWrites:
             response = self.join(member, token)
             if not _refused_as_member(response):
                 return response  # joined, or the service's own answer for the test to check
+            if self._remove_own_leftover(member):
+                continue
             self._abandon(member)
             if self._listed(member):
                 return None
@@ -407,6 +410,26 @@ class MembershipWrites:
         listing = self.owner.members()
         return listing.status_code == 200 and any(
             item.get("user_id") == member.user_id for item in _json_list(listing))
+
+    def _remove_own_leftover(self, member: PoolMember) -> bool:
+        """Remove ``member``'s membership when an earlier test of this run left it (True: removed; join again).
+
+        That test's clean-up got no answer (ECS stopped its task, say) and left the record open; the
+        account this test holds (``reserved``) is no other test's of this run, so the membership is
+        no hold of another run either: the test re-run on the replacement must not be refused by it.
+        """
+        board = self.owner.board_id
+        left = any(item.board == board and item.user_id == member.user_id and item.run_id == self.ledger.run_id
+                   and item.since < self._began_at for item in self.ledger.outstanding())
+        if member.username != self.reserved or not left:
+            return False
+        if self.owner.remove_member(member.user_id).status_code not in (200, 404):
+            return False
+        self.ledger.record("removed", board=board, user_id=member.user_id, task=self.task,
+                           note="left by an earlier test of this run whose clean-up got no answer")
+        self.notes.append(f"participant {member.username!r} was still a member from an earlier test of this run "
+                          "whose clean-up got no answer; removed it and joined again")
+        return True
 
     def _abandon(self, member: PoolMember) -> None:
         if member.user_id in self._begun:
