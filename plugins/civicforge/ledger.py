@@ -414,7 +414,7 @@ class MembershipWrites:
     def _remove_own_leftover(self, member: PoolMember) -> bool:
         """Remove ``member``'s membership when an earlier test of this run left it (True: removed; join again).
 
-        That test's clean-up got no answer (ECS stopped its task, say) and left the record open; the
+        That test's clean-up did not remove it (ECS stopped its task, say) and left the record open; the
         account this test holds (``reserved``) is no other test's of this run, so the membership is
         no hold of another run either: the test re-run on the replacement must not be refused by it.
         """
@@ -426,9 +426,10 @@ class MembershipWrites:
         if self.owner.remove_member(member.user_id).status_code not in (200, 404):
             return False
         self.ledger.record("removed", board=board, user_id=member.user_id, task=self.task,
-                           note="left by an earlier test of this run whose clean-up got no answer")
+                           note="left by an earlier test of this run whose clean-up did not remove it")
         self.notes.append(f"participant {member.username!r} was still a member from an earlier test of this run "
-                          "whose clean-up got no answer; removed it and joined again")
+                          "whose clean-up did not remove it (its task stopped answering, say); removed it and joined "
+                          "again")
         return True
 
     def _abandon(self, member: PoolMember) -> None:
