@@ -1,6 +1,7 @@
 """Fixtures the smoke tests use; all named ``smoke_*``.
 
-- ``smoke_target``: one task (parametrised: every test runs once per task).
+- ``smoke_target``: one task (parametrised: every test runs once per task); the task that
+  replaced it when ECS stopped it mid-run (``plugins.task_fate``).
 - ``smoke_http``: an httpx client bound to that task, recording every exchange.
 - ``smoke_config``, ``smoke_deployment``, ``smoke_preflight``: what the run knows.
 - ``smoke_health_path``: the health path (``--health-path``, else the task definition's).
@@ -17,8 +18,6 @@ import httpx
 import pytest
 
 from plugins.core.allure3 import TASK_LABEL
-from plugins.core.aws import make_clients
-from plugins.core.errors import HarnessOutcome
 from plugins.core.http import Exchange, ExchangeLog, recording_client
 from plugins.core.redact import SecretRegistry
 from plugins.core.targets import Target
@@ -91,43 +90,34 @@ def smoke_http(request: pytest.FixtureRequest, smoke_target: Target, smoke_excha
 
     A request with no HTTP answer is retried when that is safe, within the run's retry
     budget (each attempt an Allure step); what stays unanswered raises
-    ``plugins.core.http.NoAnswer`` (the check could not be verified on this task).
-    If the task stops answering mid-run (replaced), the client asks ECS once for the
-    replacement and goes on there; the report says so.
+    ``plugins.core.http.NoAnswer`` (the check could not be verified on this task, unless
+    ECS stopped the task meanwhile: ``plugins.task_fate`` then follows it).
     """
-    reresolve = None
-    if smoke_target.source == "ecs":
-        reresolve = lambda: replacement_for(request.config, smoke_target)  # noqa: E731
     budget = request.config.stash.get(retry_budget_key, None)
-    with recording_client(smoke_target.base_url, smoke_exchanges, reresolve=reresolve, budget=budget) as client:
+    with recording_client(smoke_target.base_url, smoke_exchanges, budget=budget) as client:
         yield client
 
 
-replacements_key = pytest.StashKey[dict[str, "tuple[str, str] | None"]]()
+# Task id -> the task that replaced it when ECS stopped it mid-run (plugins.task_fate); per process.
+redirects_key = pytest.StashKey[dict[str, Target]]()
 
 
-def replacement_for(config: pytest.Config, target: Target) -> tuple[str, str] | None:
-    """A RUNNING, HEALTHY task of the PRIMARY deployment that was not a target at the start (once per task)."""
-    from plugins.core.discovery import resolve_targets
-    cache = config.stash.setdefault(replacements_key, {})
-    if target.task_id in cache:
-        return cache[target.task_id]
-    resolved = config.stash[config_key]
-    known = {t.task_id for t in config.stash[state_key].targets}
-    found: tuple[str, str] | None = None
-    try:
-        deployment = resolve_targets(make_clients(resolved.aws_region), cluster=resolved.ecs_cluster or "",
-                                     service=resolved.ecs_service or "", container=resolved.ecs_container,
-                                     port=resolved.target_port, address=resolved.address)
-        fresh = sorted((t for t in deployment.targets if t.task_id not in known), key=lambda t: t.task_id)
-        if fresh:
-            new = fresh[0]
-            found = (new.base_url, f"task {target.short_id} stopped answering and was re-resolved once: "
-                                   f"now testing its replacement, task {new.short_id} at {new.base_url}")
-    except HarnessOutcome:
-        found = None
-    cache[target.task_id] = found
-    return found
+def redirect_target(config: pytest.Config, target: Target) -> Target:
+    """``target``, or the task that replaced it (and so on, if the replacement was replaced in turn)."""
+    redirects = config.stash.get(redirects_key, {})
+    seen = {target.task_id}
+    while target.task_id in redirects:
+        target = redirects[target.task_id]
+        if target.task_id in seen:
+            break
+        seen.add(target.task_id)
+    return target
+
+
+@pytest.fixture
+def smoke_target(request: pytest.FixtureRequest) -> Target:
+    """This test's task: its parameter, or the task that replaced it when ECS stopped it mid-run."""
+    return redirect_target(request.config, request.param)
 
 
 def target_of(item: pytest.Item) -> Target | None:

@@ -292,6 +292,9 @@ def _replay_ready(config: pytest.Config, ordered: list[pytest.Item], position: i
                 hook.pytest_runtest_logstart(nodeid=message["nodeid"], location=tuple(message["location"]))
             elif kind == "report":
                 report = hook.pytest_report_from_serializable(config=config, data=message["data"])
+                if isinstance(report.longrepr, list):
+                    # A skip's (path, line, reason) crossed the pipe as JSON, a list; pytest's terminal wants the tuple.
+                    report.longrepr = tuple(report.longrepr)
                 hook.pytest_runtest_logreport(report=report)
             else:
                 hook.pytest_runtest_logfinish(nodeid=message["nodeid"], location=tuple(message["location"]))

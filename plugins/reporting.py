@@ -38,7 +38,9 @@ from plugins.core.lint import health_check_path, lint_task_definition
 from plugins.core.redact import SecretRegistry, scrub_patterns
 from plugins.core.rollback import not_rolled_back, roll_back
 from plugins.core.stability import StableResult, wait_until_stable
-from plugins.fixtures import DEPLOYMENT_CHECK, exchanges_key, exchanges_of, registry_of, target_of
+from plugins.core.targets import Target
+from plugins.fixtures import (DEPLOYMENT_CHECK, exchanges_key, exchanges_of, redirect_target, registry_of,
+                              target_of)
 from plugins.harness_errors import harness_error_key
 from plugins.options import SmokeConfig
 from plugins.preflight import RunState
@@ -51,7 +53,9 @@ HINT_PROPERTY = "smoke_failure"
 CHECK_PROPERTY = "smoke_check"
 TASK_PROPERTY = "smoke_task_id"
 DEPLOYMENT_PROPERTY = "smoke_deployment_check"
-NOTE_PROPERTY = "smoke_note"  # something the report must say, e.g. a target re-resolved mid-run
+NOTE_PROPERTY = "smoke_note"  # something the report must say, e.g. a task ECS replaced mid-run
+OUTCOME_PROPERTY = "smoke_outcome"  # the verdict row's outcome when the report's own would mislead (plugins.task_fate)
+REPLACEMENT_PROPERTY = "smoke_replacement"  # {"stopped": task id, "replacement": Target.to_dict()} as JSON
 checks_key = pytest.StashKey[list[verdicts.CheckRecord]]()
 check_events_key = pytest.StashKey[list[timelines.TimelineEvent]]()  # each check per task, for the timeline
 hints_key = pytest.StashKey[dict[str, dict[str, Any]]]()
@@ -109,7 +113,8 @@ def check_properties(item: pytest.Item) -> list[tuple[str, str]]:
     properties = [(CHECK_PROPERTY, getattr(item, "originalname", item.name))]
     target = target_of(item)
     if target is not None:
-        properties.append((TASK_PROPERTY, target.task_id))
+        # The task the test really checked: a replacement when ECS stopped the first one mid-run.
+        properties.append((TASK_PROPERTY, redirect_target(item.config, target).task_id))
     if item.get_closest_marker(DEPLOYMENT_CHECK) is not None:
         properties.append((DEPLOYMENT_PROPERTY, "true"))
     return properties
@@ -135,7 +140,23 @@ class CheckCollector:
             left_out.append(LeftOut(properties[CHECK_PROPERTY], properties.get(TASK_PROPERTY),
                                     dropped.get(item.nodeid) or selection_reason(self.config)))
 
+    def _replaced(self, stopped_task_id: str, replacement: Target) -> None:
+        """The task the checks moved to stands in the run's targets (verdict tasks, end sweep) for the stopped one."""
+        state = self.config.stash.get(state_key, None)
+        if state is None:
+            return
+        if any(t.task_id == replacement.task_id for t in state.targets):  # a scale-in: the stopped task just left
+            state.targets = [t for t in state.targets if t.task_id != stopped_task_id]
+        else:
+            state.targets = [replacement if t.task_id == stopped_task_id else t for t in state.targets]
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for key, value in report.user_properties:  # of any phase: a teardown's clean-up may leave a note
+            if key == NOTE_PROPERTY:
+                self._note(value)
+            if key == REPLACEMENT_PROPERTY:
+                moved = json.loads(value)
+                self._replaced(moved["stopped"], Target.from_dict(moved["replacement"]))
         if report.when != "call" and not (report.failed or report.skipped):
             return
         properties = dict(report.user_properties)
@@ -143,6 +164,7 @@ class CheckCollector:
         hint = _hint_of(report)
         if outcome == "error" and hint.get("violation"):
             outcome = "failed"  # the service answered wrongly while a fixture set up (a login 500, say)
+        outcome = properties.get(OUTCOME_PROPERTY, outcome)
         message = ""
         if report.failed:
             message = _first_lines(str(report.longrepr))
@@ -166,8 +188,6 @@ class CheckCollector:
                 properties.get(CHECK_PROPERTY, report.nodeid.split("::")[-1]), task_id[:8] if task_id else None,
                 record["outcome"], start, stop))
         for key, value in report.user_properties:
-            if key == NOTE_PROPERTY:
-                self._note(value)
             if key == HINT_PROPERTY:
                 self.config.stash.setdefault(hints_key, {})[report.nodeid] = {
                     **json.loads(value), "message": message, "test": properties.get(CHECK_PROPERTY),
@@ -467,7 +487,8 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
         failures.append(Failure(kind=kind, check=hint.get("test") or nodeid.split("::")[-1],
                                 task_id=hint.get("task_id"), message=hint.get(NO_ANSWER) or hint.get("message", ""),
                                 security=bool(hint.get("security")),
-                                details={k: hint[k] for k in ("status", "request") if hint.get(k) is not None},
+                                details={**{k: hint[k] for k in ("status", "request") if hint.get(k) is not None},
+                                         **(hint.get("details") or {})},
                                 window=_window_of(hint)))
     if not resolved.uses_discovery:
         findings.diagnoses = diagnose_all(failures) if failures else []

@@ -36,6 +36,7 @@ from plugins.reporting import configure_outputs, drop_reasons_key, verdict_key, 
 from plugins.stash import config_key, retry_budget_key, smoke_run_key, state_key
 from plugins.suites import (SUITES_INI, hand_to_controller, note_unregistered, take_from_worker, unregistered_line,
                             write_unregistered_verdict)
+from plugins.task_fate import register_if_needed as watch_task_fates
 
 SMOKE_SUITE = Path(__file__).resolve().parent.parent / "smoke"
 WORKER_KEY = "smoke_run_state"
@@ -102,6 +103,7 @@ def _configure_smoke_run(config: pytest.Config) -> None:
     config.stash[config_key] = resolved
     config.stash[retry_budget_key] = RetryBudget()  # before any lane forks: one budget for the run
     configure_outputs(config, resolved)
+    watch_task_fates(config)
     if lanes_apply(config):
         config.pluginmanager.register(TaskLanes(config), LANES_PLUGIN)
     workerinput = getattr(config, "workerinput", None)
@@ -144,7 +146,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         note_unregistered(metafunc.config, metafunc.definition.path)  # exit 6 at the end, never a silent pass
     state = metafunc.config.stash.get(state_key, None)
     targets = state.targets if state is not None else []
-    metafunc.parametrize("smoke_target", targets, ids=[t.short_id for t in targets])
+    # Indirect: the smoke_target fixture follows a task ECS replaced mid-run (plugins.task_fate).
+    metafunc.parametrize("smoke_target", targets, ids=[t.short_id for t in targets], indirect=True)
 
 
 @pytest.hookimpl(optionalhook=True)

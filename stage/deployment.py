@@ -34,6 +34,7 @@ from stage.faultproxy import AWS, FaultProxy, NetworkFaults
 from stage.processes import WarmPool
 from stage.scheduler import DEFAULT_BAKE_TIME_S, PORT, Scheduler, StageTask, app_cmd_fields
 from stage.task_network import port_is_free
+from stage.task_stops import task_stop
 from stage.seed import (CLUSTER, CONTAINER, DESIRED_COUNT, LOG_GROUP, LOG_PREFIX, MAX_TASKS, REGION, REPOSITORY,
                         SERVICE, SMOKE_SECRET, Seeded, seed)
 
@@ -364,6 +365,15 @@ class Stage:
     def task_private_ips(self) -> dict[str, str]:
         """Running task id -> its ENI's private IP (127.1.0.N), what ``--address private`` tests."""
         return {t.id: t.private_ip for t in self.scheduler.live_tasks() if t.status == "RUNNING"}
+
+    def stop_task(self, task_id: str, how: str = "spot", *, replacement: str | None = "serve") -> StageTask:
+        """Stop a running task (its id or a prefix) while a run is under way, as ECS would (``stage.task_stops``).
+
+        ``how``: scale_in (no replacement), scale_in_replaced, spot, user, crash (exit code 1, a
+        traceback in its log stream), oom (exit code 137, OutOfMemoryError), health (failed container
+        health checks). ``replacement``: "serve", "hang" (never healthy) or None (the service starts none).
+        """
+        return self.scheduler.stop_task(task_id, task_stop(how), replacement=replacement)
 
     def wait_until(self, condition: Any, timeout_s: float) -> bool:
         """Wait for a scheduler state (e.g. ``lambda: stage.stable_at``), bounded."""

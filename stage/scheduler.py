@@ -40,6 +40,7 @@ from stage.seed import CLUSTER, CONTAINER, LOG_GROUP, LOG_PREFIX, PORT, REGION, 
 from stage.task_health import HealthCheck
 from stage.task_logs import LogShipper
 from stage.task_network import PRIVATE_NETWORK, AddressPool
+from stage.task_stops import TaskStop
 
 HEALTH_CHECK_FAILED = "Task failed container health checks"
 EXEC_FORMAT_REASON = (
@@ -194,6 +195,8 @@ class Scheduler:
         self._health_checks: dict[str, HealthCheck | None] = {}
         self._timer = threading.Thread(target=self._tick, name="scheduler", daemon=True)
         self._next_start: dict[str, float] = {}
+        # By deployment id: what every later task of it does instead of its plan (a replacement that never gets healthy).
+        self._replacement_plans: dict[str, TaskPlan] = {}
 
     # -- public -------------------------------------------------------------------------------
 
@@ -261,6 +264,47 @@ class Scheduler:
             task = self._launch(deployment, deployment.plan(deployment.launched), spawn=False)
             self._mark_stopped(task, reason=reason, stop_code="ServiceSchedulerInitiated", exit_code=exit_code)
 
+    def stop_task(self, task_id: str, stop: TaskStop, *, replacement: str | None = "serve") -> StageTask:
+        """Stop a running task (id or its prefix) the way ``stop`` says; what ECS shows follows.
+
+        ``replacement``: what the task the service starts instead does ("serve", or "hang": never
+        healthy, nor any task the deployment starts after it); None starts none (the deployment's
+        desired count drops by one, as after a scale-in), nor does a stop that is not ``stop.replaced``.
+        """
+        with self._lock:
+            task = next((t for t in self.tasks if t.id.startswith(task_id) and t.status != "STOPPED"), None)
+            if task is None:
+                raise StageError(f"no running task {task_id!r}")
+            task.stopping = True
+            stream = f"{LOG_PREFIX}/{CONTAINER}/{task.id}"
+            for line in stop.log_lines:
+                self._shipper.line(stream, line)
+            if task.process is not None and task.process.poll() is None:
+                if stop.kill:
+                    task.process.kill()
+                terminate(task.process)
+            reason = stop.reason.format(deployment=self._primary().id)
+            self._mark_stopped(task, reason=reason, stop_code=stop.stop_code, exit_code=stop.exit_code,
+                               container_reason=stop.container_reason)
+            self.record_event(f"(service {SERVICE}) has stopped 1 running tasks: (task {task.id}).")
+            deployment = task.deployment
+            if replacement is None or not stop.replaced:
+                # A scale-in: the service and its deployment want one task fewer, so none is started.
+                deployment.desired -= 1
+                service = moto_quirks.find_service(REGION, CLUSTER, SERVICE)
+                service.desired_count = max(0, service.desired_count - 1)
+            elif replacement != "serve":
+                self._replacement_plans[deployment.id] = TaskPlan(replacement, task.plan.faults,
+                                                                  task.plan.image_digest)
+            if stop.crashed:
+                deployment.failed_tasks += 1
+                self._next_start[deployment.id] = time.monotonic() + self._restart_delay_s
+            self.reconcile()
+            return task
+
+    def _plan_for(self, deployment: Deployment) -> TaskPlan:
+        return self._replacement_plans.get(deployment.id) or deployment.plan(deployment.launched)
+
     # -- the reconcile loop ----------------------------------------------------------------------
 
     def _tick(self) -> None:
@@ -280,7 +324,7 @@ class Scheduler:
             missing = deployment.desired - len(live)
             ready_at = max(deployment.not_before, self._next_start.get(deployment.id, 0.0))
             if missing > 0 and clock >= ready_at:
-                started = [self._launch(deployment, deployment.plan(deployment.launched)) for _ in range(missing)]
+                started = [self._launch(deployment, self._plan_for(deployment)) for _ in range(missing)]
                 ids = " ".join(f"(task {t.id})" for t in started)
                 self.record_event(f"(service {SERVICE}) has started {len(started)} tasks: {ids}.")
             elif missing < 0:

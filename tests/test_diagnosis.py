@@ -504,6 +504,29 @@ CASES = [
         summary_has="no rowcount attribute",
         step_has="SELECT before",
     ),
+    Case(
+        "a task ran out of memory mid-run: its exit code, reason and last log lines, over a code error in them",
+        Failure("task_crashed", "test_health_answers_healthy", TASK, "ConnectError", details={
+            "stop_code": "EssentialContainerExited", "stopped_reason": "Essential container in task exited",
+            "container": "board", "exit_code": 137,
+            "container_reason": "OutOfMemoryError: Container killed due to memory usage"}),
+        Evidence(logs=logs(*URLSAFE, "INFO: GET /api/boards/board_001/members 200")),
+        "task_crashed",
+        "EssentialContainerExited: Essential container in task exited; last log lines:",
+        summary_has="ran out of memory mid-run: container board (exit code 137, OutOfMemoryError",
+        step_has="raise the task's memory",
+    ),
+    Case(
+        "a task stopped by a Spot interruption and never replaced in time",
+        Failure("task_stopped", "test_health_answers_healthy", TASK, "ConnectError", details={
+            "stop_code": "SpotInterruption", "stopped_reason": "Your Spot Task was interrupted.",
+            "last_seen": "no new task of the PRIMARY deployment is RUNNING and HEALTHY yet"}),
+        Evidence(),
+        "task_stopped",
+        "last seen: no new task of the PRIMARY deployment is RUNNING and HEALTHY yet",
+        summary_has="stopped mid-run by ECS (SpotInterruption: Your Spot Task was interrupted.) and no replacement",
+        step_has="raise --stable-timeout",
+    ),
 ]
 
 

@@ -32,6 +32,8 @@ CATEGORIES: dict[str, str] = {
     "shared by the server's threads)",
     "code_error": "The application raised a Python error (AttributeError, NameError, TypeError...)",
     "task_restarting": "Tasks keep stopping (failed container health checks) with no more specific cause",
+    "task_crashed": "A task under test stopped mid-run: its essential container exited, crashed, ran out of memory "
+    "or failed its health checks",
     "deployment_rolled_back": "The deployment failed and ECS rolled it back",
     "target_unreachable": "The task could not be reached over the network",
     "not_stable": "The service did not become stable before the deadline",
@@ -49,6 +51,8 @@ CATEGORIES: dict[str, str] = {
     "checks_errored": "Checks could not run (errors, not failures): nothing was proven",
     NO_ANSWER: "A request got no HTTP answer after its retries: that check could not be verified on that task",
     "no_checks_ran": "No check ran on a task (deselected, skipped, or no test): that task is not verified",
+    "task_stopped": "ECS stopped a task under test mid-run (scale-in, deployment, Spot, a person) and no "
+    "replacement was healthy before the run's deadline",
     "harness_error": "The harness itself failed; nothing is known about the release",
     "no_paused_hook": "--continue-deployment found no service deployment paused at a PAUSE lifecycle hook",
     "hook_action_failed": "The gate passed but ECS refused to continue the paused deployment",
@@ -80,6 +84,9 @@ NEXT_STEPS: dict[str, str] = {
     "API exists, and redeploy.",
     "task_restarting": "Read the stopped tasks' CloudWatch logs for start-up errors; verify the health endpoint "
     "answers 200 inside the container and startPeriod covers migrations.",
+    "task_crashed": "Read the task's last log lines (CloudWatch, its stream) and the container's exit code: 137 with "
+    "OutOfMemoryError means raise the task's memory or find what grows; another exit code is the app ending on its "
+    "own. Fix it and redeploy.",
     "deployment_rolled_back": "Read the service events and the stopped tasks' logs for the new task definition, fix "
     "the cause and redeploy.",
     "target_unreachable": "Fetch the task's current public IP (it changes on every restart), check that the task is "
@@ -112,6 +119,8 @@ NEXT_STEPS: dict[str, str] = {
     "no_checks_ran": "Run a selection that checks every task: widen -k/-m (the report lists what was left out and "
     "why), add read-only tests before using --read-only, or register the suite's folder in smoke_suites "
     "(pytest.ini or -o smoke_suites=FOLDER) so its tests get the deployment's tasks.",
+    "task_stopped": "Run the gate again once the service is stable (`aws ecs wait services-stable`); if ECS keeps "
+    "stopping tasks (Spot interruptions, scaling), run it outside scaling activity or raise --stable-timeout.",
     "harness_error": "Read harness-error.txt in the report folder and file it with the harness's maintainers; "
     "run again.",
     "no_paused_hook": "Run the gate while the blue/green deployment waits at its PAUSE hook: give the service "
@@ -151,6 +160,10 @@ NOT_VERIFIED_KINDS: dict[str, str] = {
     "no_paused_hook": "no_paused_hook",
     "hook_action_failed": "hook_action_failed",
 }
+
+
+# Diagnoses that already say why a run could not verify (exit 6): no "checks errored" needs adding to them.
+NOT_VERIFIED_CATEGORIES = frozenset({*NOT_VERIFIED_KINDS.values(), "task_stopped"})
 
 
 def diagnose_not_verified(kind: str, message: str, evidence: Iterable[str] = ()) -> Diagnosis:

@@ -13,7 +13,9 @@ Rule order (first match wins):
    service said, so never a contract violation (could not verify that check on that task).
 2. ``arch_mismatch`` - "exec format error" in a stop reason or the logs.
 3. What the failure kind already proves: ``health_path_mismatch`` (health path 404 while
-   another answers), ``stale_image`` (digest or task definition mismatch), ``missing_board_owner``.
+   another answers), ``stale_image`` (digest or task definition mismatch), ``missing_board_owner``,
+   ``task_crashed`` (a task stopped mid-run on its own: exit code, reason, last log lines) and
+   ``task_stopped`` (stopped from outside and never replaced in time: could not verify).
 4. Every other kind (tasks stopping, rollback, deadline, unreachable...): a health
    check that calls curl/wget or probes a 404 path when ECS stopped tasks for failed
    health checks, then errors in the logs, then a curl/wget check anyway, then
@@ -53,8 +55,12 @@ KINDS = frozenset(
         "missing_owner",
         # Raised by plugins.core.stability too: the service runs another task definition.
         "task_definition_mismatch",
+        # A task stopped mid-run (plugins.core.task_fate): crashed, or stopped and never replaced in time.
+        "task_crashed",
+        "task_stopped",
     }
 )
+LAST_LOG_LINES = 3  # of a crashed task, quoted in its diagnosis
 _NETWORK_KINDS = frozenset({"unreachable", "no_public_ip", "no_private_ip"})
 URLSAFE_STEP = ("Call secrets.token_urlsafe(32) where the quoted log line calls secrets.urlsafe(32) (read the full "
                 "traceback in CloudWatch), and redeploy.")
@@ -205,6 +211,17 @@ def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
             "the deployment failed and ECS rolled it back to the previous task definition",
             (rollback or failure.message or "deployment rolled back") + why,
         )
+    if failure.kind == "task_crashed":
+        return _task_crashed(failure, evidence)
+    if failure.kind == "task_stopped":
+        stopped = ": ".join(str(details[k]) for k in ("stop_code", "stopped_reason") if details.get(k))
+        return make_diagnosis(
+            "task_stopped",
+            failure.task_id,
+            f"task {short_id(failure.task_id)} stopped mid-run by ECS ({stopped or 'stopped'}) and no replacement "
+            "was healthy before the run's deadline: its checks could not run",
+            f"last seen: {details.get('last_seen') or 'no replacement'}",
+        )
     if failure.kind == "missing_owner":
         return make_diagnosis(
             "missing_board_owner",
@@ -213,6 +230,25 @@ def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
             failure.message or "no membership with role owner",
         )
     return None
+
+
+def _task_crashed(failure: Failure, evidence: Evidence) -> Diagnosis:
+    """A task that stopped mid-run on its own: the container's exit code and reason, and its last log lines."""
+    details = failure.details
+    code, reason = details.get("exit_code"), details.get("container_reason")
+    how = f"exit code {code}" if code is not None else "no exit code"
+    if reason:
+        how += f", {reason}"
+    what = "ran out of memory" if "OutOfMemoryError" in str(reason) else "stopped on its own"
+    lines = [line.strip() for line in evidence.logs.get(failure.task_id or "", []) if line.strip()]
+    logged = f"; last log lines: {' | '.join(lines[-LAST_LOG_LINES:])}" if lines else "; no log lines"
+    stopped = ": ".join(str(details[k]) for k in ("stop_code", "stopped_reason") if details.get(k))
+    return make_diagnosis(
+        "task_crashed",
+        failure.task_id,
+        f"task {short_id(failure.task_id)} {what} mid-run: container {details.get('container') or '?'} ({how})",
+        f"{stopped or 'stopped'}{logged}",
+    )
 
 
 def _health_check_command(failure: Failure, evidence: Evidence, *, require_health_stop: bool) -> Diagnosis | None:

@@ -72,7 +72,7 @@ class ExchangeLog:
     secrets: SecretRegistry
     on_exchange: Callable[[Exchange], None] | None = None
     exchanges: list[Exchange] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # e.g. "task replaced during the run; re-resolved once"
+    notes: list[str] = field(default_factory=list)  # e.g. a clean-up left to the end-of-run sweep
 
     def record(self, exchange: Exchange) -> None:
         self.exchanges.append(exchange)
@@ -302,64 +302,11 @@ def plain_transport(*, reuse: bool = True) -> httpx.HTTPTransport:
     return httpx.HTTPTransport(verify=shared_ssl_context(), limits=keepalive_limits(reuse=reuse))
 
 
-class ReResolvingTransport(httpx.BaseTransport):
-    """Sends to the target; if it stops answering (task replaced), asks once for its replacement.
-
-    Fargate gives a replaced task a new address. Retrying the dead one would hide
-    nothing and find nothing; asking ECS again once, and saying so, keeps the check
-    meaningful. A second failure is the test's to report.
-    """
-
-    def __init__(self, inner: httpx.BaseTransport, reresolve: Callable[[], tuple[str, str] | None],
-                 log: ExchangeLog) -> None:
-        self._inner = inner
-        self._reresolve = reresolve
-        self._log = log
-        self._replacement: str | None = None
-        self._asked = False
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if self._replacement is not None:
-            return self._sent(_moved(request, self._replacement))
-        try:
-            return self._inner.handle_request(request)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-            if self._asked:
-                raise
-            self._asked = True
-            found = self._reresolve()
-            if found is None:
-                raise
-            self._replacement, note = found
-            self._log.notes.append(f"{note} (after {type(error).__name__} on {request.url.host})")
-            return self._sent(_moved(request, self._replacement))
-
-    def _sent(self, request: httpx.Request) -> httpx.Response:
-        response = self._inner.handle_request(request)
-        # httpx re-attaches the original request to the response; keep where it really went.
-        response.extensions["smoke_sent_to"] = str(request.url)
-        return response
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-def _moved(request: httpx.Request, base_url: str) -> httpx.Request:
-    base = httpx.URL(base_url)
-    url = request.url.copy_with(scheme=base.scheme, host=base.host, port=base.port)
-    headers = httpx.Headers(request.headers)
-    headers["Host"] = url.netloc.decode()
-    moved = httpx.Request(request.method, url, headers=headers, content=request.content,
-                          extensions=request.extensions)
-    return moved
-
-
 def recording_client(
     base_url: str,
     log: ExchangeLog,
     *,
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    reresolve: Callable[[], tuple[str, str] | None] | None = None,
     budget: RetryBudget | None = None,
     retry: RetryPolicy = RetryPolicy(),
 ) -> httpx.Client:
@@ -367,9 +314,8 @@ def recording_client(
 
     Requests with no HTTP answer are retried (:class:`RetryingTransport`) within
     ``budget`` (the run's; a budget of this client's own when None) and raise
-    :class:`NoAnswer` when they stay unanswered. ``reresolve`` (optional) returns
-    ``(new_base_url, note)`` for a replacement task, or None; it is asked at most
-    once per client.
+    :class:`NoAnswer` when they stay unanswered. A task that ECS stopped meanwhile is
+    the pytest layer's to follow (``plugins.task_fate``).
     """
     secrets = log.secrets
 
@@ -383,7 +329,7 @@ def recording_client(
         log.record(
             Exchange(
                 method=request.method,
-                url=secrets.redact(str(response.extensions.get("smoke_sent_to", request.url))),
+                url=secrets.redact(str(request.url)),
                 status=response.status_code,
                 duration_ms=(time.perf_counter() - started) * 1000,
                 request_text=_request_text(request, secrets),
@@ -397,8 +343,6 @@ def recording_client(
         )
 
     transport: httpx.BaseTransport = ByMethodTransport(plain_transport(), plain_transport(reuse=False))
-    if reresolve is not None:
-        transport = ReResolvingTransport(transport, reresolve, log)
     transport = RetryingTransport(transport, log, budget if budget is not None else RetryBudget(), retry)
     return httpx.Client(
         base_url=base_url,

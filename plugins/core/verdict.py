@@ -52,7 +52,8 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
-from plugins.core.categories import NEXT_STEPS, NO_ANSWER, Diagnosis, diagnose_not_verified, make_diagnosis
+from plugins.core.categories import (NEXT_STEPS, NO_ANSWER, NOT_VERIFIED_CATEGORIES, Diagnosis, diagnose_not_verified,
+                                     make_diagnosis)
 from plugins.core.causes import CauseRecord, merge_causes, tasks_phrase
 from plugins.core.console_links import ConsoleContext, LinkRecord, service_links
 from plugins.core.coverage import LeftOut, unchecked_tasks
@@ -189,9 +190,11 @@ def decide(
         lint = Diagnosis("task_definition_lint", None, f"--strict-lint: {len(warnings)} task definition warning(s)",
                          warnings[0], NEXT_STEPS["task_definition_lint"])
         return Decision("fail", EXIT_FAILED, (*found, _record(lint)))
-    unproven = _not_proven(checks, list(task_ids), list(left_out))
+    unproven = _not_proven(checks, list(task_ids), list(left_out), found)
     if unproven or any(check.get("category") == NO_ANSWER for check in checks):
         return Decision("error", EXIT_NOT_VERIFIED, (*found, *(_record(cause) for cause in unproven)))
+    if any(d["category"] in NOT_VERIFIED_CATEGORIES for d in found):
+        return Decision("error", EXIT_NOT_VERIFIED, tuple(found))  # e.g. task_stopped: it names the cause
     if deployment_action_refused is not None:
         refused = diagnose_not_verified("hook_action_failed", deployment_action_refused)
         return Decision("error", EXIT_NOT_VERIFIED, (*found, _record(refused)))
@@ -210,12 +213,15 @@ def _unanswered(checks: list[CheckRecord], found: list[DiagnosisRecord]) -> list
     return added
 
 
-def _not_proven(checks: list[CheckRecord], task_ids: list[str], left_out: list[LeftOut]) -> list[Diagnosis]:
+def _not_proven(checks: list[CheckRecord], task_ids: list[str], left_out: list[LeftOut],
+                found: list[DiagnosisRecord]) -> list[Diagnosis]:
     """Why a run without a failure still proves nothing: checks that errored, tasks no check ran on."""
     causes = []
     errored = [check for check in checks if check["outcome"] == "error"]
-    # An unanswered request is named by its own no_answer diagnosis; other errors are the set-up's.
-    set_up = [check for check in errored if check.get("category") != NO_ANSWER]
+    # An unanswered request is named by its own no_answer diagnosis, a task ECS stopped by task_stopped;
+    # other errors are the set-up's.
+    named = {d["task_id"] for d in found if d["category"] in NOT_VERIFIED_CATEGORIES}
+    set_up = [check for check in errored if check.get("category") != NO_ANSWER and check["task_id"] not in named]
     if set_up:
         first = set_up[0]
         causes.append(Diagnosis("checks_errored", first["task_id"], f"{len(set_up)} check(s) could not run",
