@@ -344,16 +344,3 @@ def test_throttling_is_retried_within_the_deadline(shared_stage: Stage, aws_env:
     assert len(throttled) == 3
     assert any("ThrottlingException" in note for note in notes)
 
-
-@on_shared_stage(HEALTHY)
-def test_a_task_without_a_public_ip_is_looked_at_once_more_then_named(shared_stage: Stage, aws_env: Any) -> None:
-    """A task seen RUNNING can lose its address while stopping, so one look is not the answer; two are."""
-    from tests.test_discovery import extra_service, start_task_without_public_ip
-
-    cluster, service, task_definition = extra_service(shared_stage, desired=1)
-    start_task_without_public_ip(shared_stage, cluster, service, task_definition)
-    clients = clients_for(shared_stage)
-    with pytest.raises(CouldNotVerify, match=r"has no public IP .*use --address private") as caught:
-        wait_until_stable(clients, cluster=cluster, service=service, timeout_s=60)
-    assert caught.value.kind == "no_public_ip"
-    assert clients.calls.by_operation()["ec2.DescribeNetworkInterfaces"] == 2  # the first look, and one more
