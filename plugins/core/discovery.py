@@ -14,7 +14,7 @@ batched EC2 call for all ENIs).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -68,6 +68,8 @@ class ServiceObserver:
     # Read the record on every change, not only when deployments show what it settles (a blue/green
     # gate needs its lifecycle hooks, which deployments never show).
     read_records: bool = False
+    # How old the last full look is: the wait's own clock, so a test can make it count the wait's gaps alone.
+    clock: Callable[[], float] = time.monotonic
 
     @property
     def record(self) -> DeploymentRecord | None:
@@ -99,7 +101,7 @@ class ServiceObserver:
             worth = self.read_records or records_worth_reading(raw_service)
             self._record = (self.records.read(self.clients, raw_service, changed=signature != self._last_signature)
                             if worth else None)
-            age = time.monotonic() - self._last_full_at
+            age = self.clock() - self._last_full_at
             unchanged = signature == self._last_signature and age < full_every_s
             moving = age < full_gap_s and not may_have_settled(raw_service)
             if light_if_unchanged and self.polls and (unchanged or moving):
@@ -123,7 +125,7 @@ class ServiceObserver:
         self._last_live = frozenset(live_arns)
         self._last_counts = counts
         self._last_signature = signature
-        self._last_full_at = time.monotonic()
+        self._last_full_at = self.clock()
         live: list[TaskInfo] = []
         for task in described:
             if task.group != self.group:

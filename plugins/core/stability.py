@@ -167,6 +167,7 @@ class _Wait:
     notes: list[str] = field(default_factory=list)
     stopped_before: frozenset[str] | None = None
     _targets: tuple[frozenset[str], tuple[Target, ...]] | None = None
+    # Tasks ECS has not called healthy yet: (set, full poll of an incomplete lookup or None, targets).
     _starting: tuple[frozenset[str], int | None, tuple[Target, ...]] | None = None
     _choice: ContainerChoice | None = None
     addresses: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # by ENI, looked up once
@@ -174,7 +175,6 @@ class _Wait:
     unaddressed: dict[str, int] = field(default_factory=dict)
     _look_again: bool = False  # a task was first seen without its address: read the tasks afresh next poll
     _pending: tuple[frozenset[str], int, AddressPending] | None = None  # (ready set, full poll, outcome)
-    # Tasks ECS has not called healthy yet: (set, full poll of an incomplete lookup or None, targets).
 
     def elapsed(self) -> float:
         return self.clock() - self.started
@@ -420,7 +420,7 @@ def wait_until_stable(
     calls_before = clients.calls.total()
     start = clock()
     # A caller's own observer keeps what AWS answered after the wait, also when it raised.
-    observer = observer or ServiceObserver(clients, cluster, service)
+    observer = observer or ServiceObserver(clients, cluster, service, clock=clock)
     observer.read_records = observer.read_records or at_paused_hook  # the hooks are only in the record
     state = _Wait(observer, options, client, clock, start, datetime.now().astimezone())
     deadline = start + timeout_s
