@@ -123,7 +123,7 @@ class OwnService:
                 AllocationIds=[task.allocation_id])["Addresses"]):  # fmt: skip
             self.release_address(task)
         stamp = now()
-        stop_code = "TaskFailedToStart" if reason == HEALTH_CHECK_FAILED else "EssentialContainerExited"
+        stop_code = "ServiceSchedulerInitiated" if reason == HEALTH_CHECK_FAILED else "EssentialContainerExited"
         ecs_task = moto_quirks.find_task(REGION, self.cluster, task.arn)
         moto_quirks.set_task_fields(ecs_task, last_status="STOPPED", desired_status="STOPPED", stopped_reason=reason,
                                     stop_code=stop_code, stopping_at=stamp, stopped_at=stamp)  # fmt: skip
