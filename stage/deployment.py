@@ -33,6 +33,7 @@ from stage.errors import StageError
 from stage.faultproxy import AWS, FaultProxy, NetworkFaults
 from stage.processes import WarmPool
 from stage.scheduler import DEFAULT_BAKE_TIME_S, PORT, Scheduler, StageTask, app_cmd_fields
+from stage.scheduler import Deployment as StageDeployment
 from stage.task_network import port_is_free
 from stage.task_stops import task_stop
 from stage.seed import (CLUSTER, CONTAINER, DESIRED_COUNT, LOG_GROUP, LOG_PREFIX, MAX_TASKS, REGION, REPOSITORY,
@@ -62,7 +63,7 @@ class StageOptions:
     time_scale: float = DEFAULT_TIME_SCALE  # health-check interval and timeout
     start_period_scale: float = DEFAULT_START_PERIOD_SCALE  # health-check startPeriod
     restart_delay_s: float = 0.5
-    rolling_delay_s: float = 3.0
+    rolling_delay_s: float = 3.0  # math.inf: held until begin_roll_out()
     ready_timeout_s: float = 30.0
     bake_time_s: float = DEFAULT_BAKE_TIME_S  # a deploy whose service has deployment alarms bakes this long
     # False: an account without ECS deployment records (no currentServiceDeployment, UnknownOperation).
@@ -130,6 +131,7 @@ class Stage:
         self._aws_endpoint: str | None = None  # the proxy's, in front of moto (None: moto's own)
         self.seeded: Seeded | None = None
         self.canary: CanaryResources | None = None  # the canary stack, when the scenario installs it
+        self._deferred: StageDeployment | None = None  # the roll-out a scenario begins rolling_delay_s after ready
 
     # -- life ------------------------------------------------------------------------------------
 
@@ -198,6 +200,7 @@ class Stage:
             self._scheduler.add_stopped_task(plan.deployments[index], reason, exit_code)
         self._wait_ready(plan)
         if plan.deferred is not None:
+            self._deferred = plan.deferred
             plan.deferred.not_before = time.monotonic() + options.rolling_delay_s
 
     def _wait_ready(self, plan: scenarios.ScenarioPlan) -> None:
@@ -374,6 +377,14 @@ class Stage:
         health checks). ``replacement``: "serve", "hang" (never healthy) or None (the service starts none).
         """
         return self.scheduler.stop_task(task_id, task_stop(how), replacement=replacement)
+
+    def begin_roll_out(self) -> None:
+        """Begin the scenario's deferred roll-out now (held with ``rolling_delay_s=math.inf``).
+
+        A test that must see the state before the roll-out cannot race a delay on a loaded runner.
+        """
+        assert self._deferred is not None, f"scenario {self.options.scenario!r} has no deferred roll-out"
+        self.scheduler.allow_start(self._deferred)
 
     def wait_until(self, condition: Any, timeout_s: float) -> bool:
         """Wait for a scheduler state (e.g. ``lambda: stage.stable_at``), bounded."""

@@ -152,10 +152,16 @@ def _operation_of(environ: dict[str, Any]) -> str:
     return f"ec2.{action}"
 
 
+# The stage's own calls to moto's control API (freeze transitions, reset). A reset of every backend, in a
+# process that also runs the scheduler, took over 5 s at load average 30-40 on 2 cores and failed the
+# stage's stop; a loopback call that answers returns at once, so the bound only has to be generous.
+CONTROL_TIMEOUT_S = 120.0
+
+
 def _post(endpoint: str, path: str, body: dict[str, Any] | None) -> None:
     data = json.dumps(body).encode() if body is not None else b""
     request = urllib.request.Request(endpoint + path, data=data, method="POST")
-    with urllib.request.urlopen(request, timeout=5):
+    with urllib.request.urlopen(request, timeout=CONTROL_TIMEOUT_S):
         pass
 
 

@@ -258,6 +258,12 @@ class Scheduler:
             self.reconcile()
             return new
 
+    def allow_start(self, deployment: Deployment) -> None:
+        """Let a deployment held by ``not_before`` start its tasks now."""
+        with self._lock:
+            deployment.not_before = 0.0
+            self.reconcile()
+
     def add_stopped_task(self, deployment: Deployment, reason: str, exit_code: int | None) -> None:
         """A task that stopped before the stage began (for histories such as a rollback)."""
         with self._lock:

@@ -8,6 +8,7 @@ to end, on loopback only.
 from __future__ import annotations
 
 import ipaddress
+import math
 import socket
 import subprocess
 import sys
@@ -79,9 +80,10 @@ def test_the_stand_in_answers_on_both_its_private_and_its_public_address(shared_
 
 
 def test_replaced_tasks_get_new_private_addresses(stage_factory: Any) -> None:
-    stage = stage_factory("rolling", rolling_delay_s=0.5)
+    stage = stage_factory("rolling", rolling_delay_s=math.inf)  # held: a delay races the read on a loaded runner
     old = stage.task_private_ips()
-    assert stage.wait_until(lambda: stage.stable_at is not None, 30)
+    stage.begin_roll_out()
+    assert stage.wait_until(lambda: stage.stable_at is not None, 120)
     new = stage.task_private_ips()
     assert len(new) == 2 and not set(old) & set(new)
     assert not set(old.values()) & set(new.values()), (old, new)

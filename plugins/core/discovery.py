@@ -14,7 +14,7 @@ batched EC2 call for all ENIs).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -68,6 +68,8 @@ class ServiceObserver:
     # Read the record on every change, not only when deployments show what it settles (a blue/green
     # gate needs its lifecycle hooks, which deployments never show).
     read_records: bool = False
+    # How old the last full look is: the wait's own clock, so a test can make it count the wait's gaps alone.
+    clock: Callable[[], float] = time.monotonic
 
     @property
     def record(self) -> DeploymentRecord | None:
@@ -99,7 +101,7 @@ class ServiceObserver:
             worth = self.read_records or records_worth_reading(raw_service)
             self._record = (self.records.read(self.clients, raw_service, changed=signature != self._last_signature)
                             if worth else None)
-            age = time.monotonic() - self._last_full_at
+            age = self.clock() - self._last_full_at
             unchanged = signature == self._last_signature and age < full_every_s
             moving = age < full_gap_s and not may_have_settled(raw_service)
             if light_if_unchanged and self.polls and (unchanged or moving):
@@ -123,7 +125,7 @@ class ServiceObserver:
         self._last_live = frozenset(live_arns)
         self._last_counts = counts
         self._last_signature = signature
-        self._last_full_at = time.monotonic()
+        self._last_full_at = self.clock()
         live: list[TaskInfo] = []
         for task in described:
             if task.group != self.group:
@@ -248,7 +250,15 @@ def lookup_addresses(clients: AwsClients, eni_ids: Iterable[str],
             kwargs["NextToken"] = token
 
 
-def build_targets(
+@dataclass(frozen=True, slots=True)
+class Addressing:
+    """Targets for the tasks that have the address asked for, and why each other task has none."""
+
+    targets: tuple[Target, ...]
+    missing: tuple[CouldNotVerify, ...]  # kind no_public_ip / no_private_ip, details["task_id"]
+
+
+def address_tasks(
     clients: AwsClients,
     tasks: Iterable[TaskInfo],
     *,
@@ -256,34 +266,30 @@ def build_targets(
     port: int,
     address: Address,
     known_addresses: dict[str, tuple[str | None, str | None]] | None = None,
-) -> tuple[Target, ...]:
-    """Targets for ready tasks, addressed by public or private IP (``known_addresses``: see lookup_addresses)."""
+) -> Addressing:
+    """Targets for the tasks whose address EC2 gives; the others named, not raised (one EC2 call).
+
+    A task seen RUNNING can have lost its address (or its ENI) by the time EC2 answers,
+    because ECS is stopping it: only a later look at the task says which. The caller decides.
+    """
     tasks = tuple(tasks)
     addresses = lookup_addresses(clients, (task.eni_id for task in tasks if task.eni_id), known_addresses)
     targets: list[Target] = []
+    missing: list[CouldNotVerify] = []
     for task in tasks:
         if task.eni_id and task.eni_id not in addresses:
-            # Deleted after describe_tasks saw the task RUNNING: it is stopping (the wait looks once more).
-            raise CouldNotVerify(
+            missing.append(CouldNotVerify(
                 f"task {task.short_id}'s ENI {task.eni_id} is gone: the task is stopping",
                 kind="no_public_ip" if address == "public" else "no_private_ip",
                 details={"task_id": task.task_id, "eni_id": task.eni_id},
-            )
+            ))  # fmt: skip
+            continue
         private_ip, public_ip = addresses.get(task.eni_id or "", (None, None))
         private_ip = private_ip or task.private_ip
         ip = public_ip if address == "public" else private_ip
         if not ip:
-            if address == "public":
-                raise CouldNotVerify(
-                    f"task {task.short_id} has no public IP (ENI {task.eni_id or 'unknown'}): "
-                    "use --address private from inside the VPC, or enable assignPublicIp",
-                    kind="no_public_ip",
-                    details={"task_id": task.task_id, "eni_id": task.eni_id},
-                )
-            raise CouldNotVerify(
-                f"task {task.short_id} has no private IP yet (ENI {task.eni_id or 'unknown'})", kind="no_private_ip",
-                details={"task_id": task.task_id, "eni_id": task.eni_id},
-            )
+            missing.append(no_address(task, address))
+            continue
         box = task.container(container)
         targets.append(
             Target(
@@ -301,7 +307,46 @@ def build_targets(
                 source="ecs",
             )
         )
-    return tuple(targets)
+    return Addressing(tuple(targets), tuple(missing))
+
+
+def no_address(task: TaskInfo, address: Address, *, why: str = "") -> CouldNotVerify:
+    """The task lacks the address asked for (``why``: what is known of the cause, e.g. the service's setting)."""
+    details = {"task_id": task.task_id, "eni_id": task.eni_id}
+    if address == "public":
+        return CouldNotVerify(
+            f"task {task.short_id} has no public IP (ENI {task.eni_id or 'unknown'}{why}): "
+            "use --address private from inside the VPC, or enable assignPublicIp",
+            kind="no_public_ip",
+            details=details,
+        )
+    return CouldNotVerify(
+        f"task {task.short_id} has no private IP yet (ENI {task.eni_id or 'unknown'}{why})", kind="no_private_ip",
+        details=details,
+    )
+
+
+def build_targets(
+    clients: AwsClients,
+    tasks: Iterable[TaskInfo],
+    *,
+    container: str,
+    port: int,
+    address: Address,
+    known_addresses: dict[str, tuple[str | None, str | None]] | None = None,
+) -> tuple[Target, ...]:
+    """Targets for ready tasks, addressed by public or private IP; the first task without one raises."""
+    addressing = address_tasks(clients, tasks, container=container, port=port, address=address,
+                               known_addresses=known_addresses)
+    if addressing.missing:
+        raise addressing.missing[0]
+    return addressing.targets
+
+
+def public_ip_disabled(raw_service: Mapping[str, Any] | None) -> bool:
+    """The service gives its tasks no public IP (``assignPublicIp: DISABLED``): waiting will not bring one."""
+    network = (raw_service or {}).get("networkConfiguration") or {}
+    return (network.get("awsvpcConfiguration") or {}).get("assignPublicIp") == "DISABLED"
 
 
 def deployment_from(

@@ -11,6 +11,13 @@ The wait ends early with ``DeployFailed`` on a rollback, on tasks that keep stop
 and on an image or task-definition mismatch. A passed deadline is ``CouldNotVerify``
 carrying the last observed state.
 
+A task seen RUNNING without its address is not an answer: ECS releases a stopping task's
+IP (or deletes its ENI) while describe_tasks may still show it RUNNING, and a slow runner
+lands its lookup in that gap. The wait reads the tasks afresh and looks again until the
+task is seen stopped (its stop reason decides) or gets its address; only a task still
+RUNNING without one at the deadline is ``no_public_ip``/``no_private_ip``. A service with
+``assignPublicIp: DISABLED`` asked for public addresses is named at once: a setting, not a moment.
+
 Call budget: a full poll is describe_services + list_tasks + describe_tasks (3 calls;
 describe_tasks takes 100 tasks a call, so 24 tasks cost the same as 2), plus
 list_tasks(STOPPED) only when ECS counted a failed task or fewer tasks run, plus one EC2
@@ -39,12 +46,13 @@ from plugins.core.aws import AwsClients
 from plugins.core.blue_green import green_not_settled, paused_hook_note
 from plugins.core.containers import ContainerChoice, choose_container
 from plugins.core.deployment import Address, Deployment, TaskDefinitionRef
-from plugins.core.discovery import ServiceObserver, build_targets, deployment_from
+from plugins.core.discovery import (Addressing, ServiceObserver, address_tasks, deployment_from, no_address,
+                                    public_ip_disabled)
 from plugins.core.errors import CouldNotVerify, DeployFailed
 from plugins.core.http import keepalive_limits
 from plugins.core.health_probe import (DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEFAULT, HEALTH_PATH_FROM_TASK_DEFINITION,
                                        HEALTH_TIMEOUT, get_health_all, health_path_missing)
-from plugins.core.observation import DeploymentInfo, Observation
+from plugins.core.observation import DeploymentInfo, Observation, TaskInfo
 from plugins.core.rollout_checks import (check_image, check_rollback, check_tasks_stopping, ready_primary_tasks,
                                          require_desired, require_primary, stop_evidence, tasks_not_ready)
 from plugins.core.targets import Target
@@ -100,11 +108,23 @@ class StableResult:
     health_path_source: str = HEALTH_PATH_FROM_DEFAULT
 
 
-ADDRESS_KINDS = frozenset({"no_public_ip", "no_private_ip"})
-
-
 class NotSettled(Exception):
     """The deployment is still moving; the note says on what (retried until the deadline)."""
+
+
+class AddressPending(NotSettled):
+    """A ready task was seen RUNNING without the address asked for: its fate is not known yet.
+
+    ECS releases a stopping task's address (and deletes its ENI) while describe_tasks may
+    still show it RUNNING, so one look proves nothing, however fast or slow the machine.
+    The wait looks again until the task is seen stopped (its reason then decides) or gets
+    its address; only a task still RUNNING without one at the deadline is could-not-verify.
+    """
+
+    def __init__(self, gap: CouldNotVerify, looks: int) -> None:
+        super().__init__(f"{gap} (seen RUNNING without it on {looks} look(s); looking again)")
+        self.gap = gap
+        self.looks = looks
 
 
 def poll_gap(attempt: int, rng: random.Random) -> float:
@@ -173,11 +193,15 @@ class _Wait:
     aws_hiccups: dict[str, int] = field(default_factory=dict)  # transient AWS failure -> polls it cost
     stopped_before: frozenset[str] | None = None
     _targets: tuple[frozenset[str], tuple[Target, ...]] | None = None
-    _starting: tuple[frozenset[str], tuple[Target, ...]] | None = None  # tasks ECS has not called healthy yet
+    # Tasks ECS has not called healthy yet: (set, full poll of an incomplete lookup or None, targets).
+    _starting: tuple[frozenset[str], int | None, tuple[Target, ...]] | None = None
     _choice: ContainerChoice | None = None
     addresses: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # by ENI, looked up once
-    addressless: set[str] = field(default_factory=set)  # tasks already given one more look for their address
     timeline: TimelineRecorder | None = None  # what each poll showed, as change events (the run's timeline)
+    # Ready tasks seen RUNNING without their address: how many fresh looks showed that (see AddressPending).
+    unaddressed: dict[str, int] = field(default_factory=dict)
+    _look_again: bool = False  # a task was first seen without its address: read the tasks afresh next poll
+    _pending: tuple[frozenset[str], int, AddressPending] | None = None  # (ready set, full poll, outcome)
 
     def elapsed(self) -> float:
         return self.clock() - self.started
@@ -192,7 +216,9 @@ class _Wait:
         if self.in_health_phase and self.last is not None and self._targets is not None:
             # ECS said settled a moment ago; the rest of the streak is HTTP only.
             return self._finish(self.last, self._targets[1])
-        observation = self.observer.poll(light_if_unchanged=True, full_gap_s=FULL_POLL_GAP_S)
+        # A light poll reuses the last task list: useless for learning what became of an addressless task.
+        observation = self.observer.poll(light_if_unchanged=not self._look_again, full_gap_s=FULL_POLL_GAP_S)
+        self._look_again = False
         self.last = observation
         if self.timeline is not None:
             self.timeline.observe(observation)
@@ -249,22 +275,39 @@ class _Wait:
         if self._targets is None or self._targets[0] != arns:
             # A new task set means new IPs: look the ENIs up once for it.
             self.ok_streak = 0
-            try:
-                targets = build_targets(
-                    self.observer.clients, ready, container=choice.name, port=choice.port,
-                    address=self.options.address, known_addresses=self.addresses,
-                )  # fmt: skip
-            except CouldNotVerify as error:
-                # A task seen RUNNING can be stopping by the time EC2 answers (its address released or its
-                # ENI gone): look once more, when the next poll shows it stopped (and why). The same task
-                # without an address twice is the answer.
-                task_id = error.details.get("task_id")
-                if error.kind not in ADDRESS_KINDS or not task_id or task_id in self.addressless:
-                    raise
-                self.addressless.add(task_id)
-                raise NotSettled(f"{error} (looking once more)") from error
-            self._targets = (arns, targets)
+            if self._pending is not None and self._pending[:2] == (arns, self.observer.polls):
+                raise self._pending[2]  # no fresh look at the tasks since: EC2 would say the same
+            addressing = self._address(ready, choice)
+            if addressing.missing:
+                raise self._address_pending(addressing.missing[0], arns)
+            self._pending = None
+            self.unaddressed.clear()
+            self._targets = (arns, addressing.targets)
         return self._targets[1]
+
+    def _address(self, tasks: tuple[TaskInfo, ...], choice: ContainerChoice) -> Addressing:
+        return address_tasks(self.observer.clients, tasks, container=choice.name, port=choice.port,
+                             address=self.options.address, known_addresses=self.addresses)
+
+    def _count_unaddressed(self, gaps: tuple[CouldNotVerify, ...]) -> None:
+        """One more fresh look showed these tasks without their address; a first sighting asks for a fresh look."""
+        for gap in gaps:
+            task_id = str(gap.details.get("task_id", ""))
+            self._look_again = self._look_again or task_id not in self.unaddressed
+            self.unaddressed[task_id] = self.unaddressed.get(task_id, 0) + 1
+
+    def _address_pending(self, gap: CouldNotVerify, arns: frozenset[str]) -> AddressPending:
+        """Count one more fresh look at a task without its address; a setting that rules one out ends the wait."""
+        task_id = str(gap.details.get("task_id", ""))
+        if self.options.address == "public" and public_ip_disabled(self.observer.last_service):
+            task = next((t for t in self.last.tasks if t.task_id == task_id), None) if self.last else None
+            if task is not None:
+                raise no_address(task, "public", why="; the service's assignPublicIp is DISABLED") from gap
+            raise gap
+        self._count_unaddressed((gap,))
+        pending = AddressPending(gap, self.unaddressed[task_id])
+        self._pending = (arns, self.observer.polls, pending)
+        return pending
 
     def health_path(self, choice: ContainerChoice | None = None) -> tuple[str, str]:
         """(path, where it came from): the one asked for, else the task definition's, else the default."""
@@ -288,12 +331,16 @@ class _Wait:
         arns = frozenset(task.task_arn for task in starting)
         if not arns:
             return
-        if self._starting is None or self._starting[0] != arns:
-            targets = build_targets(self.observer.clients, starting, container=choice.name, port=choice.port,
-                                    address=self.options.address, known_addresses=self.addresses)
-            self._starting = (arns, targets)
+        cached = self._starting
+        fresh = cached is None or cached[0] != arns or (cached[1] is not None and cached[1] != self.observer.polls)
+        if fresh:
+            # A starting task without its address is probed once it has one; ECS decides its fate meanwhile.
+            addressing = self._address(starting, choice)
+            self._count_unaddressed(addressing.missing)
+            self._starting = (arns, self.observer.polls if addressing.missing else None, addressing.targets)
+        assert self._starting is not None
         path, source = self.health_path(choice)
-        for answer in get_health_all(self.http, self._starting[1], path):
+        for answer in get_health_all(self.http, self._starting[2], path):
             if answer.status == 404:
                 raise health_path_missing(self.http, answer, path, choice, source=source)
 
@@ -411,7 +458,7 @@ def wait_until_stable(
     calls_before = clients.calls.total()
     start = clock()
     # A caller's own observer keeps what AWS answered after the wait, also when it raised.
-    observer = observer or ServiceObserver(clients, cluster, service)
+    observer = observer or ServiceObserver(clients, cluster, service, clock=clock)
     observer.read_records = observer.read_records or at_paused_hook  # the hooks are only in the record
     state = _Wait(observer, options, client, clock, start, datetime.now().astimezone(), timeline=timeline)
     deadline = start + timeout_s
@@ -471,8 +518,11 @@ def deadline_passed(state: _Wait, timeout_s: float, last: BaseException | None) 
     """The deadline outcome, carrying the last observed state.
 
     AWS still failing when the deadline came is AWS's could-not-verify (its own category,
-    the last error named), not the deployment's "not stable".
+    the last error named), not the deployment's "not stable"; a task still without its
+    address is the address error.
     """
+    if isinstance(last, AddressPending):
+        return address_never_came(state, timeout_s, last)
     if is_aws_hiccup(last):
         assert isinstance(last, CouldNotVerify)
         evidence = [f"transient AWS failures during the wait: {aws_hiccups_note(state.aws_hiccups)}"]
@@ -490,4 +540,18 @@ def deadline_passed(state: _Wait, timeout_s: float, last: BaseException | None) 
         kind="deadline",
         evidence=evidence,
         details={"timeout_s": timeout_s, "polls": state.observer.polls},
+    )
+
+
+def address_never_came(state: _Wait, timeout_s: float, pending: AddressPending) -> CouldNotVerify:
+    """A ready task still RUNNING without its address when the deadline passed: the address error, with the looks."""
+    gap = pending.gap
+    evidence = [f"seen RUNNING without it on {pending.looks} fresh look(s) at the tasks in {timeout_s:.0f} s"]
+    if state.last is not None:
+        evidence.append(f"last seen: {state.last.describe()}")
+    return CouldNotVerify(
+        f"{gap} (still so at the {timeout_s:.0f} s deadline)",
+        kind=gap.kind,
+        evidence=[*evidence, *gap.evidence],
+        details={**gap.details, "looks": pending.looks, "timeout_s": timeout_s, "polls": state.observer.polls},
     )
