@@ -512,7 +512,9 @@ class MembershipWrites:
             try:
                 response = self.remove(user_id)
             except httpx.TransportError as error:
-                self.unanswered.append(f"removing user {user_id} got no answer ({type(error).__name__})")
+                # NoAnswer names what the last attempt met (a refused connection: the task is gone).
+                why = error.last_error.split(":", 1)[0] if isinstance(error, NoAnswer) else type(error).__name__
+                self.unanswered.append(f"removing user {user_id} got no answer ({why})")
                 continue
             except httpx.HTTPError as error:
                 if user_id not in self._begun:
