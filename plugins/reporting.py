@@ -337,6 +337,9 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
                                                        environment=resolved.environment)
     # Beyond the documented fields: how long diagnosis and lint took (bench/bench_diagnosis.py).
     verdict["diagnosis_s"] = round(findings.duration_s, 3)  # type: ignore[typeddict-unknown-key]
+    budget = config.stash.get(retry_budget_key, None)
+    if budget is not None:  # every lane's and worker's HTTP retries, for machines (the note says it for people)
+        verdict["http_retries"] = asdict(budget.counts())  # type: ignore[typeddict-unknown-key]
     config.stash[verdict_key] = verdict
     verdicts.write_verdict(report_dir / "verdict.json", verdict, registry)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")

@@ -8,7 +8,6 @@ first request of a run (a warm-up), and 10-20 % of AWS calls throttled, answered
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,32 +91,9 @@ def soak_run(stage: Stage, report_dir: Path) -> RunOutcome:
     return RunOutcome(run.exit_code, categories, retries_reported(verdict), injected, failing)
 
 
-RETRY_COUNT = re.compile(r"(\d+)\s+(?:[\w-]+\s+){0,3}retr\w*|retr\w*\D{0,24}?(\d+)", re.IGNORECASE)
-
-
 def retries_reported(verdict: dict[str, Any]) -> int:
-    """Retries the verdict says it spent, read leniently from any text that counts them ("3 retries", "retried: 2")."""
-    total = 0
-    for text in _texts(verdict):
-        for match in RETRY_COUNT.finditer(text):
-            total += int(match.group(1) or match.group(2))
-    return total
-
-
-def _texts(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value] if "retr" in value.lower() else []
-    if isinstance(value, dict):
-        found = []
-        for key, item in value.items():
-            if "retr" in str(key).lower() and isinstance(item, int) and not isinstance(item, bool):
-                found.append(f"{item} retries")
-            else:
-                found += _texts(item)
-        return found
-    if isinstance(value, list):
-        return [text for item in value for text in _texts(item)]
-    return []
+    """The HTTP retries the verdict says the run spent (``http_retries``, every lane's together)."""
+    return int((verdict.get("http_retries") or {}).get("retries", 0))
 
 
 TASK_FAULT_KINDS = ("tasks.reset", "tasks.stall", "tasks.idle_close", "tasks.warmup_503")

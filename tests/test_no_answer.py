@@ -45,6 +45,7 @@ def test_a_get_reset_mid_test_is_retried_and_the_run_passes_showing_it(shared_st
     # Each task reset its first GET /api/me once; each was sent again, once.
     assert f"note: HTTP: {tasks} request(s) retried ({tasks} retries, budget 60); 0 left unanswered" \
         in verdict["warnings"], verdict["warnings"]
+    assert verdict["http_retries"] == {"retries": tasks, "requests_retried": tasks, "unanswered": 0, "limit": 60}
     results = [json.loads(path.read_text()) for path in (tmp_path / "allure-results").glob("*-result.json")]
     lost = [name for result in results for name in step_names(result.get("steps", []))
             if "/api/me -> no answer (" in name]
@@ -73,4 +74,5 @@ def test_a_check_whose_request_stays_unanswered_is_could_not_verify(pytester: py
     assert [d["category"] for d in verdict["diagnoses"]] == ["no_answer"]
     assert verdict["diagnoses"][0]["summary"] == row["message"]
     assert "note: HTTP: 1 request(s) retried (2 retries, budget 60); 1 left unanswered" in verdict["warnings"]
+    assert verdict["http_retries"] == {"retries": 2, "requests_retried": 1, "unanswered": 1, "limit": 60}
     assert behaviour.seen == ["GET /health"] * 4  # the probe, then the check's three attempts

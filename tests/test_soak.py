@@ -32,6 +32,8 @@ def test_healthy_deploys_are_never_blocked_by_network_noise(tmp_path: Path) -> N
     assert all(o.injected.get("tasks.warmup_503", 0) >= 1 for o in outcomes)
     assert total(outcomes, "tasks.reset") + total(outcomes, "tasks.stall") >= 1
     assert sum(total(outcomes, f"aws.{kind}") for kind in ("throttle", "500", "503", "reset")) >= 1
+    # The noise reached the tests and was absorbed by bounded retries that the verdicts show.
+    assert sum(o.retries for o in outcomes) >= 1
     blocked = [f"run {n}: {o.describe()}: {'; '.join(o.failing)}" for n, o in enumerate(outcomes) if o.exit_code]
     assert blocked == [], "\n".join(blocked)
 

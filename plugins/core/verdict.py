@@ -29,6 +29,8 @@ verdict.json fields
   deployment; see ``console_links``).
 - ``links``: the run's own console links (the ECS service, its service deployment).
 - ``warnings``: sentences about things that did not fail the run (task definition lint...).
+- ``http_retries`` (written by the pytest layer): the run's HTTP retries, every task lane's and
+  xdist worker's together: ``retries``, ``requests_retried``, ``unanswered``, ``limit`` (the budget).
 - ``deployment_gate`` (``--continue-deployment`` only): the service deployment, the PAUSE hook
   found (``paused_hook``: ``hook_id``, ``stage``, ``expires_at``, ``timeout_action``), each
   ``actions`` entry (``hook_id``, ``stage``, ``action`` CONTINUE or ROLLBACK, ``at``, ``accepted``,
