@@ -60,7 +60,7 @@ def test_one_cause_is_said_once_with_its_tasks_at_2_and_at_24_tasks() -> None:
         "FAIL (exit 1): [code_error] the application raised AttributeError on 2 of 2 tasks: 2618a261, d4ff58d0")
     line = headline(_verdict(TASKS_24, [_diagnosis(t) for t in TASKS_24]))
     assert line == ("FAIL (exit 1): [code_error] the application raised AttributeError on 24 of 24 tasks: "
-                    "000000a0, 000000a1, 000000a2 (+21 more)")
+                    "000000a0, 000000a1, 000000a2 and 21 more")
     other = _diagnosis(None, "task_restarting", "tasks keep stopping")
     assert headline(_verdict(two, [_diagnosis(two[0]), other])).endswith("on 1 of 2 tasks: 2618a261 (+1 more causes)")
 
@@ -75,7 +75,7 @@ def test_the_globals_carry_each_cause_once_the_verdict_metric_and_the_headline(t
     globals_ = json.loads((tmp_path / GLOBALS_FILE).read_text())
     assert [error["message"] for error in globals_["errors"]] == [
         "FAIL: [code_error] the application raised AttributeError on 24 of 24 tasks: 000000a0, 000000a1, 000000a2 "
-        "(+21 more)"]
+        "and 21 more"]
     assert "next step: Use secrets.token_urlsafe(32)." in globals_["errors"][0]["trace"]
     assert all((tmp_path / item["source"]).exists() for item in globals_["attachments"])
     metric = json.loads((tmp_path / METRICS_FILE).read_text())[0]

@@ -77,7 +77,7 @@ class Cause:
         if not self.task_ids:
             return ""
         shown = ", ".join(task_id[:8] for task_id in self.task_ids[:HEADLINE_TASKS])
-        more = f" (+{len(self.task_ids) - HEADLINE_TASKS} more)" if len(self.task_ids) > HEADLINE_TASKS else ""
+        more = f" and {len(self.task_ids) - HEADLINE_TASKS} more" if len(self.task_ids) > HEADLINE_TASKS else ""
         of = f" of {total_tasks}" if total_tasks >= len(self.task_ids) else ""
         noun = "task" if len(self.task_ids) == 1 and not of else "tasks"
         return f"on {len(self.task_ids)}{of} {noun}: {shown}{more}"
