@@ -39,7 +39,7 @@ VERDICT_ATTACHMENT = "smoke-verdict-attachment.md"
 TIMELINE_ATTACHMENT = "smoke-timeline-attachment.html"
 RESULT_SUFFIX = "-result.json"
 CONTAINER_SUFFIX = "-container.json"
-HEADLINE_TASKS = 3  # task ids named in the headline before "+N more"
+HEADLINE_TASKS = 3  # task ids named in the headline before "and N more"
 EXCHANGE_CHARS = 2000  # of each request/response quoted in a failed result's description
 _WORDS = {"pass": "PASS", "fail": "FAIL", "error": "COULD NOT VERIFY"}
 
