@@ -25,12 +25,14 @@ RUN groupadd --system --gid 10001 smoke \
 
 WORKDIR /app
 
-# Runtime dependencies only: requirements-dev.txt (moto, FastAPI, the linters) stays out.
-COPY requirements.txt ./
-RUN pip install --no-cache-dir -r requirements.txt
+# The harness (pytest-ecs-verdict, built from src/) and its runtime dependencies only:
+# requirements-dev.txt (moto, FastAPI, the linters) stays out.
+COPY requirements.txt pyproject.toml README.md ./
+COPY src/ src/
+RUN pip install --no-cache-dir -r requirements.txt && rm -rf src build
 
-# Only what `pytest smoke` loads: the plugin registry, the ini, the harness, the contract, the suite.
-# (Not stage/, tests/ or bench/: they are the harness's own test infrastructure.)
+# Only what `pytest smoke` loads besides the harness: the plugin registry, the ini, CivicForge's
+# plugin, its contract and its suite. (Not stage/, tests/ or bench/: the harness's own test infrastructure.)
 COPY conftest.py pytest.ini ./
 COPY plugins/ plugins/
 COPY contracts/ contracts/

@@ -1,7 +1,7 @@
 // Allure 3's configuration for the smoke reports (`make report`, the GitHub Action's report step).
 // Allure 3 reads allurerc.* (not Allure 2's categories.json); its schema is @allurereport/core's config.
 //   categories: one rule per harness category (report/allure-categories.json, written from
-//     plugins/core/allure3.py allure3_categories and pinned by tests/test_allure3.py), matched on the
+//     src/ecs_verdict/allure3.py allure3_categories and pinned by tests/test_allure3.py), matched on the
 //     smoke_category label each failed result carries, grouped by task.
 //   qualityGate: fails when the run's verdict is not PASS (the metric smoke_verdict_exit_code that the
 //     harness writes to smoke-perf.json, 0 on PASS); a missing metric fails too: never green on nothing.

@@ -1,2 +1,3 @@
-# Only registers plugins; all code lives in plugins/. (pytester serves the harness's own tests in tests/.)
-pytest_plugins = ["plugins.fixtures", "plugins.reporting", "plugins.smoke_plugin", "plugins.civicforge.fixtures", "pytester"]
+# Only registers plugins. The harness (ecs_verdict, installed from src/ by requirements.txt) loads itself
+# through its pytest11 entry point; plugins/ is CivicForge's suite plugin; pytester serves tests/.
+pytest_plugins = ["plugins.fixtures", "pytester"]

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_no_answer.py [--requests 2000] [--reset-percent 3]
 
 A loopback server (``tests/loopback.py``) resets a random few percent of requests
-without answering. Through the harness's client (``plugins.core.http.recording_client``,
+without answering. Through the harness's client (``ecs_verdict.http.recording_client``,
 real backoff), GETs and POSTs are sent: GETs are retried, POSTs are not (NoAnswer).
 Then the price of sending non-repeatable requests on a connection of their own: the
 mean time of a POST on a fresh connection next to a GET on a kept-alive one.
@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from plugins.core.http import ExchangeLog, NoAnswer, RetryBudget, recording_client  # noqa: E402
-from plugins.core.redact import SecretRegistry  # noqa: E402
+from ecs_verdict.http import ExchangeLog, NoAnswer, RetryBudget, recording_client  # noqa: E402
+from ecs_verdict.redact import SecretRegistry  # noqa: E402
 from tests.loopback import Misbehaviour, misbehaving, serving  # noqa: E402
 
 

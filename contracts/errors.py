@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from plugins.core.redact import scrub_patterns
+from ecs_verdict.redact import scrub_patterns
 
 # Keys whose values never appear in a message (compared case-insensitively).
 SECRET_KEYS = frozenset(
@@ -32,7 +32,7 @@ SECURITY_NO_CREDENTIALS = "request without credentials was accepted"
 
 # A `"token": "..."` fragment of a body that is not valid JSON; every other credential shape
 # (bearer tokens, JWTs, token=/password= values, passwords in connection strings, AWS key ids)
-# is the harness-wide rule in plugins.core.redact.
+# is the harness-wide rule in ecs_verdict.redact.
 _SECRET_JSON_FRAGMENT = re.compile(rf'(?i)("(?:{"|".join(sorted(SECRET_KEYS))})"\s*:\s*)"[^"]*"?')
 
 

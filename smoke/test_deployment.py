@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.preflight import RunState
+from ecs_verdict.pytest_plugin.preflight import RunState
 
 
 @pytest.mark.readonly

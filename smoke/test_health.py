@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from contracts import check_health
-from plugins.core.targets import Target
+from ecs_verdict.targets import Target
 
 
 @pytest.mark.readonly

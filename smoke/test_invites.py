@@ -22,9 +22,9 @@ from contracts import (
     check_status,
     invite_token,
 )
-from plugins.civicforge.board_api import BoardApi
-from plugins.civicforge.ledger import MembershipWrites
-from plugins.core.targets import Target
+from plugins.board_api import BoardApi
+from plugins.ledger import MembershipWrites
+from ecs_verdict.targets import Target
 
 INVITED_ROLE = "participant"
 INVITE_HOURS = 1

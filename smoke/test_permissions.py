@@ -20,8 +20,8 @@ from contracts import (
     run_all,
 )
 from contracts.errors import ContractViolation
-from plugins.civicforge.board_api import Anonymous, BoardApi
-from plugins.core.targets import Target
+from plugins.board_api import Anonymous, BoardApi
+from ecs_verdict.targets import Target
 
 OWNER_CHECK = "board_has_owner"
 ME_BOARD = "board_001"  # the only board /api/me reports a membership for

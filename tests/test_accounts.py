@@ -13,9 +13,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from plugins.civicforge.accounts import load_accounts
-from plugins.core.errors import CouldNotVerify
-from plugins.core.redact import SecretRegistry
+from plugins.accounts import load_accounts
+from ecs_verdict.errors import CouldNotVerify
+from ecs_verdict.redact import SecretRegistry
 
 SECRET = "civicforge/board-mvp/smoke-accounts"
 OWNER = {"username": "smoke-owner", "password": "owner-pass-1"}

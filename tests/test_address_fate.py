@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from plugins.core.aws import AwsClients, make_clients
-from plugins.core.errors import CouldNotVerify, DeployFailed
-from plugins.core.stability import wait_until_stable
+from ecs_verdict.aws import AwsClients, make_clients
+from ecs_verdict.errors import CouldNotVerify, DeployFailed
+from ecs_verdict.stability import wait_until_stable
 from stage import Stage, moto_quirks
 from stage.scheduler import HEALTH_CHECK_FAILED
 from stage.seed import PORT, REGION

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from plugins.core.diagnosis import Failure, diagnose
-from plugins.core.evidence import Evidence
-from plugins.core.observation import Observation, parse_deployment, parse_task
-from plugins.core.stability import aws_not_settled
+from ecs_verdict.diagnosis import Failure, diagnose
+from ecs_verdict.evidence import Evidence
+from ecs_verdict.observation import Observation, parse_deployment, parse_task
+from ecs_verdict.stability import aws_not_settled
 
 TD_NEW = "arn:aws:ecs:us-east-1:123456789012:task-definition/civicforge-board-mvp:8"
 TD_OLD = "arn:aws:ecs:us-east-1:123456789012:task-definition/civicforge-board-mvp:7"

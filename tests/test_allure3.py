@@ -14,11 +14,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from plugins.core.allure3 import (CATEGORY_LABEL, GLOBALS_FILE, METRICS_FILE, REPORT_FILE, VERDICT_METRIC,
+from ecs_verdict.allure3 import (CATEGORY_LABEL, GLOBALS_FILE, METRICS_FILE, REPORT_FILE, VERDICT_METRIC,
                                   allure3_categories, causes, headline, label_failed_result, trim_quiet_fixtures,
                                   write_allure3_extras)
-from plugins.core.categories import CATEGORIES
-from plugins.core.timeline import (TimelineRecorder, check_event, from_dicts, mermaid_gantt, segments,
+from ecs_verdict.categories import CATEGORIES
+from ecs_verdict.timeline import (TimelineRecorder, check_event, from_dicts, mermaid_gantt, segments,
                                    summary_section, timeline_html, verdict_event)
 from tests.test_stability import DEP_NEW, DEP_OLD, NOW, TD_NEW, TD_OLD, deployment, observation, running_task, \
     stopped_task
@@ -42,7 +42,7 @@ def _verdict(task_ids: list[str], diagnoses: list[dict[str, Any]], verdict: str 
 
 def test_the_committed_category_rules_are_the_harness_categories() -> None:
     committed = json.loads((ROOT / "report" / "allure-categories.json").read_text(encoding="utf-8"))
-    assert committed == allure3_categories(), "python -m plugins.core.allure3 > report/allure-categories.json"
+    assert committed == allure3_categories(), "python -m ecs_verdict.allure3 > report/allure-categories.json"
     rules = committed["rules"]
     assert [rule["id"] for rule in rules] == list(CATEGORIES)
     # Allure 3 compiles a label matcher's string as a regular expression over the label's value.

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from plugins.core.aws import make_clients
-from plugins.core.errors import CouldNotVerify
-from plugins.core.stability import MAX_POLLS_NEVER_ANSWERED, wait_until_stable
+from ecs_verdict.aws import make_clients
+from ecs_verdict.errors import CouldNotVerify
+from ecs_verdict.stability import MAX_POLLS_NEVER_ANSWERED, wait_until_stable
 from stage import Stage
 from tests.conftest import StagePlan, on_shared_stage
 from tests.faulty_endpoint import Fault, FaultyEndpoint

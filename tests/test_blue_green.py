@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from plugins.core.blue_green import paused_hook_note
-from plugins.core.deployment_records import parse_record
-from plugins.core.errors import CouldNotVerify
-from plugins.core.settings import UsageError, resolve_settings
+from ecs_verdict.blue_green import paused_hook_note
+from ecs_verdict.deployment_records import parse_record
+from ecs_verdict.errors import CouldNotVerify
+from ecs_verdict.settings import UsageError, resolve_settings
 from stage.seed import CLUSTER, SERVICE
 from tests.conftest import StagePlan, on_shared_stage
 from tests.smoke_runs import run_smoke
@@ -229,7 +229,7 @@ def test_acting_options_that_cannot_work_are_one_usage_line(environ: dict[str, s
 
 
 def test_a_pass_whose_continue_ecs_refused_is_could_not_verify() -> None:
-    from plugins.core.verdict import decide
+    from ecs_verdict.verdict import decide
 
     passed = [{"name": "test_health", "task_id": "t", "outcome": "passed", "duration_s": 0.1, "message": ""}]
     refused = "CONTINUE lifecycle hook ecs-pause-1 at POST_SCALE_UP at T: refused (AccessDeniedException: no)"

@@ -28,7 +28,7 @@ import pytest
 from dockerfile_parse import DockerfileParser
 from moto import mock_aws
 
-from plugins.core.metrics import SUCCESS_METRIC
+from ecs_verdict.metrics import SUCCESS_METRIC
 from stage import canary
 from stage.canary import load_template
 from stage.seed import CLUSTER, REGION, SERVICE, SMOKE_SECRET

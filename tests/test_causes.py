@@ -1,7 +1,7 @@
 """One cause, once (pure): what makes two diagnoses one cause, and the console links each cause carries.
 
 The AWS console URL forms pinned here, and where each comes from (also in the README,
-"Links into AWS", and in ``plugins/core/console_links.py``):
+"Links into AWS", and in ``src/ecs_verdict/console_links.py``):
 
 - CloudWatch Logs, one log stream: ``https://REGION.console.aws.amazon.com/cloudwatch/home?
   region=REGION#logsV2:log-groups/log-group/GROUP/log-events/STREAM$3Fstart$3DMS$26end$3DMS``,
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from plugins.core.causes import TaskNames, cause_key, merge_causes, tasks_phrase, without_task_ids
-from plugins.core.console_links import (ConsoleContext, awslogs_options, ecs_service_url, ecs_task_url,
+from ecs_verdict.causes import TaskNames, cause_key, merge_causes, tasks_phrase, without_task_ids
+from ecs_verdict.console_links import (ConsoleContext, awslogs_options, ecs_service_url, ecs_task_url,
                                         log_stream_url, run_window)
 
 T1 = "2618a2617c0e4b0fa3d3e0b4c1d2e3f4"

@@ -21,12 +21,12 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from plugins.core.aws import make_clients
-from plugins.core.deployment_records import DeploymentRecords
-from plugins.core.discovery import ServiceObserver
-from plugins.core.rollout_checks import check_rollback, require_primary
-from plugins.core.errors import DeployFailed
-from plugins.core.stability import wait_until_stable
+from ecs_verdict.aws import make_clients
+from ecs_verdict.deployment_records import DeploymentRecords
+from ecs_verdict.discovery import ServiceObserver
+from ecs_verdict.rollout_checks import check_rollback, require_primary
+from ecs_verdict.errors import DeployFailed
+from ecs_verdict.stability import wait_until_stable
 from stage.seed import CLUSTER, CONTAINER, SERVICE
 from tests.conftest import StagePlan
 from tests.smoke_runs import run_smoke

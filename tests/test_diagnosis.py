@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from plugins.core.categories import CATEGORIES, NEXT_STEPS
-from plugins.core.diagnosis import Failure, diagnose, diagnose_all
-from plugins.core.log_clues import logged_as
-from plugins.core.evidence import ContainerExit, Evidence, HealthCheck, StoppedTask
+from ecs_verdict.categories import CATEGORIES, NEXT_STEPS
+from ecs_verdict.diagnosis import Failure, diagnose, diagnose_all
+from ecs_verdict.log_clues import logged_as
+from ecs_verdict.evidence import ContainerExit, Evidence, HealthCheck, StoppedTask
 
 TASK = "3f2a9c0d1e8b4f6a9c7d5e3b1a0f2c4d"
 OTHER = "9b8a7c6d5e4f30211a2b3c4d5e6f7a8b"
@@ -541,7 +541,7 @@ def test_diagnose(case: Case) -> None:
 
 
 def test_the_table_covers_every_category() -> None:
-    # The rest are named by plugins.core.verdict.decide, from the outcome alone (tests/test_verdict.py).
+    # The rest are named by ecs_verdict.verdict.decide, from the outcome alone (tests/test_verdict.py).
     decided_by_the_verdict = {"no_credentials", "aws_access_denied", "aws_unreachable", "aws_error", "unknown_region",
                               "service_not_found", "container_not_found", "no_running_task", "smoke_accounts",
                               "checks_errored", "no_checks_ran", "harness_error", "task_definition_lint",

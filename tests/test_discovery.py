@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from plugins.core.aws import AwsClients, make_clients
-from plugins.core.containers import choose_container
-from plugins.core.deployment import Deployment
-from plugins.core.discovery import build_targets, resolve_targets
-from plugins.core.rollout_checks import ready_primary_tasks
-from plugins.core.errors import CouldNotVerify
-from plugins.core.observation import Observation, parse_deployment, parse_task
-from plugins.core.targets import Target, target_from_url, targets_from_urls
+from ecs_verdict.aws import AwsClients, make_clients
+from ecs_verdict.containers import choose_container
+from ecs_verdict.deployment import Deployment
+from ecs_verdict.discovery import build_targets, resolve_targets
+from ecs_verdict.rollout_checks import ready_primary_tasks
+from ecs_verdict.errors import CouldNotVerify
+from ecs_verdict.observation import Observation, parse_deployment, parse_task
+from ecs_verdict.targets import Target, target_from_url, targets_from_urls
 from stage import Stage, StageOptions, moto_quirks
 
 REGION = "us-east-1"

@@ -20,8 +20,8 @@ from botocore.config import Config
 from moto import backends
 from moto.server import ThreadedMotoServer
 
-from plugins.core.diagnosis import Failure, diagnose, failure_windows
-from plugins.core.evidence import collect_evidence
+from ecs_verdict.diagnosis import Failure, diagnose, failure_windows
+from ecs_verdict.evidence import collect_evidence
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 CONTAINER = "civicforge-app"

@@ -1,4 +1,4 @@
-"""The GitHub Action (action.yml, plugins/github_action.py) and the example workflows in examples/github/.
+"""The GitHub Action (action.yml, src/ecs_verdict/github_action.py) and the example workflows in examples/github/.
 
 Three layers: the gate's pure parts (annotation order, limit, escaping, outputs, results);
 the YAML (actionlint on the workflows, the action's metadata checked here because actionlint
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from plugins import github_action as gate
+from ecs_verdict import github_action as gate
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTION = ROOT / "action.yml"

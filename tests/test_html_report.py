@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from plugins.core.categories import CATEGORIES
+from ecs_verdict.categories import CATEGORIES
 from tests.conftest import StageFactory
 from tests.loopback import serving
 

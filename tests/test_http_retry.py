@@ -15,12 +15,12 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from plugins.core.http import (DEFAULT_KEEPALIVE_EXPIRY_S, REPEAT_SAFE, ExchangeLog, NoAnswer, RetryBudget,
+from ecs_verdict.http import (DEFAULT_KEEPALIVE_EXPIRY_S, REPEAT_SAFE, ExchangeLog, NoAnswer, RetryBudget,
                                RetryPolicy, recording_client)
-from plugins.core.health_probe import get_health
-from plugins.core.redact import SecretRegistry
-from plugins.core.targets import target_from_url
-from plugins.preflight import probe_targets
+from ecs_verdict.health_probe import get_health
+from ecs_verdict.redact import SecretRegistry
+from ecs_verdict.targets import target_from_url
+from ecs_verdict.pytest_plugin.preflight import probe_targets
 from tests.loopback import Misbehaviour, misbehaving, serving
 
 NO_WAIT = RetryPolicy(sleep=lambda seconds: None)

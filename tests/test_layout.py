@@ -1,10 +1,9 @@
 """The layout is the architecture: who may import whom, read from the source itself.
 
-- ``plugins/core`` is the generic, pytest-free core: no pytest, nothing CivicForge-specific,
-  no stage, no tests.
-- The generic pytest layer (``plugins/*.py``) never reaches into ``plugins/civicforge``:
-  another service's suite runs on it without the CivicForge package.
-- Nothing the product ships (``plugins/``, ``contracts/``, ``smoke/``) imports ``stage`` or
+- ``src/ecs_verdict`` is the harness, the package a wheel ships. Its core (everything but
+  ``pytest_plugin/``) is pytest-free; none of it imports CivicForge's suite (``plugins/``,
+  ``contracts/``, ``smoke/``), the stage or the harness's own tests.
+- Nothing CivicForge's suite ships (``plugins/``, ``contracts/``, ``smoke/``) imports ``stage`` or
   ``tests``.
 - ``contracts/`` is data plus pure checks over an ``httpx.Response``: no pytest, no AWS, no pytest layer.
 
@@ -49,19 +48,23 @@ def offenders(paths: list[Path], forbidden: tuple[str, ...]) -> dict[str, list[s
     return found
 
 
+PACKAGE = "src/ecs_verdict"
+SUITE_AND_STAGE = ("plugins", "contracts", "smoke", "stage", "tests")
+
+
+def core_sources() -> list[Path]:
+    return [path for path in sources(PACKAGE) if "pytest_plugin" not in path.relative_to(ROOT / PACKAGE).parts]
+
+
 RULES = [
-    pytest.param(sources("plugins/core"), ("pytest", "_pytest", "allure", "plugins.civicforge", "plugins.options",
-                                           "plugins.preflight", "plugins.fixtures", "plugins.reporting",
-                                           "plugins.smoke_plugin", "stage", "tests", "contracts"),
+    pytest.param(core_sources(), ("pytest", "_pytest", "allure", "xdist", "ecs_verdict.pytest_plugin", *SUITE_AND_STAGE),
                  id="the core is pytest-free, generic and knows no layer above it"),
-    pytest.param(sources("plugins", recursive=False), ("plugins.civicforge", "stage", "tests"),
-                 id="the generic pytest layer never imports the CivicForge package"),
-    pytest.param(sources("plugins/civicforge") + sources("smoke") + sources("contracts"), ("stage", "tests"),
-                 id="nothing shipped imports the stage or the harness's own tests"),
+    pytest.param(sources(f"{PACKAGE}/pytest_plugin"), SUITE_AND_STAGE,
+                 id="the pytest plugin never imports CivicForge's suite, the stage or the tests"),
+    pytest.param(sources("plugins") + sources("smoke") + sources("contracts"), ("stage", "tests"),
+                 id="nothing CivicForge's suite ships imports the stage or the harness's own tests"),
     # A check reads an httpx.Response and scrubs what it quotes with the core's redaction; nothing more.
-    pytest.param(sources("contracts"), ("pytest", "_pytest", "boto3", "botocore", "plugins.civicforge",
-                                        "plugins.options", "plugins.preflight", "plugins.fixtures",
-                                        "plugins.reporting", "plugins.smoke_plugin"),
+    pytest.param(sources("contracts"), ("pytest", "_pytest", "boto3", "botocore", "plugins", "ecs_verdict.pytest_plugin"),
                  id="contracts are data and pure checks"),
 ]
 
@@ -75,5 +78,5 @@ def test_imports_follow_the_layers(paths: list[Path], forbidden: tuple[str, ...]
 def test_the_rule_reader_sees_imports_inside_functions_and_type_checking_blocks(tmp_path: Path) -> None:
     module = tmp_path / "lazy.py"
     module.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from stage.seed import PORT\n"
-                      "def later():\n    import plugins.civicforge.ledger\n", encoding="utf-8")
-    assert imported_modules(module) == {"typing", "stage.seed", "plugins.civicforge.ledger"}
+                      "def later():\n    import plugins.ledger\n", encoding="utf-8")
+    assert imported_modules(module) == {"typing", "stage.seed", "plugins.ledger"}

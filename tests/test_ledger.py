@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from plugins.civicforge.board_api import BoardApi, Session, guard_secrets
-from plugins.civicforge.ledger import Ledger, LedgerLockTimeout, MembershipWrites, sweep_memberships
-from plugins.core.http import NoAnswer
-from plugins.core.redact import SecretRegistry
+from plugins.board_api import BoardApi, Session, guard_secrets
+from plugins.ledger import Ledger, LedgerLockTimeout, MembershipWrites, sweep_memberships
+from ecs_verdict.http import NoAnswer
+from ecs_verdict.redact import SecretRegistry
 
 BOARD = "board_001"
 OWNER_ID, PARTICIPANT_ID = 1, 2

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from plugins.core.lint import (
+from ecs_verdict.lint import (
     CONTAINER_NOT_FOUND,
     HEALTH_CHECK_EXTERNAL_TOOL,
     HEALTH_CHECK_NO_START_PERIOD,

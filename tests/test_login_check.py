@@ -15,9 +15,9 @@ from contextlib import ExitStack
 
 import pytest
 
-from plugins.civicforge.accounts import Account
-from plugins.civicforge.board_api import check_logins
-from plugins.core.redact import SecretRegistry
+from plugins.accounts import Account
+from plugins.board_api import check_logins
+from ecs_verdict.redact import SecretRegistry
 from tests.loopback import serving
 
 PASSWORD = "right-password"

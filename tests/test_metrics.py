@@ -22,7 +22,7 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from plugins.core.metrics import (
+from ecs_verdict.metrics import (
     CHECK_LATENCY_METRIC,
     DEPLOYMENT_METRIC,
     DURATION_METRIC,

@@ -56,8 +56,8 @@ def test_a_get_reset_mid_test_is_retried_and_the_run_passes_showing_it(shared_st
 
 def test_a_check_whose_request_stays_unanswered_is_could_not_verify(pytester: pytest.Pytester,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    pytester.makeconftest('pytest_plugins = ["plugins.fixtures", "plugins.reporting", "plugins.smoke_plugin", '
-                          '"plugins.civicforge.fixtures"]')
+    pytester.makeconftest('pytest_plugins = ["ecs_verdict.pytest_plugin.fixtures", "ecs_verdict.pytest_plugin.reporting", "ecs_verdict.pytest_plugin.smoke_plugin", '
+                          '"plugins.fixtures"]')
     for name in ("API_BASE_URL", "ECS_CLUSTER", "ECS_SERVICE", "SMOKE_SECRET", "SMOKE_STABLE_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
     behaviour = Misbehaviour(reset=set(range(2, 100)))  # the preflight's probe is answered, then nothing is

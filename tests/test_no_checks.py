@@ -22,7 +22,7 @@ from tests.conftest import StagePlan, on_shared_stage
 from tests.loopback import serving
 from tests.smoke_runs import ROOT, RUN_TIMEOUT_S, SmokeRun, run_smoke, smoke_env
 
-PLUGINS = ("-p", "plugins.fixtures", "-p", "plugins.reporting", "-p", "plugins.smoke_plugin")
+PLUGINS = ("-p", "ecs_verdict.pytest_plugin.fixtures", "-p", "ecs_verdict.pytest_plugin.reporting", "-p", "ecs_verdict.pytest_plugin.smoke_plugin")
 HEALTH_TEST = '''
 import pytest
 

@@ -19,14 +19,14 @@ from typing import Any
 import httpx
 import pytest
 
-from plugins import reporting, smoke_plugin
-from plugins.core import verdict as verdicts
+from ecs_verdict.pytest_plugin import reporting, smoke_plugin
+from ecs_verdict import verdict as verdicts
 from stage import Stage
 from tests.conftest import StagePlan, on_shared_stage
 from tests.loopback import serving
 
 SMOKE = str(Path(__file__).resolve().parent.parent / "smoke")
-PLUGINS = '["plugins.fixtures", "plugins.reporting", "plugins.smoke_plugin", "plugins.civicforge.fixtures"]'
+PLUGINS = '["ecs_verdict.pytest_plugin.fixtures", "ecs_verdict.pytest_plugin.reporting", "ecs_verdict.pytest_plugin.smoke_plugin", "plugins.fixtures"]'
 ACCOUNTS = {"SMOKE_OWNER_USERNAME": "o", "SMOKE_OWNER_PASSWORD": "owner-secret-1", "SMOKE_PARTICIPANT_USERNAME": "p",
             "SMOKE_PARTICIPANT_PASSWORD": "participant-secret-1"}
 

@@ -9,7 +9,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from plugins.core.redact import (
+from ecs_verdict.redact import (
     MASK,
     SENSITIVE_KEYS,
     RedactingFilter,

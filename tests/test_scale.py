@@ -21,9 +21,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from plugins.core.aws import make_clients
-from plugins.core.discovery import DESCRIBE_TASKS_BATCH, ServiceObserver, lookup_addresses
-from plugins.core.lanes import LanePlan, decode, encode, plan_lanes
+from ecs_verdict.aws import make_clients
+from ecs_verdict.discovery import DESCRIBE_TASKS_BATCH, ServiceObserver, lookup_addresses
+from ecs_verdict.lanes import LanePlan, decode, encode, plan_lanes
 from stage import Stage
 from tests.conftest import StagePlan, on_shared_stage
 from tests.smoke_runs import SmokeRun, run_smoke, with_plugin

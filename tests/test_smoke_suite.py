@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from plugins.civicforge.ledger import Ledger
+from plugins.ledger import Ledger
 from stage import Stage
 from stage.seed import LOG_GROUP
 from tests.conftest import StagePlan, on_shared_stage

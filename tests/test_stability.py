@@ -17,14 +17,14 @@ import httpx
 import pytest
 from tenacity import Retrying, stop_after_delay, wait_fixed
 
-from plugins.core.aws import AwsClients, make_clients
-from plugins.core.deployment import parse_task_definition_ref
-from plugins.core.discovery import ServiceObserver, resolve_targets
-from plugins.core.rollout_checks import check_rollback
-from plugins.core.errors import CouldNotVerify, DeployFailed
-from plugins.core.observation import Observation, parse_deployment, parse_event, parse_task
-from plugins.core.rollout_checks import check_tasks_stopping, parse_image_digest
-from plugins.core.stability import Progress, StableResult, aws_not_settled, poll_gap, wait_until_stable
+from ecs_verdict.aws import AwsClients, make_clients
+from ecs_verdict.deployment import parse_task_definition_ref
+from ecs_verdict.discovery import ServiceObserver, resolve_targets
+from ecs_verdict.rollout_checks import check_rollback
+from ecs_verdict.errors import CouldNotVerify, DeployFailed
+from ecs_verdict.observation import Observation, parse_deployment, parse_event, parse_task
+from ecs_verdict.rollout_checks import check_tasks_stopping, parse_image_digest
+from ecs_verdict.stability import Progress, StableResult, aws_not_settled, poll_gap, wait_until_stable
 from stage import Stage
 from stage.seed import PORT
 from stage.task_network import port_is_free

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from plugins.core.aws import make_clients
-from plugins.core.targets import Target
-from plugins.core.task_fate import Claims, Fate, ReplacementSearch, ask_fate, classify, wait_for_replacement
+from ecs_verdict.aws import make_clients
+from ecs_verdict.targets import Target
+from ecs_verdict.task_fate import Claims, Fate, ReplacementSearch, ask_fate, classify, wait_for_replacement
 from stage.seed import CLUSTER, SERVICE
 from tests.conftest import StageFactory
 
@@ -99,8 +99,8 @@ def test_a_crash_is_read_back_from_ecs_as_the_service_s_failure(stage_factory: S
 
 
 def test_a_stopped_task_never_replaced_is_could_not_verify_named_once_and_a_crash_is_a_failure() -> None:
-    from plugins.core.categories import make_diagnosis
-    from plugins.core.verdict import CheckRecord, decide
+    from ecs_verdict.categories import make_diagnosis
+    from ecs_verdict.verdict import CheckRecord, decide
 
     def check(outcome: str, task: str) -> CheckRecord:
         return CheckRecord(name="test_health_answers_healthy", task_id=task, outcome=outcome,  # type: ignore[typeddict-item]

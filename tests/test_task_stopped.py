@@ -140,7 +140,7 @@ def test_a_task_stopped_mid_run(stage_factory: StageFactory, tmp_path: Path, row
 STOP_AFTER_JOIN_HOOK = '''
 import os
 
-from plugins.civicforge.ledger import MembershipWrites
+from plugins.ledger import MembershipWrites
 
 _join = MembershipWrites.join
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from plugins.core.categories import NEXT_STEPS, Diagnosis
-from plugins.core.coverage import LeftOut, describe_left_out, skipped_checks
-from plugins.core.redact import SecretRegistry
-from plugins.core.verdict import (
+from ecs_verdict.categories import NEXT_STEPS, Diagnosis
+from ecs_verdict.coverage import LeftOut, describe_left_out, skipped_checks
+from ecs_verdict.redact import SecretRegistry
+from ecs_verdict.verdict import (
     CheckRecord,
     TargetRecord,
     TaskRecord,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from plugins.core.targets import Target
+from ecs_verdict.targets import Target
 
 
 @pytest.mark.readonly

@@ -1,0 +1,8 @@
+"""ecs-verdict: post-deploy verification of a service on AWS ECS Fargate.
+
+The package is pytest-free but for ``ecs_verdict.pytest_plugin``: discovery of the live tasks,
+the wait for a stable deployment, evidence, diagnosis and the verdict are plain Python that
+the pytest layer calls.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,25 @@
+"""Hooks a suite's own plugin can implement to take part in the generic smoke run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.hookspec
+def pytest_smoke_suite_folders(config: pytest.Config) -> list[Path]:
+    """The folders of the suite(s) a plugin brings: a run whose arguments reach one is a smoke run.
+
+    The same as listing them in the ini's ``smoke_suites``, for a suite shipped as a plugin.
+    """
+
+
+@pytest.hookspec
+def pytest_smoke_before_service_action(config: pytest.Config) -> None:
+    """On the controller, once the verdict is decided and before the harness acts on the service.
+
+    Called only when the run will act (``--continue-deployment``, ``--on-fail rollback``):
+    the last moment the tested tasks are certainly still up. The CivicForge suite takes back
+    what its tests wrote here, through those tasks, instead of after the gate stopped them.
+    """
