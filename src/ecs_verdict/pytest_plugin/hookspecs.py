@@ -6,12 +6,23 @@ from pathlib import Path
 
 import pytest
 
+from ecs_verdict.suite import SuiteProfile
+
 
 @pytest.hookspec
 def pytest_smoke_suite_folders(config: pytest.Config) -> list[Path]:
     """The folders of the suite(s) a plugin brings: a run whose arguments reach one is a smoke run.
 
     The same as listing them in the ini's ``smoke_suites``, for a suite shipped as a plugin.
+    """
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_smoke_suite(config: pytest.Config) -> SuiteProfile | None:
+    """The suite's name, default metrics namespace and own causes (``ecs_verdict.suite``).
+
+    Called on the controller once the run is known to be a smoke run; the first plugin whose
+    suite the run reaches answers, the others return None.
     """
 
 
