@@ -3,7 +3,7 @@
 cfn-lint checks the template against CloudFormation's schemas (and is shown to catch a broken
 one). moto creates the stack in-process: every resource type it models must be there, and is
 described through its own API. moto skips the types it does not model (the schedule and the
-alarm, listed in README); their properties are checked on the template, with a small evaluator
+alarm, listed in docs/canary.md); their properties are checked on the template, with a small evaluator
 for the intrinsic functions the template uses. Last, the command the task definition gives
 the image is run against the local stage, and the alarm's metric series must have its data point.
 """
@@ -37,12 +37,12 @@ from tests.conftest import StageFactory
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "canary.yaml"
 POLICY = ROOT / "infra" / "iam-policy.json"
-README = ROOT / "README.md"
+CANARY_DOC = ROOT / "docs" / "canary.md"
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
 ACCOUNT = "123456789012"  # moto's default account
 STACK_REGION = "eu-west-1"  # not the stage's: the stack must take its region from AWS::Region
 STACK = "civicforge-board-smoke-canary"
-DEFAULT_NAMESPACE = "CivicForge/Smoke"  # the harness's default --metrics-namespace (README)
+DEFAULT_NAMESPACE = "CivicForge/Smoke"  # the harness's default --metrics-namespace (docs/reference.md)
 PARAMETERS = {
     "ClusterName": "civicforge-cluster",
     "ServiceName": "civicforge-board-service",
@@ -57,7 +57,7 @@ PARAMETERS = {
 }
 PSEUDO = {"AWS::Partition": "aws", "AWS::Region": STACK_REGION, "AWS::AccountId": ACCOUNT}
 # Resource types moto 5.2's CloudFormation does not model: create_stack skips them (a warning,
-# and a resource summary with no logical id). README lists them; the tests below check what
+# and a resource summary with no logical id). docs/canary.md lists them; the tests below check what
 # moto drops on the template instead.
 UNMODELLED = {"AWS::Scheduler::Schedule", "AWS::CloudWatch::Alarm"}
 RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours)\)")
@@ -170,7 +170,7 @@ def test_the_stack_creates_every_resource_type_moto_models(canary_stack: Created
     assert {name: s["ResourceType"] for name, s in created.items()} == {
         name: r["Type"] for name, r in resources.items() if r["Type"] not in UNMODELLED}
     assert {s["ResourceStatus"] for s in canary_stack.summaries} == {"CREATE_COMPLETE"}
-    # What moto skipped, found by running it: exactly the types README lists as not modelled.
+    # What moto skipped, found by running it: exactly the types docs/canary.md lists as not modelled.
     skipped = [s for s in canary_stack.summaries if not s.get("LogicalResourceId")]
     assert len(skipped) == sum(r["Type"] in UNMODELLED for r in resources.values())
     assert {r["Type"] for r in resources.values()} - {s["ResourceType"] for s in created.values()} == UNMODELLED
@@ -202,7 +202,7 @@ def test_the_task_definition_holds_the_canary_command_and_a_writable_reports_vol
 
 
 def test_the_task_definition_is_fargate_with_its_two_roles() -> None:
-    # moto's CloudFormation drops these properties (README): checked on the template.
+    # moto's CloudFormation drops these properties (docs/canary.md): checked on the template.
     properties = _one("AWS::ECS::TaskDefinition")
     assert properties["RequiresCompatibilities"] == ["FARGATE"] and properties["NetworkMode"] == "awsvpc"
     assert properties["ExecutionRoleArn"] == {"Fn::GetAtt": ["ExecutionRole", "Arn"]}
@@ -346,9 +346,9 @@ def test_the_outputs_name_the_alarm_for_the_services_deployment_alarms(given: di
     assert evaluate(outputs["DeploymentAlarmNames"]["Value"], values) == listed
 
 
-def test_the_readme_lists_every_resource_type_moto_does_not_model() -> None:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Scheduled canary on AWS", 1)[1].split("\n## ", 1)[0]
+def test_the_canary_doc_lists_every_resource_type_moto_does_not_model() -> None:
+    text = CANARY_DOC.read_text(encoding="utf-8")
+    section = text.split("## What moto does not model", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^- `(AWS::\w+::\w+)`: not modelled", section, re.MULTILINE)
     assert set(listed) == UNMODELLED and len(listed) == len(UNMODELLED)
 

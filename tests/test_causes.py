@@ -1,6 +1,6 @@
 """One cause, once (pure): what makes two diagnoses one cause, and the console links each cause carries.
 
-The AWS console URL forms pinned here, and where each comes from (also in the README,
+The AWS console URL forms pinned here, and where each comes from (also in docs/reports.md,
 "Links into AWS", and in ``src/ecs_verdict/console_links.py``):
 
 - CloudWatch Logs, one log stream: ``https://REGION.console.aws.amazon.com/cloudwatch/home?
