@@ -128,3 +128,51 @@ def test_a_missing_or_unknown_region_is_refused() -> None:
         generate.regenerate(text.replace("<!-- generated: categories -->", "<!-- was: categories -->"), generators)
     with pytest.raises(generate.StaleRegionError, match="unknown .*\\['metrics'\\]"):
         generate.regenerate(text + "\n<!-- generated: metrics -->\nx\n<!-- end -->\n", generators)
+
+
+# -- links between the README and docs/ --------------------------------------------------------------
+
+PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+# Pages other branches of issue 17 write; linked already, allowed missing until they land.
+LANDING_ELSEWHERE = {ROOT / "docs" / "adopting.md", ROOT / "docs" / "suites.md"}
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+FENCE = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)
+
+
+def _anchors(page: Path) -> set[str]:
+    """The ids GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens, -N repeats."""
+    seen: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6} (.+)$", FENCE.sub("", page.read_text(encoding="utf-8")), re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        seen[slug] = seen.get(slug, -1) + 1
+        if seen[slug]:
+            seen[f"{slug}-{seen[slug]}"] = 0
+    return set(seen)
+
+
+def _broken_links(page: Path) -> list[str]:
+    broken = []
+    for link in LINK.findall(FENCE.sub("", page.read_text(encoding="utf-8"))):
+        if re.match(r"[a-z]+:", link):
+            continue  # a web address
+        path, _, anchor = link.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        if not target.exists():
+            if target not in LANDING_ELSEWHERE:
+                broken.append(f"{link} (no such file)")
+        elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
+            broken.append(f"{link} (no such heading)")
+    return broken
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.relative_to(ROOT).as_posix())
+def test_every_relative_link_reaches_a_file_and_heading(page: Path) -> None:
+    assert _broken_links(page) == []
+
+
+def test_a_broken_link_or_heading_is_found(tmp_path: Path) -> None:
+    (tmp_path / "other.md").write_text("# Other\n\n## The gate: a GitHub Action\n", encoding="utf-8")
+    page = tmp_path / "page.md"
+    page.write_text("[a](other.md#the-gate-a-github-action) [b](other.md#the-gate) [c](gone.md)\n"
+                    "```\n[d](inside-a-fence.md)\n```\n[e](https://example.com/x)\n", encoding="utf-8")
+    assert _broken_links(page) == ["other.md#the-gate (no such heading)", "gone.md (no such file)"]
