@@ -40,7 +40,7 @@ POLICY = ROOT / "infra" / "iam-policy.json"
 GATE_POLICY = ROOT / "infra" / "iam-gate-policy.json"
 ACTING_CALLS = {"ecs:ContinueServiceDeployment", "ecs:UpdateService"}
 TEMPLATE = ROOT / "infra" / "canary.yaml"
-HARNESS_CODE = [ROOT / "conftest.py", *sorted((ROOT / "plugins").rglob("*.py"))]
+HARNESS_CODE = [ROOT / "conftest.py", *sorted((ROOT / "src" / "ecs_verdict").rglob("*.py")), *sorted((ROOT / "plugins").rglob("*.py"))]
 CSM_CLIENT_ID = "smoke-harness-under-test"
 RUN_TIMEOUT_S = 240
 # CSM names a service by its botocore service id; IAM by its action prefix.
