@@ -13,7 +13,7 @@ the suite with them as the harness's options, and then, whatever happened:
   shows per step) and one ``::notice`` saying how many were left out;
 - exits with the harness's exit code, so the job fails on 1, 4 and 6.
 
-The suite is the ``suite`` input: empty, CivicForge's (``pytest smoke`` in the action's own
+The suite is the ``suite`` input: empty, the action's own (``pytest smoke`` in the action's
 checkout, with its membership ledger under ``$RUNNER_TEMP``); otherwise a path in the caller's
 checkout, relative to ``$GITHUB_WORKSPACE`` (a suite folder or the project holding it), run as
 ``pytest <path>`` from the workspace, so the caller's own ``pytest.ini`` (``smoke_suites``) and
@@ -42,7 +42,7 @@ from typing import Any, Literal
 MAX_ANNOTATIONS = 10
 MAX_MESSAGE_CHARS = 2000
 DEFAULT_REPORT_DIR = "smoke-reports"
-DEFAULT_SUITE = "smoke"  # CivicForge's suite, in the action's own checkout
+DEFAULT_SUITE = "smoke"  # the suite of the action's own checkout
 # The harness's exit codes (README, "Exit codes"); restated so this module imports none of it.
 EXIT_PASS, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_VERIFIED = 0, 1, 4, 6
 EXIT_MEANING = {
@@ -90,7 +90,7 @@ class ActionInputs:
     canary: bool = False
     report_dir: str = DEFAULT_REPORT_DIR
     pytest_args: tuple[str, ...] = ()
-    suite: str = ""  # empty: CivicForge's suite in the action's checkout; else a path in the caller's workspace
+    suite: str = ""  # empty: the action's own suite (its checkout's smoke/); else a path in the caller's workspace
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ActionInputs:
@@ -133,7 +133,7 @@ class SuiteRun:
 
     argument: str  # pytest's path argument
     cwd: Path | None  # None: this process's own folder
-    own: bool  # True: CivicForge's suite in the action's checkout (its ledger applies)
+    own: bool  # True: the action's own suite, in its checkout (its --ledger applies)
 
 
 def resolve_suite(inputs: ActionInputs, environ: Mapping[str, str]) -> SuiteRun:
@@ -440,7 +440,7 @@ def run_gate(environ: Mapping[str, str], *, out: Any = None) -> int:
         return result.exit_code
     report_dir = resolve_report_dir(inputs.report_dir, environ)
     _forget_last_run(report_dir)
-    # CivicForge's suite keeps its membership ledger out of the workspace; another suite has no --ledger option.
+    # The action's own suite keeps its membership ledger out of the workspace; another suite has no --ledger option.
     ledger = (Path(environ["RUNNER_TEMP"]) / "civicforge-smoke" / "ledger.jsonl"
               if environ.get("RUNNER_TEMP") and suite.own else None)
     command = harness_command(inputs, report_dir, ledger=ledger, suite=suite.argument)
