@@ -89,7 +89,7 @@ def _run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[st
 
 def _constraints() -> str:
     """``name==version`` for every distribution of this venv but the harness (installed here editable)."""
-    pins = {dist.metadata["Name"]: dist.version for dist in metadata.distributions()}
+    pins = {dist.metadata["Name"]: dist.version for dist in metadata.distributions() if dist.metadata["Name"]}
     return "".join(f"{name}=={version}\n" for name, version in sorted(pins.items())
                    if re.sub(r"[-_.]+", "-", name).lower() != DISTRIBUTION)
 
