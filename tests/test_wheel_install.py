@@ -1,6 +1,6 @@
 """The harness as another team gets it: a wheel, a fresh venv, and their own repository.
 
-The wheel is built from this checkout (``pip wheel --no-deps``: pip is all it needs, and it is
+The wheel is built from a copy of this checkout (``pip wheel --no-deps``: pip is all it needs, and it is
 the same PEP 517 build ``python -m build`` runs, in its own isolated build environment). A
 fresh venv in a temporary folder gets that wheel and ``examples/items_service/requirements.txt``,
 with the versions this dev venv has (a constraints file written from it, so a new release on
@@ -44,6 +44,8 @@ OWN_CAUSE = "items_schema_drift"  # the example's SuiteCause (examples/items_ser
 OWN_NEXT_STEP = "Roll back, then compare the release's Item model"
 CHECKS = {"test_health_answers_200", "test_version_names_the_service", "test_items_match_the_model",
           "test_items_refuse_a_request_without_a_token"}
+# Local state of a checkout, never part of a build: virtualenvs, tools, git, earlier builds' leftovers.
+CHECKOUT_LEFT_OUT = (".venv", ".tools", ".git", "build", "dist", "*.egg-info", "__pycache__", "reports", "node_modules")
 INSTALL_TIMEOUT_S = 300
 RUN_TIMEOUT_S = 240
 # What the runs keep of this process's environment: nothing that could put this checkout on their path.
@@ -97,9 +99,11 @@ def _constraints() -> str:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     root = tmp_path_factory.mktemp("wheel-install")
-    dist, venv, project = root / "dist", root / "venv", root / "items-smoke"
-    # From another directory, as a user's `pip wheel <checkout>` would.
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dist), str(ROOT)],
+    checkout, dist, venv, project = root / "checkout", root / "dist", root / "venv", root / "items-smoke"
+    # A copy of the checkout, stage/, tests/ and all: the build writes build/ and egg-info beside its sources,
+    # which must not race another run's in this worktree. Built from another directory, as a user's would be.
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(*CHECKOUT_LEFT_OUT))
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dist), str(checkout)],
          cwd=root, timeout=INSTALL_TIMEOUT_S)
     [wheel] = dist.glob("*.whl")
     # No pip inside the venv: this venv's pip installs into it (--python), a few seconds less than ensurepip.
