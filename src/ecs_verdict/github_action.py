@@ -1,8 +1,8 @@
-"""The GitHub Action's gate (``action.yml``): run ``pytest smoke``, then publish its verdict to the job.
+"""The GitHub Action's gate (``action.yml``): run the smoke suite, then publish its verdict to the job.
 
 ``python -m ecs_verdict.github_action`` reads the action's inputs from ``INPUT_*`` environment
 variables (``action.yml`` maps each ``${{ inputs.x }}`` there, never into a script), runs
-``pytest smoke`` with them as the harness's options, and then, whatever happened:
+the suite with them as the harness's options, and then, whatever happened:
 
 - writes the outputs ``verdict``, ``exit-code``, ``deployment-id`` and ``report-dir`` to
   ``$GITHUB_OUTPUT``;
@@ -12,6 +12,12 @@ variables (``action.yml`` maps each ``${{ inputs.x }}`` there, never into a scri
   seen on and its first console links) and ``::warning`` ones for its warnings, the most important first, at most :data:`MAX_ANNOTATIONS` of each (all GitHub
   shows per step) and one ``::notice`` saying how many were left out;
 - exits with the harness's exit code, so the job fails on 1, 4 and 6.
+
+The suite is the ``suite`` input: empty, the action's own (``pytest smoke`` in the action's
+checkout, with its membership ledger under ``$RUNNER_TEMP``); otherwise a path in the caller's
+checkout, relative to ``$GITHUB_WORKSPACE`` (a suite folder or the project holding it), run as
+``pytest <path>`` from the workspace, so the caller's own ``pytest.ini`` (``smoke_suites``) and
+``conftest.py`` apply. Its requirements are the install step's business (``suite-requirements``).
 
 Standard library only, and nothing of the harness imported: it runs before anything could
 tell why the harness would not start. Everything it prints comes from ``verdict.json`` and
@@ -36,6 +42,7 @@ from typing import Any, Literal
 MAX_ANNOTATIONS = 10
 MAX_MESSAGE_CHARS = 2000
 DEFAULT_REPORT_DIR = "smoke-reports"
+DEFAULT_SUITE = "smoke"  # the suite of the action's own checkout
 # The harness's exit codes (README, "Exit codes"); restated so this module imports none of it.
 EXIT_PASS, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_VERIFIED = 0, 1, 4, 6
 EXIT_MEANING = {
@@ -83,6 +90,7 @@ class ActionInputs:
     canary: bool = False
     report_dir: str = DEFAULT_REPORT_DIR
     pytest_args: tuple[str, ...] = ()
+    suite: str = ""  # empty: the action's own suite (its checkout's smoke/); else a path in the caller's workspace
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ActionInputs:
@@ -100,7 +108,7 @@ class ActionInputs:
             expect_image_digest=text("expect-image-digest"), expect_task_definition=text("expect-task-definition"),
             environment=text("environment"), smoke_secret=text("smoke-secret"),
             read_only=_boolean("read-only", text("read-only")), canary=_boolean("canary", text("canary")),
-            report_dir=text("report-dir") or DEFAULT_REPORT_DIR, pytest_args=pytest_args,
+            report_dir=text("report-dir") or DEFAULT_REPORT_DIR, pytest_args=pytest_args, suite=text("suite"),
         )
 
 
@@ -119,10 +127,33 @@ def resolve_report_dir(report_dir: str, environ: Mapping[str, str]) -> Path:
     return path
 
 
+@dataclass(frozen=True, slots=True)
+class SuiteRun:
+    """Where the suite is and where pytest runs it from."""
+
+    argument: str  # pytest's path argument
+    cwd: Path | None  # None: this process's own folder
+    own: bool  # True: the action's own suite, in its checkout (its --ledger applies)
+
+
+def resolve_suite(inputs: ActionInputs, environ: Mapping[str, str]) -> SuiteRun:
+    """The ``suite`` input as a run; ``InputError`` for a path that is not in the caller's checkout."""
+    if not inputs.suite:
+        action_path = environ.get("GITHUB_ACTION_PATH")
+        return SuiteRun(DEFAULT_SUITE, Path(action_path) if action_path else None, own=True)
+    workspace = Path(environ.get("GITHUB_WORKSPACE") or os.getcwd())
+    if inputs.suite.startswith("-"):  # pytest would read it as an option
+        raise InputError(f"input suite: {inputs.suite!r} is an option, not a path; give the suite's folder, e.g. smoke")
+    if not (workspace / inputs.suite).exists():
+        raise InputError(f"input suite: {inputs.suite!r} is not in the workspace ({workspace}); give a path relative "
+                         f"to the caller's checkout (after actions/checkout), e.g. smoke")
+    return SuiteRun(inputs.suite, workspace, own=False)
+
+
 def harness_command(inputs: ActionInputs, report_dir: Path, *, python: str = sys.executable,
-                    ledger: Path | None = None) -> list[str]:
-    """``python -m pytest smoke`` with one option per given input; ``pytest-args`` last, so they win."""
-    command = [python, "-m", "pytest", "smoke", "--report-dir", str(report_dir)]
+                    ledger: Path | None = None, suite: str = DEFAULT_SUITE) -> list[str]:
+    """``python -m pytest SUITE`` with one option per given input; ``pytest-args`` last, so they win."""
+    command = [python, "-m", "pytest", suite, "--report-dir", str(report_dir)]
     for flag, value in (("--ecs-cluster", inputs.cluster), ("--ecs-service", inputs.service),
                         ("--aws-region", inputs.region), ("--expect-image-digest", inputs.expect_image_digest),
                         ("--expect-task-definition", inputs.expect_task_definition),
@@ -400,6 +431,7 @@ def run_gate(environ: Mapping[str, str], *, out: Any = None) -> int:
     out = out or sys.stdout
     try:
         inputs = ActionInputs.from_env(environ)
+        suite = resolve_suite(inputs, environ)
     except InputError as error:
         report_dir = resolve_report_dir(environ.get("INPUT_REPORT_DIR", "").strip() or DEFAULT_REPORT_DIR, environ)
         _forget_last_run(report_dir)
@@ -408,15 +440,17 @@ def run_gate(environ: Mapping[str, str], *, out: Any = None) -> int:
         return result.exit_code
     report_dir = resolve_report_dir(inputs.report_dir, environ)
     _forget_last_run(report_dir)
-    ledger = Path(environ["RUNNER_TEMP"]) / "civicforge-smoke" / "ledger.jsonl" if environ.get("RUNNER_TEMP") else None
-    command = harness_command(inputs, report_dir, ledger=ledger)
-    print("smoke gate: " + shlex.join(["pytest", *command[3:]]), file=out, flush=True)
+    # The action's own suite keeps its membership ledger out of the workspace; another suite has no --ledger option.
+    ledger = (Path(environ["RUNNER_TEMP"]) / "civicforge-smoke" / "ledger.jsonl"
+              if environ.get("RUNNER_TEMP") and suite.own else None)
+    command = harness_command(inputs, report_dir, ledger=ledger, suite=suite.argument)
+    where = "" if suite.own or suite.cwd is None else f" (in {suite.cwd})"
+    print("smoke gate: " + shlex.join(["pytest", *command[3:]]) + where, file=out, flush=True)
     # Evidence quotes the service's own log lines: none of them may be taken for a workflow command.
     token = secrets.token_hex(16)
     print(f"::stop-commands::{token}", file=out, flush=True)
     try:
-        returncode = subprocess.call(command, cwd=environ.get("GITHUB_ACTION_PATH") or None,
-                                     env=harness_env(environ))
+        returncode = subprocess.call(command, cwd=suite.cwd, env=harness_env(environ))
     except OSError as error:
         print(f"smoke gate: could not start the harness: {error}", file=out)
         returncode = EXIT_NOT_VERIFIED
