@@ -408,7 +408,7 @@ def run_gate(environ: Mapping[str, str], *, out: Any = None) -> int:
         return result.exit_code
     report_dir = resolve_report_dir(inputs.report_dir, environ)
     _forget_last_run(report_dir)
-    ledger = Path(environ["RUNNER_TEMP"]) / "civicforge-smoke" / "ledger.jsonl" if environ.get("RUNNER_TEMP") else None
+    ledger = Path(environ["RUNNER_TEMP"]) / "ecs-verdict" / "ledger.jsonl" if environ.get("RUNNER_TEMP") else None
     command = harness_command(inputs, report_dir, ledger=ledger)
     print("smoke gate: " + shlex.join(["pytest", *command[3:]]), file=out, flush=True)
     # Evidence quotes the service's own log lines: none of them may be taken for a workflow command.
