@@ -10,6 +10,8 @@ gets the generic names and never passes on nothing.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ import pytest
 from ecs_verdict.categories import CATEGORIES
 from ecs_verdict.suite import NO_SUITE, profile_problems
 from plugins.causes import CIVICFORGE_PROFILE
-from tests.smoke_runs import SmokeRun
+from tests.smoke_runs import ROOT, RUN_TIMEOUT_S, SmokeRun
 from tests.test_no_checks import health_url, run_suite, suite_folder  # noqa: F401 - health_url is a fixture
 
 SHOP_CONFTEST = '''
@@ -145,3 +147,22 @@ def test_the_civicforge_profile_is_valid_and_names_what_the_harness_no_longer_do
     assert "missing_board_owner" not in CATEGORIES
     assert CIVICFORGE_PROFILE.cause("missing_board_owner") is not None
     assert set(CIVICFORGE_PROFILE.next_steps) <= set(CATEGORIES)
+
+
+ALLURE_TOOLS = ROOT / ".tools"
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not (ALLURE_TOOLS / "node_modules" / ".bin" / "allure").exists(),
+                    reason="Node.js and the Allure 3 CLI (make report installs it) render the report")
+def test_the_rendered_report_has_the_suites_name_and_a_category_for_its_cause(tmp_path: Path,
+                                                                                health_url: str) -> None:  # noqa: F811
+    run = run_suite(shop_suite(tmp_path, "out_of_stock_fixture"), tmp_path / "reports", "--target-url", health_url)
+    assert run.exit_code == 1, run.output[-3000:]
+    html = tmp_path / "allure-report"
+    subprocess.run(["node", str(ROOT / "report" / "allure-report.mjs"), str(run.report_dir / "allure-results"),
+                    str(html), str(ALLURE_TOOLS)], cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    widget = json.loads((html / "widgets" / "categories.json").read_text())
+    names = [node["name"] for node in widget["nodes"].values() if node.get("type") == "category"]
+    # Without the run's rules the static ones know no suite cause, and Allure files it under "Product errors".
+    assert names == ["out_of_stock_fixture: The fixture product has no stock: the seed job did not run"]
+    assert "<title> Shop smoke: FAIL (exit 1): [out_of_stock_fixture]" in (html / "index.html").read_text()
