@@ -287,9 +287,10 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     """
     checks = config.stash.get(checks_key, [])
     hints = config.stash.get(hints_key, {})
+    suite = suite_of(config)  # its causes, next steps and report name
     began = time.monotonic()
     try:
-        findings = analyse(resolved, state, checks, hints, suite_of(config))
+        findings = analyse(resolved, state, checks, hints, suite)
     except Exception as error:  # noqa: BLE001 - the verdict must be written whatever diagnosis hit
         findings = RunFindings(notes=[f"diagnosis failed ({type(error).__name__}: {error}); see the checks"])
     findings.duration_s = time.monotonic() - began
@@ -300,7 +301,6 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         else None  # a run cut short proves nothing, whatever passed before it stopped
     task_ids = [target.task_id for target in state.targets]
     left_out = config.stash.get(left_out_key, [])
-    suite = suite_of(config)
     decision = verdicts.decide(
         checks, outcome=state.outcome, diagnoses=findings.diagnoses, lint_warnings=findings.warnings,
         strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error, task_ids=task_ids,
