@@ -166,3 +166,22 @@ def test_the_rendered_report_has_the_suites_name_and_a_category_for_its_cause(tm
     # Without the run's rules the static ones know no suite cause, and Allure files it under "Product errors".
     assert names == ["out_of_stock_fixture: The fixture product has no stock: the seed job did not run"]
     assert "<title> Shop smoke: FAIL (exit 1): [out_of_stock_fixture]" in (html / "index.html").read_text()
+
+
+def test_with_pytester_a_plain_folder_and_no_suite_never_passes(pytester: pytest.Pytester,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same, as pytester runs it: the harness comes from its entry point, nothing registers the folder."""
+    for name, value in {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "API_BASE_URL": "", "SMOKE_SECRET": ""}.items():
+        monkeypatch.setenv(name, value)
+    pytester.mkpydir("plain")
+    (pytester.path / "plain" / "test_health.py").write_text(
+        "def test_health(smoke_http, smoke_target, smoke_health_path):\n"
+        "    assert smoke_http.get(smoke_health_path).status_code == 200\n")
+    result = pytester.runpytest_subprocess("plain", "-p", "no:cacheprovider", "--ecs-cluster", "shop",
+                                           "--ecs-service", "shop-api", "--aws-region", "us-east-1",
+                                           "--report-dir", str(pytester.path / "reports"))
+    assert result.ret == 6 and result.ret != 0
+    result.stdout.fnmatch_lines(["could not verify ?no_checks_ran?: plain is not a registered smoke suite*"])  # ? for [ ]
+    verdict = json.loads((pytester.path / "reports" / "verdict.json").read_text())
+    assert [d["category"] for d in verdict["diagnoses"]] == ["no_checks_ran"]
