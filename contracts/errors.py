@@ -1,4 +1,4 @@
-"""Contract violations: what was expected, what came back, and where.
+"""Contract violations: what was expected, what came back, and where (the classes are the harness's).
 
 A violation's first line is the whole story for someone paged at 2 a.m.:
 ``POST http://10.0.0.5:8000/api/boards/board_001/invites [task 3f2a]: expected 403
@@ -13,12 +13,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 import httpx
 
+from ecs_verdict.findings import (SECURITY_NO_CREDENTIALS, SECURITY_PERMISSION_GRANTED, ContractViolation,
+                                  ContractViolations, raise_violations, request_of)
 from ecs_verdict.redact import scrub_patterns
+
+# The violation classes are the harness's (``ecs_verdict.findings``), so its reports recognise them;
+# CivicForge's checks raise them from here, naming CivicForge's causes by ``category``.
+__all__ = ["MISSING_BOARD_OWNER", "SECURITY_NO_CREDENTIALS", "SECURITY_PERMISSION_GRANTED", "ContractViolation", "ContractViolations",
+           "describe_status", "quote_body", "raise_violations", "request_of", "scrub_json", "scrub_text", "scrub_url"]
+
+# CivicForge's own cause a check can name (``category=``): the board has no owner, so the owner account is
+# refused everywhere (runbook lesson 3). Its title and next step are in plugins/causes.py.
+MISSING_BOARD_OWNER = "missing_board_owner"
 
 # Keys whose values never appear in a message (compared case-insensitively).
 SECRET_KEYS = frozenset(
@@ -27,8 +37,6 @@ SECRET_KEYS = frozenset(
 REDACTED = "***"
 DEFAULT_BODY_LIMIT = 300
 DEFAULT_HEADLINE_TEXT_LIMIT = 160
-SECURITY_PERMISSION_GRANTED = "permission granted that must be denied"
-SECURITY_NO_CREDENTIALS = "request without credentials was accepted"
 
 # A `"token": "..."` fragment of a body that is not valid JSON; every other credential shape
 # (bearer tokens, JWTs, token=/password= values, passwords in connection strings, AWS key ids)
@@ -100,193 +108,3 @@ def describe_status(response: httpx.Response) -> str:
     if isinstance(parsed, dict) and isinstance(parsed.get("detail"), str):
         return f'{status} "{scrub_text(parsed["detail"], DEFAULT_HEADLINE_TEXT_LIMIT)}"'
     return status
-
-
-class ContractViolation(AssertionError):
-    """One broken promise of the service's contract, named precisely.
-
-    ``check`` is a short name (``status``, ``schema``, ``permissions``...);
-    ``expected`` and ``actual`` are already-rendered, secret-free phrases;
-    ``security`` marks a permission granted that must be denied or a request
-    without credentials that was accepted. ``failure_kind`` names the diagnosis kind the
-    violation proves when it proves more than a broken promise (``missing_owner``: no
-    board owner), so the report need not know which check raised it.
-    """
-
-    def __init__(
-        self,
-        *,
-        check: str,
-        expected: str,
-        actual: str,
-        method: str | None = None,
-        url: str | None = None,
-        status: int | None = None,
-        task: str | None = None,
-        security: bool = False,
-        security_reason: str = SECURITY_PERMISSION_GRANTED,
-        details: Sequence[str] = (),
-        failure_kind: str | None = None,
-    ) -> None:
-        self.check = check
-        self.failure_kind = failure_kind
-        self.expected = expected
-        self.actual = actual
-        self.method = method
-        self.url = scrub_url(url) if url is not None else None
-        self.status = status
-        self.task = task
-        self.security = security
-        self.security_reason = security_reason
-        self.details = tuple(details)
-        super().__init__(self.render())
-
-    @classmethod
-    def from_response(
-        cls,
-        response: httpx.Response,
-        *,
-        check: str,
-        expected: str,
-        actual: str,
-        task: str | None = None,
-        security: bool = False,
-        security_reason: str = SECURITY_PERMISSION_GRANTED,
-        details: Sequence[str] = (),
-        failure_kind: str | None = None,
-    ) -> ContractViolation:
-        """A violation located at the response's request (method, URL) and status."""
-        method, url = request_of(response)
-        return cls(
-            check=check,
-            expected=expected,
-            actual=actual,
-            method=method,
-            url=url,
-            status=response.status_code,
-            task=task,
-            security=security,
-            security_reason=security_reason,
-            details=details,
-            failure_kind=failure_kind,
-        )
-
-    @property
-    def where(self) -> str:
-        """``POST http://host/path [task 3f2a]``, or ``<no request>`` when unknown."""
-        place = " ".join(part for part in (self.method, self.url) if part) or "<no request>"
-        return f"{place} [task {self.task}]" if self.task else place
-
-    @property
-    def summary(self) -> str:
-        """``expected X, got Y`` with the security prefix if it applies (no location)."""
-        prefix = f"SECURITY: {self.security_reason}: " if self.security else ""
-        return f"{prefix}expected {self.expected}, got {self.actual}"
-
-    @property
-    def headline(self) -> str:
-        """The one line that says what broke and where."""
-        prefix = f"SECURITY: {self.security_reason}: " if self.security else ""
-        return f"{prefix}{self.where}: expected {self.expected}, got {self.actual}"
-
-    def render(self) -> str:
-        """The headline, then one indented line per detail."""
-        return "\n".join([self.headline, *(f"  {line}" for line in self.details)])
-
-    def __str__(self) -> str:
-        return self.render()
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword-only __init__: rebuild from the attributes (pickling, e.g. across processes).
-        return (_rebuild, (type(self), self._state()))
-
-    def _state(self) -> dict[str, Any]:
-        return {
-            "check": self.check,
-            "expected": self.expected,
-            "actual": self.actual,
-            "method": self.method,
-            "url": self.url,
-            "status": self.status,
-            "task": self.task,
-            "security": self.security,
-            "security_reason": self.security_reason,
-            "details": self.details,
-        }
-
-
-class ContractViolations(ContractViolation):
-    """Several violations reported together (every check ran; all failures are listed)."""
-
-    def __init__(self, violations: Sequence[ContractViolation]) -> None:
-        flat = tuple(_flatten(violations))
-        if len(flat) < 2:
-            raise ValueError("ContractViolations needs at least two violations; raise a single one directly")
-        self.violations = flat
-        first = flat[0]
-        shared = all(_place(v) == _place(first) for v in flat)
-        security_count = sum(v.security for v in flat)
-        actual = f"{len(flat)} contract violations"
-        if security_count:
-            actual += f" ({security_count} of them security)"
-        details: list[str] = []
-        for number, violation in enumerate(flat, start=1):
-            line = f"[{violation.check}] {violation.summary}" if shared else violation.headline
-            details.append(f"{number}. {line}")
-            details.extend(f"   {extra}" for extra in violation.details)
-        super().__init__(
-            check="+".join(dict.fromkeys(v.check for v in flat)),
-            expected="every check to pass",
-            actual=actual,
-            method=first.method if shared else None,
-            url=first.url if shared else None,
-            status=first.status if shared else None,
-            task=first.task if shared else None,
-            security=security_count > 0,
-            security_reason="; ".join(dict.fromkeys(v.security_reason for v in flat if v.security)),
-            details=details,
-        )
-
-    @property
-    def headline(self) -> str:
-        prefix = f"SECURITY: {self.security_reason}: " if self.security else ""
-        where = self.where if self.method or self.url else "several requests"
-        return f"{prefix}{where}: {self.actual}"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (ContractViolations, (self.violations,))
-
-
-def raise_violations(violations: Iterable[ContractViolation]) -> None:
-    """Raise nothing, the single violation, or all of them grouped."""
-    __tracebackhide__ = True
-    found = list(_flatten(violations))
-    if len(found) == 1:
-        raise found[0]
-    if found:
-        raise ContractViolations(found)
-
-
-def request_of(response: httpx.Response) -> tuple[str | None, str | None]:
-    """The (method, scrubbed URL) of the request behind a response, if it is known."""
-    try:
-        request = response.request
-    except RuntimeError:  # httpx raises when a response was built without a request
-        return None, None
-    return request.method, scrub_url(request.url)
-
-
-def _flatten(violations: Iterable[ContractViolation]) -> Iterable[ContractViolation]:
-    for violation in violations:
-        if isinstance(violation, ContractViolations):
-            yield from violation.violations
-        else:
-            yield violation
-
-
-def _place(violation: ContractViolation) -> tuple[str | None, str | None, str | None]:
-    return violation.method, violation.url, violation.task
-
-
-def _rebuild(cls: type[ContractViolation], state: dict[str, Any]) -> ContractViolation:
-    return cls(**state)

@@ -42,7 +42,7 @@ from contracts.checks import (
     check_status,
     check_unauthenticated,
 )
-from contracts.errors import ContractViolation, ContractViolations
+from contracts.errors import MISSING_BOARD_OWNER, ContractViolation, ContractViolations
 from contracts.models import as_utc
 from contracts.roles import PERMISSION_NAMES, ROLE_PERMISSIONS
 
@@ -156,7 +156,7 @@ def _members_with_owner_and_role_permissions(response: httpx.Response) -> None:
     if not any(member.role == "owner" for member in members):
         raise ContractViolation.from_response(response, check="board_has_owner", expected="a member with role 'owner'",
                                               actual=f"none of {len(members)} member(s) is an owner",
-                                              failure_kind="missing_owner")
+                                              category=MISSING_BOARD_OWNER)
     for member in members:
         check_permissions_equal(member.permissions, member.role, response=response)
 

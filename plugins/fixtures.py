@@ -11,6 +11,9 @@ Fixtures (all ``smoke_*``):
 - ``smoke_memberships``: holds the inter-process write lock for the whole test and records
   every join and removal; at teardown it removes what the test added, pass or fail.
 
+The suite's own option (``--board-id``) and profile (``pytest_smoke_suite``: its name, metrics
+namespace and causes, from ``plugins.causes``) are given to the harness here.
+
 Hooks: the controller sweeps leftover smoke memberships before the tests and at the
 very end (also after Ctrl-C); SIGTERM is turned into KeyboardInterrupt in smoke runs so
 it gets the same clean-up. ``--read-only`` runs write nothing, sweeps included.
@@ -31,6 +34,7 @@ import pytest
 
 from contracts import check_auth
 from contracts.errors import describe_status
+from plugins.causes import CIVICFORGE_PROFILE, DEFAULT_BOARD_ID
 from plugins.accounts import ENV_NAMES, ROLES, Account, SmokeAccounts, half_given_account, load_accounts
 from plugins.board_api import Anonymous, BoardApi, Session, check_logins, guard_secrets, login, register
 from plugins.ledger import DEFAULT_LEDGER_PATH, Ledger, MembershipWrites, SweepResult, sweep_memberships
@@ -38,11 +42,13 @@ from ecs_verdict.aws import make_clients
 from ecs_verdict.errors import CouldNotVerify, HarnessOutcome
 from ecs_verdict.http import DEFAULT_TIMEOUT, ExchangeLog, keepalive_limits, shared_ssl_context
 from ecs_verdict.redact import SecretRegistry
+from ecs_verdict.settings import OptionSpec, parse_name
+from ecs_verdict.suite import SuiteProfile
 from ecs_verdict.targets import Target
 from ecs_verdict.pytest_plugin.fixtures import registry_of
 from ecs_verdict.pytest_plugin.harness_errors import harness_hook
 from ecs_verdict.pytest_plugin.reporting import NOTE_PROPERTY
-from ecs_verdict.pytest_plugin.options import SmokeConfig
+from ecs_verdict.pytest_plugin.options import SmokeConfig, add_suite_option, resolve_suite_option
 from ecs_verdict.pytest_plugin.smoke_plugin import reaches
 from ecs_verdict.pytest_plugin.stash import config_key, smoke_run_key, state_key
 
@@ -54,6 +60,9 @@ sweeps_key = pytest.StashKey[list[str]]()
 end_swept_key = pytest.StashKey[bool]()
 previous_sigterm_key = pytest.StashKey[Any]()
 accounts_key = pytest.StashKey[SmokeAccounts]()
+board_id_key = pytest.StashKey[tuple[str, str]]()  # (board id, where it came from), resolved once per process
+BOARD_ID = OptionSpec("board_id", "--board-id", "SMOKE_BOARD_ID", "board the invite and permission checks use",
+                      DEFAULT_BOARD_ID, parse_name)
 
 
 def configured_accounts(resolved: SmokeConfig, secrets: SecretRegistry, config: pytest.Config | None = None
@@ -89,6 +98,7 @@ def smoke_accounts(pytestconfig: pytest.Config, smoke_config: SmokeConfig, smoke
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    add_suite_option(parser, BOARD_ID)
     parser.getgroup("smoke").addoption(
         "--ledger", dest="smoke_ledger", default=None, metavar="PATH",
         help=f"JSON-lines ledger of smoke memberships [env {LEDGER_ENV}] (default {DEFAULT_LEDGER_PATH})")
@@ -100,6 +110,24 @@ CIVICFORGE_SUITE = Path(__file__).resolve().parents[1] / "smoke"
 def pytest_smoke_suite_folders(config: pytest.Config) -> list[Path]:
     """The CivicForge suite's folder is a smoke suite wherever this plugin is loaded."""
     return [CIVICFORGE_SUITE]
+
+
+def pytest_smoke_suite(config: pytest.Config) -> SuiteProfile | None:
+    """CivicForge's name, metrics namespace and causes, for a run that reaches its suite (another suite answers else)."""
+    return CIVICFORGE_PROFILE if reaches(config, CIVICFORGE_SUITE) else None
+
+
+def board_id_of(config: pytest.Config) -> str:
+    """The board the checks use (``--board-id``), resolved in ``pytest_configure``."""
+    return config.stash.get(board_id_key, (DEFAULT_BOARD_ID, "default"))[0]
+
+
+@harness_hook
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if board_id_key not in config.stash:
+        return []
+    board_id, source = config.stash[board_id_key]
+    return ["CivicForge suite options:", f"  board-id: {board_id} (from {source})"]
 
 
 def _is_smoke_run(config: pytest.Config) -> bool:
@@ -114,6 +142,7 @@ def _is_controller(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     if not _is_smoke_run(config):
         return
+    config.stash[board_id_key] = resolve_suite_option(config, BOARD_ID)  # a bad value: one line, exit 4
     workerinput = getattr(config, "workerinput", {})
     run_id = workerinput.get(RUN_ID_KEY) or uuid.uuid4().hex[:12]
     chosen = config.getoption("smoke_ledger") or os.environ.get(LEDGER_ENV, "").strip() or DEFAULT_LEDGER_PATH
@@ -300,7 +329,7 @@ def sweep_deployment(config: pytest.Config, *, lock_timeout_s: float | None = No
     try:
         with ledger.write_lock(**kwargs):
             for target in targets:
-                result = _sweep_through(target, accounts, resolved.board_id, ledger, secrets)
+                result = _sweep_through(target, accounts, board_id_of(config), ledger, secrets)
                 if result.problem is None:
                     return result
                 problems.append(result.problem)
@@ -399,31 +428,37 @@ def _log_in(client: httpx.Client, account: Account, config: SmokeConfig, target:
     return Session(account.username, body.user_id, body.token)
 
 
+@pytest.fixture(scope="session")
+def smoke_board_id(pytestconfig: pytest.Config) -> str:
+    """The board the checks use (``--board-id``, ``SMOKE_BOARD_ID``, ini ``smoke_board_id``; default board_001)."""
+    return board_id_of(pytestconfig)
+
+
 @pytest.fixture
-def smoke_owner(smoke_login: SmokeLogins, smoke_http: httpx.Client, smoke_config: SmokeConfig) -> BoardApi:
+def smoke_owner(smoke_login: SmokeLogins, smoke_http: httpx.Client, smoke_board_id: str) -> BoardApi:
     """The owner smoke account on this task, for ``--board-id``."""
-    return BoardApi(smoke_http, lambda: smoke_login.owner, smoke_config.board_id)
+    return BoardApi(smoke_http, lambda: smoke_login.owner, smoke_board_id)
 
 
 @pytest.fixture
-def smoke_participant(smoke_login: SmokeLogins, smoke_http: httpx.Client, smoke_config: SmokeConfig) -> BoardApi:
+def smoke_participant(smoke_login: SmokeLogins, smoke_http: httpx.Client, smoke_board_id: str) -> BoardApi:
     """The participant smoke account (no membership at rest) on this task."""
-    return BoardApi(smoke_http, lambda: smoke_login.participant, smoke_config.board_id)
+    return BoardApi(smoke_http, lambda: smoke_login.participant, smoke_board_id)
 
 
 @pytest.fixture
-def smoke_participants(smoke_login: SmokeLogins, smoke_http: httpx.Client, smoke_config: SmokeConfig,
+def smoke_participants(smoke_login: SmokeLogins, smoke_http: httpx.Client, smoke_board_id: str,
                        smoke_accounts: SmokeAccounts) -> list[BoardApi]:
     """Every participant account of the pool on this task (each logs in on first use)."""
-    return [BoardApi(smoke_http, lambda account=account: smoke_login.session_of(account), smoke_config.board_id,
+    return [BoardApi(smoke_http, lambda account=account: smoke_login.session_of(account), smoke_board_id,
                      username=account.username)
             for account in smoke_accounts.participants]
 
 
 @pytest.fixture
-def smoke_anonymous(smoke_http: httpx.Client, smoke_config: SmokeConfig) -> Anonymous:
+def smoke_anonymous(smoke_http: httpx.Client, smoke_board_id: str) -> Anonymous:
     """The board routes without any credentials."""
-    return Anonymous(smoke_http, smoke_config.board_id)
+    return Anonymous(smoke_http, smoke_board_id)
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@
 // results a command writes while it runs, does). This does what `allure run` does once its command has
 // ended: read the results, evaluate the gate of allurerc.mjs, put the gate's results and the run's exit
 // code on the report, and exit 1 when the gate failed (after the report is written).
-// The report's name is the run's headline (verdict, first cause, its tasks) from smoke-report.json.
+// The report's name is the suite's report name and the run's headline (verdict, first cause, its tasks), and the
+// suite's own causes get category rules beside the harness's static ones: both from smoke-report.json.
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
@@ -26,7 +27,7 @@ if (!resultsDir || !outputDir) {
 const require = createRequire(join(resolve(packageDir), "package.json"));
 const core = await import(pathToFileURL(require.resolve("@allurereport/core")).href);
 
-let run = { name: undefined, exit_code: undefined };
+let run = { name: undefined, exit_code: undefined, report_name: undefined, categories: [] };
 try {
   run = JSON.parse(readFileSync(join(resultsDir, "smoke-report.json"), "utf-8"));
 } catch {
@@ -34,7 +35,12 @@ try {
 }
 const configPath = resolve(import.meta.dirname, "..", "allurerc.mjs");
 const config = await core.readConfig(process.cwd(), configPath, { output: outputDir });
-config.name = run.name ? `CivicForge smoke: ${run.name}` : config.name;
+config.name = run.name ? `${run.report_name || config.name}: ${run.name}` : config.name;
+if (Array.isArray(run.categories) && run.categories.length) {
+  const known = new Set((config.categories?.rules || []).map((rule) => rule.id));
+  const added = run.categories.filter((rule) => !known.has(rule.id));
+  config.categories = { ...(config.categories || {}), rules: [...(config.categories?.rules || []), ...added] };
+}
 const report = new core.AllureReport(config);
 await report.start();
 await report.readDirectory(resultsDir);

@@ -14,10 +14,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ecs_verdict.allure3 import (CATEGORY_LABEL, GLOBALS_FILE, METRICS_FILE, REPORT_FILE, VERDICT_METRIC,
+from ecs_verdict.allure3 import (CATEGORY_LABEL, suite_categories, GLOBALS_FILE, METRICS_FILE, REPORT_FILE, VERDICT_METRIC,
                                   allure3_categories, causes, headline, label_failed_result, trim_quiet_fixtures,
                                   write_allure3_extras)
 from ecs_verdict.categories import CATEGORIES
+from ecs_verdict.suite import SuiteCause, SuiteProfile
 from ecs_verdict.timeline import (TimelineRecorder, check_event, from_dicts, mermaid_gantt, segments,
                                    summary_section, timeline_html, verdict_event)
 from tests.test_stability import DEP_NEW, DEP_OLD, NOW, TD_NEW, TD_OLD, deployment, observation, running_task, \
@@ -180,3 +181,24 @@ def test_the_pictures_fold_checks_per_task_and_end_on_the_verdict() -> None:
 def test_nothing_observed_draws_nothing() -> None:
     assert summary_section([]) == "" and mermaid_gantt([]) == ""
     assert "Nothing was observed" in timeline_html([], "t")
+
+
+def test_a_suite_names_the_report_and_its_causes_get_category_rules_at_run_time(tmp_path: Path) -> None:
+    """The committed rules know only the harness's categories; a suite's come with the run (smoke-report.json)."""
+    shop = SuiteProfile("Shop", "Shop/Smoke", causes=(
+        SuiteCause("out_of_stock_fixture", "The fixture product has no stock", "Run the seed job."),))
+    verdict = _verdict(["d4ff58d0-bbbb"], [_diagnosis("d4ff58d0-bbbb", "out_of_stock_fixture", "no stock")])
+    write_allure3_extras(tmp_path, verdict, "", "", now_ms=1, suite=shop)
+    report = json.loads((tmp_path / REPORT_FILE).read_text())
+    assert report["report_name"] == "Shop smoke"
+    assert report["categories"] == suite_categories(shop)
+    [rule] = report["categories"]
+    assert rule["id"] == "out_of_stock_fixture" and rule["name"] == "out_of_stock_fixture: The fixture product has no stock"
+    assert re.search(rule["matchers"][0]["labels"][CATEGORY_LABEL], "out_of_stock_fixture")
+    assert "out_of_stock_fixture" not in {r["id"] for r in allure3_categories()["rules"]}
+    # No suite: the generic name, no rules of a suite's.
+    write_allure3_extras(tmp_path, verdict, "", "", now_ms=1)
+    assert json.loads((tmp_path / REPORT_FILE).read_text())["categories"] == []
+    # The report script reads both (it has no test of its own that runs node here).
+    script = (ROOT / "report" / "allure-report.mjs").read_text(encoding="utf-8")
+    assert "run.report_name" in script and "run.categories" in script

@@ -11,6 +11,7 @@ from ecs_verdict.categories import CATEGORIES, NEXT_STEPS
 from ecs_verdict.diagnosis import Failure, diagnose, diagnose_all
 from ecs_verdict.log_clues import logged_as
 from ecs_verdict.evidence import ContainerExit, Evidence, HealthCheck, StoppedTask
+from ecs_verdict.suite import SuiteCause, SuiteProfile
 
 TASK = "3f2a9c0d1e8b4f6a9c7d5e3b1a0f2c4d"
 OTHER = "9b8a7c6d5e4f30211a2b3c4d5e6f7a8b"
@@ -213,7 +214,7 @@ CASES = [
         "migrations_not_applied",
         "sqlite3.OperationalError: no such table: users",
         summary_has="table users is missing",
-        step_has="migrations_pg",
+        step_has="ENTRYPOINT script",
     ),
     Case(
         "500 + PostgreSQL relation does not exist",
@@ -222,7 +223,7 @@ CASES = [
         "migrations_not_applied",
         'relation "board_invites" does not exist',
         summary_has="table board_invites is missing",
-        step_has="migrations_pg",
+        step_has="ENTRYPOINT script",
     ),
     Case(
         "500 + rowcount AttributeError",
@@ -331,15 +332,6 @@ CASES = [
         task_id=None,
         summary_has="runs civicforge-board-mvp:6, not civicforge-board-mvp:7",
         step_has="--force-new-deployment",
-    ),
-    Case(
-        "no owner on the board",
-        Failure("missing_owner", "test_board_has_owner", TASK, "no member of board_001 has role owner"),
-        Evidence(),
-        "missing_board_owner",
-        "no member of board_001 has role owner",
-        summary_has="no user owns the board",
-        step_has="Added user <id> as board owner",
     ),
     Case(
         "running digest differs from the deployed one",
@@ -465,7 +457,7 @@ CASES = [
         "migrations_not_applied",
         "no such table: users",
         summary_has="table users is missing",
-        step_has="migrations_pg",
+        step_has="ENTRYPOINT script",
     ),
     Case(
         "tasks exiting at start-up: the log error beats a curl check",
@@ -484,7 +476,7 @@ CASES = [
         'relation "users" does not exist',
         task_id=STOPPED,
         summary_has="table users is missing",
-        step_has="migrations_pg",
+        step_has="ENTRYPOINT script",
     ),
     Case(
         "the failing request's own traceback wins over another request's",
@@ -594,17 +586,62 @@ def test_a_health_check_path_that_404s_is_read_from_the_stopped_tasks_access_log
     assert "GET /health -> 404" in found.evidence
 
 
-def test_a_missing_owner_absorbs_the_owner_accounts_refusals_on_the_same_task() -> None:
-    owner_missing = Failure(kind="missing_owner", check="test_board_has_an_owner", task_id=TASK,
-                            message="board_001 has no owner")
-    refused = Failure(kind="check_failed", check="test_single_use_invite", task_id=TASK,
-                      message='expected 200, got 403 "No permission to create invites"', details={"status": 403})
-    elsewhere = Failure(kind="check_failed", check="test_single_use_invite", task_id=OTHER,
-                        message='expected 200, got 403 "No permission to create invites"', details={"status": 403})
-    found = diagnose_all([owner_missing, refused, elsewhere], Evidence())
+# A suite of the tests' own: the harness knows no suite's causes but those it is given.
+NO_STOCK = SuiteCause("out_of_stock_fixture", "The fixture product has no stock: the seed did not run",
+                      "Run the seed job, then the gate again.", absorbs_statuses=(409,), absorbs_checks=r"^test_order")
+SHOP = SuiteProfile("Shop", "Shop/Smoke", causes=(
+    NO_STOCK,
+    SuiteCause("cache_down", "The cache is unreachable", "Restart the cache.", not_verified=True,
+               log_pattern=r"redis\.exceptions\.ConnectionError"),
+))
+
+
+def test_a_check_names_its_suite_cause_and_gets_its_title_and_next_step() -> None:
+    failure = Failure("check_failed", "test_stock", TASK, "GET /api/stock [task 3f2a]: expected stock > 0, got 0",
+                      details={"status": 200}, category="out_of_stock_fixture")
+    found = diagnose(failure, Evidence(), SHOP)
+    assert (found.category, found.task_id) == ("out_of_stock_fixture", TASK)
+    assert found.summary == NO_STOCK.title and found.next_step == NO_STOCK.next_step
+    assert found.evidence == failure.message
+
+
+def test_a_category_no_cause_declares_stays_a_violation_that_says_so() -> None:
+    found = diagnose(Failure("check_failed", "test_stock", TASK, "boom", category="typo_cause"), Evidence(), SHOP)
+    assert found.category == "contract_violation"
+    assert "typo_cause" in found.summary and "'Shop'" in found.summary
+
+
+def test_a_security_failure_is_never_masked_by_a_suite_cause() -> None:
+    failure = Failure("check_failed", "test_stock", TASK, "granted", security=True, category="out_of_stock_fixture")
+    assert diagnose(failure, Evidence(), SHOP).category == "permission_regression"
+
+
+def test_a_suite_cause_is_recognised_from_the_failing_tasks_log_lines() -> None:
+    evidence = Evidence(logs=logs("redis.exceptions.ConnectionError: Error 111 connecting to cache:6379", task=TASK))
+    found = diagnose(failed_500("test_cart"), evidence, SHOP)
+    assert (found.category, found.task_id, found.next_step) == ("cache_down", TASK, "Restart the cache.")
+    assert "redis.exceptions.ConnectionError" in found.evidence
+    assert diagnose(failed_500("test_cart"), evidence).category == "contract_violation"  # without the suite
+
+
+def test_a_suite_cause_absorbs_the_violations_it_declares_on_its_own_task_only() -> None:
+    no_stock = Failure(kind="check_failed", check="test_stock", task_id=TASK, message="no stock",
+                       category="out_of_stock_fixture")
+    refused = Failure(kind="check_failed", check="test_cart_add", task_id=TASK, message="expected 200, got 409",
+                      details={"status": 409})
+    by_name = Failure(kind="check_failed", check="test_order_total", task_id=TASK, message="expected 10, got 0",
+                      details={"status": 200})
+    unrelated = Failure(kind="check_failed", check="test_profile", task_id=TASK, message="expected 200, got 500",
+                        details={"status": 500})
+    elsewhere = Failure(kind="check_failed", check="test_cart_add", task_id=OTHER, message="expected 200, got 409",
+                        details={"status": 409})
+    found = diagnose_all([no_stock, refused, by_name, unrelated, elsewhere], Evidence(), SHOP)
     assert [(d.category, d.task_id) for d in found] == [
-        ("missing_board_owner", TASK), ("contract_violation", OTHER)
+        ("out_of_stock_fixture", TASK), ("contract_violation", TASK), ("contract_violation", OTHER)
     ]
+    assert "test_profile" in found[1].summary
+    # Without the suite nothing is absorbed: every violation stands.
+    assert len(diagnose_all([no_stock, refused, by_name, unrelated, elsewhere], Evidence())) == 5
 
 
 @pytest.mark.parametrize(("logged", "asked", "same"), [

@@ -553,7 +553,7 @@ def test_the_action_fails_a_broken_release_with_its_annotations_and_exit_code(
     assert run.exit_code == 1, run.log[-4000:]
     # After the failed gate: the report, named by its verdict, its quality gate failed as the verdict did.
     assert (report_dir / "allure-report" / "index.html").exists(), run.log[-4000:]
-    assert "allure-report: " in run.log and "CivicForge smoke: FAIL (exit 1)" in run.log
+    assert "allure-report: " in run.log and "CivicForge board smoke: FAIL (exit 1)" in run.log
     assert "Quality Gate failed" in run.log
     verdict = _assert_published_once(run, report_dir)
     assert run.outputs["verdict"] == "fail" and verdict["exit_code"] == 1

@@ -6,6 +6,9 @@
 - Nothing CivicForge's suite ships (``plugins/``, ``contracts/``, ``smoke/``) imports ``stage`` or
   ``tests``.
 - ``contracts/`` is data plus pure checks over an ``httpx.Response``: no pytest, no AWS, no pytest layer.
+- No file of the package names the CivicForge service or its concepts (boards, invites, owners,
+  participants, organizers), comments included: a suite brings those (``plugins/causes.py``).
+  Each rule is shown red on a copy of the package with a word or an import planted in it.
 
 Imports are read with ``ast`` (also those inside functions and ``TYPE_CHECKING`` blocks), so
 a lazy import cannot slip past.
@@ -14,6 +17,8 @@ a lazy import cannot slip past.
 from __future__ import annotations
 
 import ast
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,14 +42,14 @@ def sources(folder: str, *, recursive: bool = True) -> list[Path]:
     return sorted((ROOT / folder).glob(pattern))
 
 
-def offenders(paths: list[Path], forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+def offenders(paths: list[Path], forbidden: tuple[str, ...], root: Path = ROOT) -> dict[str, list[str]]:
     """``{file: [forbidden modules it imports]}`` for every file that imports one."""
     found: dict[str, list[str]] = {}
     for path in paths:
         bad = sorted(name for name in imported_modules(path)
                      if any(name == prefix or name.startswith(prefix + ".") for prefix in forbidden))
         if bad:
-            found[str(path.relative_to(ROOT))] = bad
+            found[str(path.relative_to(root))] = bad
     return found
 
 
@@ -80,3 +85,82 @@ def test_the_rule_reader_sees_imports_inside_functions_and_type_checking_blocks(
     module.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from stage.seed import PORT\n"
                       "def later():\n    import plugins.ledger\n", encoding="utf-8")
     assert imported_modules(module) == {"typing", "stage.seed", "plugins.ledger"}
+
+
+# -- the package names no service ------------------------------------------------------------------------
+
+# CivicForge's concepts, matched as words of identifiers and prose: ``board_id``, ``BoardApi`` and "boards" count;
+# "Dashboard" and ``KeyboardInterrupt`` do not (another word that merely contains one).
+SERVICE_WORDS = frozenset({"board", "boards", "invite", "invites", "invited", "invitation",
+                           "invitations", "owner", "owners", "ownership", "participant", "participants",
+                           "organizer", "organizers"})
+_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+
+
+def service_words(text: str) -> list[str]:
+    """The service words in ``text``, one entry per occurrence (lower case)."""
+    found = [word.lower() for word in _WORD.findall(text) if word.lower() in SERVICE_WORDS]
+    # The name itself, however spelt (CivicForge splits into two camel-case words, civic-forge into two words).
+    return found + ["civicforge"] * len(re.findall(r"civic[\s_-]?forge", text, re.IGNORECASE))
+
+
+def word_offenders(root: Path) -> dict[str, list[str]]:
+    """``{file: [line numbers: words]}`` for every file under ``root`` (any kind, comments included)."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        hits = [f"{number}: {', '.join(words)}" for number, line in enumerate(text.splitlines(), start=1)
+                if (words := service_words(line))]
+        if hits:
+            found[str(path.relative_to(root))] = hits
+    return found
+
+
+def test_no_module_of_the_package_names_the_civicforge_service() -> None:
+    assert list((ROOT / PACKAGE).rglob("*.py")), "no package sources: the layout moved and this test with it"
+    assert word_offenders(ROOT / PACKAGE) == {}
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("DEFAULT_BOARD_ID = 'board_001'", ["board", "board"]),
+    ("class BoardApi:  # the owner's session", ["board", "owner"]),
+    ("# Invites and their participants", ["invites", "participants"]),
+    ('"reportName": "CivicForge smoke"', ["civicforge"]),
+    ("ns = 'civicforge/smoke'", ["civicforge"]),
+    ("except KeyboardInterrupt: check the AWS Health Dashboard; onboarding", []),
+])
+def test_the_word_reader_finds_words_not_substrings(text: str, words: list[str]) -> None:
+    assert service_words(text) == words
+
+
+def planted_copy(tmp_path: Path) -> Path:
+    """A copy of the package to plant things in (the real one stays untouched)."""
+    copy = tmp_path / "ecs_verdict"
+    shutil.copytree(ROOT / PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def test_a_planted_civicforge_word_turns_the_rule_red(tmp_path: Path) -> None:
+    copy = planted_copy(tmp_path)
+    assert word_offenders(copy) == {}
+    target = copy / "verdict.py"
+    target.write_text(target.read_text(encoding="utf-8") + "\n# the board owner must exist\n", encoding="utf-8")
+    found = word_offenders(copy)
+    assert list(found) == ["verdict.py"] and found["verdict.py"][0].endswith(": board, owner")
+
+
+@pytest.mark.parametrize("planted", ["from plugins.causes import CIVICFORGE_PROFILE", "import contracts.errors",
+                                     "from smoke import test_health", "from stage.seed import PORT",
+                                     "def later():\n    import tests.smoke_runs"])
+def test_a_planted_import_of_the_suite_or_stage_turns_the_rule_red(tmp_path: Path, planted: str) -> None:
+    copy = planted_copy(tmp_path)
+    package = sorted(copy.rglob("*.py"))
+    assert offenders(package, SUITE_AND_STAGE, root=copy) == {}
+    target = copy / "pytest_plugin" / "reporting.py"
+    target.write_text(target.read_text(encoding="utf-8") + "\n" + planted + "\n", encoding="utf-8")
+    assert list(offenders(package, SUITE_AND_STAGE, root=copy)) == [str(Path("pytest_plugin") / "reporting.py")]

@@ -48,13 +48,14 @@ def health_url() -> Iterator[str]:
         yield base_url
 
 
-def run_suite(folder: Path, report_dir: Path, *args: str, registered: bool = True) -> SmokeRun:
+def run_suite(folder: Path, report_dir: Path, *args: str, registered: bool = True,
+              env: dict[str, str] | None = None) -> SmokeRun:
     """``pytest FOLDER`` with the harness's plugins, as another team's job runs its own suite."""
     suites = ("-o", f"smoke_suites={folder}") if registered else ()
     command = [sys.executable, "-m", "pytest", str(folder), *PLUGINS, *suites, "-p", "no:cacheprovider",
                "--report-dir", str(report_dir), *args]
     env = {**smoke_env({}), "PYTHONPATH": str(ROOT), "SMOKE_SECRET": "", "ECS_CLUSTER": "", "ECS_SERVICE": "",
-           "API_BASE_URL": ""}
+           "API_BASE_URL": "", **(env or {})}
     result = subprocess.run(command, cwd=folder.parent, env=env, capture_output=True, text=True,
                             timeout=RUN_TIMEOUT_S)
     return SmokeRun(result.returncode, result.stdout + result.stderr, report_dir)

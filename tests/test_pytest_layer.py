@@ -71,13 +71,22 @@ def test_the_header_names_each_value_and_where_it_came_from(smoke: pytest.Pytest
     ini = ("-o", "smoke_board_id=board_from_ini", "-o", "smoke_stable_timeout=11")  # -o: pytest's ini overrides
     result = run(smoke, *ini, "--target-url", health_server, "--health-path", "/api/health")
     result.stdout.fnmatch_lines([
+        "smoke suite: CivicForge board (its causes: missing_board_owner)",
         "smoke harness options:",
         f"  target-url: {health_server} (from command line)",
         "  health-path: /api/health (from command line)",
         "  stable-timeout: 22.0 (from env SMOKE_STABLE_TIMEOUT)",
-        "  board-id: board_from_ini (from ini smoke_board_id)",
+        "  metrics-namespace: CivicForge/Smoke (from suite CivicForge board)",
     ])
+    # The board is the CivicForge suite's own option: its plugin adds it, resolves it and shows it.
+    result.stdout.fnmatch_lines(["CivicForge suite options:", "  board-id: board_from_ini (from ini smoke_board_id)"])
     assert result.ret == 0
+
+
+def test_a_bad_board_id_is_the_suites_own_exit_4_line(smoke: pytest.Pytester, health_server: str) -> None:
+    result = run(smoke, "--target-url", health_server, "--board-id", "two words")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --board-id (from command line): 'two words' is not a name (no spaces)"])
 
 
 def test_the_command_line_wins_over_environment_and_ini(smoke: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,

@@ -91,17 +91,17 @@ def test_mapping_values_under_sensitive_keys_are_masked_at_any_depth() -> None:
     data = {
         "username": "ada",
         "Password": "hunter2",
-        "users": [{"token": "t", "invite_url": "u"}],
+        "users": [{"token": "t", "invite_token": "u", "db_password": "p", "base_url": "http://10.0.0.5"}],
         "aws": {"aws_secret_access_key": "k", "aws_session_token": "s", "region": "us-east-1"},
     }
     masked = redact_mapping(data)
     assert masked == {
         "username": "ada",
         "Password": MASK,
-        "users": [{"token": MASK, "invite_url": MASK}],
+        "users": [{"token": MASK, "invite_token": MASK, "db_password": MASK, "base_url": "http://10.0.0.5"}],
         "aws": {"aws_secret_access_key": MASK, "aws_session_token": MASK, "region": "us-east-1"},
     }
-    assert {"password", "token", "access_token", "invite_url", "authorization", "secret"} <= SENSITIVE_KEYS
+    assert {"password", "token", "access_token", "authorization", "secret"} <= SENSITIVE_KEYS
 
 
 @pytest.mark.parametrize(

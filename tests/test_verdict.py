@@ -12,6 +12,7 @@ import pytest
 from ecs_verdict.categories import NEXT_STEPS, Diagnosis
 from ecs_verdict.coverage import LeftOut, describe_left_out, skipped_checks
 from ecs_verdict.redact import SecretRegistry
+from ecs_verdict.suite import SuiteCause, SuiteProfile
 from ecs_verdict.verdict import (
     CheckRecord,
     TargetRecord,
@@ -352,3 +353,41 @@ def test_a_narrowed_selection_that_checks_every_task_passes_and_says_what_it_lef
         "left out 2 check(s) deselected by -k 'health': test_join",
         "left out 2 check(s) skipped (writes: --read-only): test_invites",
     ]
+
+
+# A suite of the tests' own: one cause that is the service's fault, one that means "could not verify".
+SHOP = SuiteProfile("Shop", "Shop/Smoke", causes=(
+    SuiteCause("out_of_stock_fixture", "The fixture product has no stock", "Run the seed job."),
+    SuiteCause("sandbox_closed", "The payment sandbox is closed", "Run again when it opens.", not_verified=True),
+), next_steps={"migrations_not_applied": "Run `shop migrate` before the server starts."})
+
+
+def suite_diagnosis(category: str, task_id: str = T1) -> Diagnosis:
+    return Diagnosis(category, task_id, "a suite cause", "evidence", "its own step")
+
+
+def test_a_suite_cause_of_the_service_fails_the_run() -> None:
+    decision = decide([check("c", T1, "failed")], diagnoses=[suite_diagnosis("out_of_stock_fixture")], suite=SHOP)
+    assert (decision.verdict, decision.exit_code) == ("fail", 1)
+
+
+def test_a_could_not_verify_suite_cause_is_exit_6_named_by_its_own_category_only() -> None:
+    # The check proved the suite cause: its row is an error naming it (the pytest layer does that), not a failure.
+    checks = [check("c", T1, "passed"), {**check("pay", T1, "error"), "category": "sandbox_closed"}]
+    decision = decide(checks, diagnoses=[suite_diagnosis("sandbox_closed")], task_ids=[T1], suite=SHOP)
+    assert (decision.verdict, decision.exit_code) == ("error", 6)
+    assert [d["category"] for d in decision.diagnoses] == ["sandbox_closed"]  # no checks_errored beside it
+    # Without the suite the same category is unknown: the errored check is the set-up's, still exit 6.
+    unknown = decide(checks, diagnoses=[suite_diagnosis("sandbox_closed")], task_ids=[T1])
+    assert [d["category"] for d in unknown.diagnoses] == ["sandbox_closed", "checks_errored"]
+
+
+def test_a_suite_gives_its_own_next_step_for_a_generic_category() -> None:
+    generic = Diagnosis("migrations_not_applied", T1, "table users is missing", "log",
+                        NEXT_STEPS["migrations_not_applied"])
+    tailored = Diagnosis("code_error", T1, "AttributeError", "log", "Use secrets.token_urlsafe(32).")
+    decision = decide([check("c", T1, "failed")], diagnoses=[generic, tailored], suite=SHOP)
+    assert [d["next_step"] for d in decision.diagnoses] == ["Run `shop migrate` before the server starts.",
+                                                           "Use secrets.token_urlsafe(32)."]
+    assert decide([check("c", T1, "failed")], diagnoses=[generic]).diagnoses[0]["next_step"] == \
+        NEXT_STEPS["migrations_not_applied"]

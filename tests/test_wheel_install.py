@@ -201,7 +201,6 @@ def test_a_drifted_schema_fails_the_release_on_the_one_check_that_saw_it(broken_
     assert installed.token not in broken_run.written()  # the failing request carried it
 
 
-@pytest.mark.xfail(strict=True, reason="needs the suite profile wiring (branch suite)")
 def test_a_drifted_schema_is_named_by_the_suites_own_cause_and_next_step(broken_run: Run) -> None:
     causes = broken_run.verdict["causes"]
     assert [cause["category"] for cause in causes] == [OWN_CAUSE], causes  # type: ignore[index]

@@ -9,8 +9,9 @@ its results folder:
   step) and global attachments (the verdict as markdown, the timeline as HTML);
 - ``smoke-perf.json``: the metric ``smoke_verdict_exit_code`` that the config's quality gate
   (``metricMax`` 0) fails on;
-- ``smoke-report.json``: the headline (report name) and the verdict's exit code, which
-  ``report/allure-report.mjs`` gives the report as its global exit code.
+- ``smoke-report.json``: the headline, the suite's report name, the verdict's exit code (which
+  ``report/allure-report.mjs`` gives the report as its global exit code) and one category rule
+  per suite cause (``suite_categories``): the static rules know only the harness's categories.
 
 Each failed result gets its cause, evidence, next step and last HTTP exchange first (its
 message and description), and the fixtures that did nothing worth reading are left out.
@@ -28,6 +29,7 @@ from typing import Any
 
 from ecs_verdict.categories import CATEGORIES
 from ecs_verdict.causes import merge_causes
+from ecs_verdict.suite import NO_SUITE, SuiteProfile
 
 CATEGORY_LABEL = "smoke_category"
 TASK_LABEL = "smoke_task"  # the pytest layer sets it on every result of a task's test
@@ -46,18 +48,22 @@ _WORDS = {"pass": "PASS", "fail": "FAIL", "error": "COULD NOT VERIFY"}
 
 def allure3_categories() -> dict[str, Any]:
     """Allure 3 category rules: one per harness category, matching the ``smoke_category`` label, by task."""
+    return {"rules": [_category_rule(category, title) for category, title in CATEGORIES.items()]}
+
+
+def suite_categories(suite: SuiteProfile) -> list[dict[str, Any]]:
+    """The same rules for the suite's own causes, written at run time (``smoke-report.json``)."""
+    return [_category_rule(cause.category, cause.title) for cause in suite.causes]
+
+
+def _category_rule(category: str, title: str) -> dict[str, Any]:
     return {
-        "rules": [
-            {
-                "id": category,
-                "name": f"{category}: {description}",
-                "matchers": [{"statuses": ["failed", "broken"], "labels": {CATEGORY_LABEL: f"^{category}$"}}],
-                "groupBy": [{"label": TASK_LABEL}],
-                "groupByMessage": False,
-                "expand": True,
-            }
-            for category, description in CATEGORIES.items()
-        ]
+        "id": category,
+        "name": f"{category}: {title}",
+        "matchers": [{"statuses": ["failed", "broken"], "labels": {CATEGORY_LABEL: f"^{category}$"}}],
+        "groupBy": [{"label": TASK_LABEL}],
+        "groupByMessage": False,
+        "expand": True,
     }
 
 
@@ -112,7 +118,7 @@ def headline(verdict: Mapping[str, Any]) -> str:
 
 
 def write_allure3_extras(allure_dir: Path, verdict: Mapping[str, Any], summary_markdown: str,
-                         timeline_page: str, now_ms: int) -> None:
+                         timeline_page: str, now_ms: int, suite: SuiteProfile = NO_SUITE) -> None:
     """The globals, the verdict metric and the report file (see the module docstring)."""
     allure_dir.mkdir(parents=True, exist_ok=True)
     total = len(verdict.get("tasks", []))
@@ -137,7 +143,8 @@ def write_allure3_extras(allure_dir: Path, verdict: Mapping[str, Any], summary_m
     metric = {"id": str(uuid.uuid4()), "key": VERDICT_METRIC, "value": int(verdict["exit_code"]),
               "start": now_ms, "stop": now_ms, "title": "Smoke verdict exit code (0 = PASS)"}
     _write_json(allure_dir / METRICS_FILE, [metric])
-    _write_json(allure_dir / REPORT_FILE, {"name": headline(verdict), "exit_code": int(verdict["exit_code"])})
+    _write_json(allure_dir / REPORT_FILE, {"name": headline(verdict), "exit_code": int(verdict["exit_code"]),
+                                           "report_name": suite.report_name, "categories": suite_categories(suite)})
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -2,9 +2,12 @@
 
 A ``Diagnosis`` is one named cause: ``[category] summary``, one line of evidence, and what
 to do next. The categories and next steps come from the team's runbook
-(``shared/deployment-lessons.md``); the could-not-verify ones (``NOT_VERIFIED_KINDS``) each
-name a set-up problem the harness met before it could judge the release. The rules that
-choose a category live in ``ecs_verdict.diagnosis``.
+(``shared/deployment-lessons.md``), its generic lessons only (ECS, tasks, health, HTTP,
+image, task definition, app evidence in the logs): a suite adds causes of its own
+(``ecs_verdict.suite.SuiteCause``) and may give its own next step for one of these. The
+could-not-verify ones (``NOT_VERIFIED_KINDS``) each name a set-up problem the harness met
+before it could judge the release. The rules that choose a category live in
+``ecs_verdict.diagnosis``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ CATEGORIES: dict[str, str] = {
     "health_path_mismatch": "The health check path answers 404 while another health path answers",
     "health_check_command": "The container health check calls curl/wget, which the image lacks",
     "stale_image": "The running image is not the one expected (stale build or old deployment)",
-    "missing_board_owner": "No board owner exists: the owner bootstrap in migrations did not run",
     "migrations_not_applied": "Database tables are missing: migrations did not run before the app started",
     "db_adapter_error": "Database adapter incompatibility (cursor attribute such as rowcount missing)",
     "db_concurrency_error": "The database adapter fails under simultaneous requests (one connection and cursor "
@@ -60,8 +62,8 @@ CATEGORIES: dict[str, str] = {
 }
 
 NEXT_STEPS: dict[str, str] = {
-    "permission_regression": "Do not ship: check the role permission table (ROLE_PERMISSIONS) and the auth dependency "
-    "of the route, then redeploy the previous task definition until it is fixed.",
+    "permission_regression": "Do not ship: check the service's role permission table and the auth dependency of the "
+    "route, then redeploy the previous task definition until it is fixed.",
     "arch_mismatch": "Rebuild for Fargate's architecture: `docker buildx build --platform linux/amd64 -t $ECR_REPO:latest "
     "--push .`; check with `docker image inspect $IMAGE | grep Architecture`.",
     "health_path_mismatch": "Make the task definition's health check probe the path the app serves (/health vs "
@@ -70,11 +72,8 @@ NEXT_STEPS: dict[str, str] = {
     f'["CMD-SHELL", "{FIXED_HEALTH_CHECK_EXAMPLE}"], then register and redeploy.',
     "stale_image": "Rebuild without cache (`docker build --no-cache --platform linux/amd64`), push to ECR, then "
     "`aws ecs update-service --force-new-deployment`; verify the ECR digest matches.",
-    "missing_board_owner": "Re-run migrations (`python -m src.board_mvp.migrations_pg`) after an Organizer exists so the "
-    "earliest one becomes owner of board_001; look for 'Added user <id> as board owner' in the logs.",
-    "migrations_not_applied": "Run migrations before the app starts: ENTRYPOINT a docker-entrypoint.sh (chmod +x) "
-    "running `python -m src.board_mvp.migrations_pg` then `exec uvicorn ...`; look for 'Migrations complete!' in the "
-    "start-up logs.",
+    "migrations_not_applied": "Run the database migrations before the app starts: an ENTRYPOINT script (chmod +x) "
+    "that runs them, then `exec`s the server; look for the migrations' last line in the start-up logs.",
     "db_adapter_error": "Do not rely on cursor.rowcount (the PostgreSQL adapter lacks it): check existence with a "
     "SELECT before the UPDATE/DELETE, and test database operations against PostgreSQL locally.",
     "db_concurrency_error": "Give each request its own database connection (a pool such as "
@@ -109,8 +108,8 @@ NEXT_STEPS: dict[str, str] = {
     "maps several ports).",
     "no_running_task": "Scale the service up or wait for ECS to start its tasks (`aws ecs describe-services`), then run "
     "again.",
-    "smoke_accounts": "Fix the smoke accounts: set SMOKE_OWNER_*/SMOKE_PARTICIPANT_* or --smoke-secret holding "
-    '{"owner": {"username", "password"}, "participant": {...}}, and check the passwords still log in.',
+    "smoke_accounts": "Fix the smoke accounts the suite reads (its environment variables, or the --smoke-secret "
+    "secret in the shape the evidence names), and check the passwords still log in.",
     "checks_errored": "Read the errors in summary.md or junit.xml; they are the harness or its set-up failing, "
     "not the service.",
     NO_ANSWER: "Nothing is known about what the service would answer: run again; if it repeats on one task, "

@@ -91,5 +91,5 @@ def parse_task_definition_ref(text: str) -> TaskDefinitionRef:
     tail = family_revision(text.strip())
     family, _, revision = tail.rpartition(":")
     if not family or not revision.isdigit() or int(revision) < 1:
-        raise ValueError(f"expected task definition as family:revision or a full ARN (e.g. civicforge-board-mvp:7), got {text!r}")
+        raise ValueError(f"expected task definition as family:revision or a full ARN (e.g. orders-api:7), got {text!r}")
     return TaskDefinitionRef(family, int(revision))

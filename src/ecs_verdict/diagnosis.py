@@ -13,18 +13,23 @@ Rule order (first match wins):
    service said, so never a contract violation (could not verify that check on that task).
 2. ``arch_mismatch`` - "exec format error" in a stop reason or the logs.
 3. What the failure kind already proves: ``health_path_mismatch`` (health path 404 while
-   another answers), ``stale_image`` (digest or task definition mismatch), ``missing_board_owner``,
+   another answers), ``stale_image`` (digest or task definition mismatch),
    ``task_crashed`` (a task stopped mid-run on its own: exit code, reason, last log lines) and
-   ``task_stopped`` (stopped from outside and never replaced in time: could not verify).
+   ``task_stopped`` (stopped from outside and never replaced in time: could not verify); then a
+   suite cause the failing check named itself (``ContractViolation.category``).
 4. Every other kind (tasks stopping, rollback, deadline, unreachable...): a health
    check that calls curl/wget or probes a 404 path when ECS stopped tasks for failed
    health checks, then errors in the logs, then a curl/wget check anyway, then
    ``task_restarting``, ``deployment_rolled_back``, ``target_unreachable``, ``not_stable``.
 5. Failed checks with a 5xx (or unknown status): errors in the logs, narrowed to the
-   traceback of the failing request when the request is known -
-   ``migrations_not_applied``, then ``db_adapter_error``, then ``db_concurrency_error``, then ``code_error``; then
+   traceback of the failing request when the request is known - a suite cause whose
+   ``log_pattern`` matches, then ``migrations_not_applied``, then ``db_adapter_error``, then ``db_concurrency_error``, then ``code_error``; then
    ``stale_image`` when the running digest differs from the registry's;
    else ``contract_violation``.
+
+The suite's profile (``ecs_verdict.suite``) brings its causes and their log patterns, and which
+contract violations a cause absorbs on its task (``diagnose_all``); its own next step for a
+generic category is applied to the verdict (``verdict.decide``).
 """
 
 from __future__ import annotations
@@ -34,13 +39,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ecs_verdict.categories import NEXT_STEPS, NO_ANSWER, Diagnosis, make_diagnosis, short_id
+from ecs_verdict.categories import CATEGORIES, NEXT_STEPS, NO_ANSWER, Diagnosis, make_diagnosis, short_id
 from ecs_verdict.evidence import Evidence, stop_texts
 from ecs_verdict.lint import external_tool_in, url_path_in
 from ecs_verdict.log_clues import (ALARM_ROLLBACK, CURSOR_ATTRIBUTE, EXEC_FORMAT, HEALTH_STOP,
                                     MISSING_TABLE, PYTHON_ERROR, ROLLBACK_EVENT, SHARED_CONNECTION, answered_404,
                                     first_match,
                                     newest_first, request_blocks, request_path, same_request)
+from ecs_verdict.suite import NO_SUITE, SuiteProfile
 
 KINDS = frozenset(
     {
@@ -52,7 +58,6 @@ KINDS = frozenset(
         "deadline",
         "unreachable",
         "no_answer",
-        "missing_owner",
         # Raised by ecs_verdict.stability too: the service runs another task definition.
         "task_definition_mismatch",
         # A task stopped mid-run (ecs_verdict.task_fate): crashed, or stopped and never replaced in time.
@@ -76,7 +81,8 @@ class Failure:
     with the message naming the request, its attempts and its last error; deadline: the last observed state
     (``{"state": ...}`` or any dict); check_failed may carry ``{"status": 500, "request":
     "POST /api/..."}``; any kind may carry ``{"health_path_status": {path: status}}``.
-    ``kind`` should be one of ``KINDS``; another kind (e.g. a ``CouldNotVerify`` kind) is
+    ``category`` is the cause the failing check named itself (a suite cause, from its
+    ``ContractViolation``), or None. ``kind`` should be one of ``KINDS``; another kind (e.g. a ``CouldNotVerify`` kind) is
     diagnosed like a task lifecycle failure rather than refused, because diagnosis must never
     crash a run that already failed.
     """
@@ -87,6 +93,7 @@ class Failure:
     message: str = ""
     security: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    category: str | None = None
     # When the failing check ran (first, last): the task's log lines are read around it, so a later,
     # unrelated traceback cannot push the one that explains this failure out of the evidence.
     window: tuple[datetime, datetime] | None = None
@@ -222,14 +229,23 @@ def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
             "was healthy before the run's deadline: its checks could not run",
             f"last seen: {details.get('last_seen') or 'no replacement'}",
         )
-    if failure.kind == "missing_owner":
-        return make_diagnosis(
-            "missing_board_owner",
-            failure.task_id,
-            "no user owns the board, so nobody can create invites",
-            failure.message or "no membership with role owner",
-        )
     return None
+
+
+def _named_by_the_check(failure: Failure, suite: SuiteProfile) -> Diagnosis | None:
+    """The cause the failing check named (``ContractViolation.category``): the suite's, or one of the harness's."""
+    if failure.category is None:
+        return None
+    cause = suite.cause(failure.category)
+    evidence = failure.message or f"check {failure.check or '?'} failed"
+    if cause is not None:
+        return make_diagnosis(cause.category, failure.task_id, cause.title, evidence, cause.next_step)
+    if failure.category in CATEGORIES:
+        return make_diagnosis(failure.category, failure.task_id, CATEGORIES[failure.category], evidence)
+    # A category nobody declared is a suite bug, never a silent guess: the violation stays one, and says so.
+    return make_diagnosis("contract_violation", failure.task_id,
+                          f"check {failure.check or '?'} failed (it names category {failure.category!r}, which "
+                          f"no cause of suite {suite.name!r} declares)", evidence)
 
 
 def _task_crashed(failure: Failure, evidence: Evidence) -> Diagnosis:
@@ -306,11 +322,22 @@ def _health_path_stop(failure: Failure, evidence: Evidence) -> Diagnosis | None:
     )
 
 
-def _from_logs(failure: Failure, evidence: Evidence) -> Diagnosis | None:
+def _from_logs(failure: Failure, evidence: Evidence, suite: SuiteProfile) -> Diagnosis | None:
     for candidates in _log_groups(failure, evidence):
-        found = _from_log_lines(candidates)
+        found = _from_suite_patterns(candidates, suite) or _from_log_lines(candidates)
         if found:
             return found
+    return None
+
+
+def _from_suite_patterns(candidates: list[tuple[str, str]], suite: SuiteProfile) -> Diagnosis | None:
+    """A suite cause recognised by its ``log_pattern``: the suite knows its service's words best, so it goes first."""
+    for cause, pattern in suite.log_patterns():
+        found = first_match(pattern, candidates)
+        if found:
+            task_id, line, _match = found
+            return make_diagnosis(cause.category, task_id, cause.title, f"task {short_id(task_id)} log: {line}",
+                                  cause.next_step)
     return None
 
 
@@ -364,14 +391,14 @@ def _from_log_lines(candidates: list[tuple[str, str]]) -> Diagnosis | None:
     return None
 
 
-def _lifecycle(failure: Failure, evidence: Evidence) -> Diagnosis:
+def _lifecycle(failure: Failure, evidence: Evidence, suite: SuiteProfile) -> Diagnosis:
     # Log errors explain a lifecycle failure only when tasks actually died (a crash at start-up);
     # a request's traceback on a live task does not explain an unreachable or slow service.
     tasks_died = bool(evidence.stopped_tasks) or failure.kind in ("tasks_stopping", "rolled_back")
     for rule in (
         lambda: _health_check_command(failure, evidence, require_health_stop=True),
         lambda: _health_path_stop(failure, evidence),
-        lambda: _from_logs(failure, evidence) if tasks_died else None,
+        lambda: _from_logs(failure, evidence, suite) if tasks_died else None,
         lambda: _health_check_command(failure, evidence, require_health_stop=False) if evidence.stopped_tasks else None,
     ):
         found = rule()
@@ -436,7 +463,7 @@ def _stale_from_digests(failure: Failure, evidence: Evidence) -> Diagnosis | Non
     )
 
 
-def diagnose(failure: Failure, evidence: Evidence | None = None) -> Diagnosis:
+def diagnose(failure: Failure, evidence: Evidence | None = None, suite: SuiteProfile = NO_SUITE) -> Diagnosis:
     """Name the most specific cause of ``failure`` that ``evidence`` supports (see module docstring)."""
     evidence = evidence or Evidence()
     if failure.security:
@@ -454,15 +481,15 @@ def diagnose(failure: Failure, evidence: Evidence | None = None) -> Diagnosis:
             f"check {failure.check or '?'} on task {short_id(failure.task_id)}: "
             f"{failure.message or failure.details.get('request', 'no HTTP answer')}",
         )
-    found = _arch(failure, evidence) or _from_kind(failure, evidence)
+    found = _arch(failure, evidence) or _from_kind(failure, evidence) or _named_by_the_check(failure, suite)
     if found:
         return found
     if failure.kind != "check_failed":
-        return _lifecycle(failure, evidence)
+        return _lifecycle(failure, evidence, suite)
     status = str(failure.details.get("status") or "")
     # A 4xx is the service answering on purpose: a traceback in the logs does not explain it.
     server_error = not status.isdigit() or int(status) >= 500
-    found = (_from_logs(failure, evidence) if server_error else None) or _stale_from_digests(failure, evidence)
+    found = (_from_logs(failure, evidence, suite) if server_error else None) or _stale_from_digests(failure, evidence)
     if found:
         return found
     return make_diagnosis(
@@ -473,18 +500,20 @@ def diagnose(failure: Failure, evidence: Evidence | None = None) -> Diagnosis:
     )
 
 
-def diagnose_all(failures: Iterable[Failure], evidence: Evidence | None = None) -> list[Diagnosis]:
+def diagnose_all(failures: Iterable[Failure], evidence: Evidence | None = None,
+                 suite: SuiteProfile = NO_SUITE) -> list[Diagnosis]:
     """Diagnose each failure; identical diagnoses (same category, task and evidence) are listed once,
-    and a missing board owner absorbs the 403s it causes on the same task."""
-    pairs = [(failure, diagnose(failure, evidence)) for failure in failures]
-    # Without a board owner the owner account is refused everywhere: its 403s and the owner
-    # checks are that one cause, not separate contract violations (runbook lesson 3).
-    ownerless = {found.task_id for _failure, found in pairs if found.category == "missing_board_owner"}
+    and a suite cause absorbs the contract violations it declares as its consequences on the same task
+    (``SuiteCause.absorbs``): one cause, not a cause and its symptoms."""
+    pairs = [(failure, diagnose(failure, evidence, suite)) for failure in failures]
+    absorbing = [(found.task_id, cause) for _failure, found in pairs
+                 if (cause := suite.cause(found.category)) is not None]
     seen: set[tuple[str, str | None, str]] = set()
     result: list[Diagnosis] = []
     for failure, found in pairs:
-        consequence = (found.category == "contract_violation" and found.task_id in ownerless
-                       and (failure.details.get("status") == 403 or "owner" in failure.check))
+        consequence = found.category == "contract_violation" and any(
+            task_id == found.task_id and cause.absorbs(failure.check, failure.details.get("status"))
+            for task_id, cause in absorbing)
         key = (found.category, found.task_id, found.evidence)
         if key not in seen and not consequence:
             seen.add(key)

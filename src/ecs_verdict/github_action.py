@@ -441,7 +441,7 @@ def run_gate(environ: Mapping[str, str], *, out: Any = None) -> int:
     report_dir = resolve_report_dir(inputs.report_dir, environ)
     _forget_last_run(report_dir)
     # The action's own suite keeps its membership ledger out of the workspace; another suite has no --ledger option.
-    ledger = (Path(environ["RUNNER_TEMP"]) / "civicforge-smoke" / "ledger.jsonl"
+    ledger = (Path(environ["RUNNER_TEMP"]) / "ecs-verdict" / "ledger.jsonl"
               if environ.get("RUNNER_TEMP") and suite.own else None)
     command = harness_command(inputs, report_dir, ledger=ledger, suite=suite.argument)
     where = "" if suite.own or suite.cwd is None else f" (in {suite.cwd})"

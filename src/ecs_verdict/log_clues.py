@@ -34,7 +34,7 @@ HEALTH_STOP = re.compile(r"failed (?:container|ELB) health checks", re.IGNORECAS
 ROLLBACK_EVENT = re.compile(r"roll(?:ing|ed)? ?back|circuit breaker", re.IGNORECASE)
 # ECS's words when deployment alarms fail a rollout: "... alarm(s) smoke-alarm are in ALARM state."
 ALARM_ROLLBACK = re.compile(r"alarm\(s\) (?P<names>[^\s]+(?:, ?[^\s]+)*) (?:are|is) in ALARM state", re.IGNORECASE)
-# uvicorn's access log line: '... - "POST /api/boards/board_001/invites HTTP/1.1" 500 Internal Server Error'
+# uvicorn's access log line: '... - "POST /api/items/42/shares HTTP/1.1" 500 Internal Server Error'
 ACCESS_LINE = re.compile(r"\"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+\" (?P<status>\d{3})")
 
 
@@ -82,7 +82,7 @@ def logged_as(logged: str, asked: str) -> bool:
     """Whether an access line's path can be the request for ``asked``.
 
     An app that mounts its API as a sub-application logs the path inside the mount:
-    the real CivicForge service logs ``/api/health`` as ``/health``. So a logged path
+    a service that mounts its API at ``/api`` logs ``/api/health`` as ``/health``. So a logged path
     matches the asked one, or the asked one with a leading mount prefix left out.
     """
     logged, asked = logged.split("?", 1)[0], asked.split("?", 1)[0]

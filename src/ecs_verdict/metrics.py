@@ -1,6 +1,6 @@
 """Canary metrics (``--canary``): one smoke run as CloudWatch data points an alarm can watch.
 
-Published under the run's namespace (default ``CivicForge/Smoke``), every metric
+Published under the run's namespace (default: the suite's, ``SuiteProfile.metrics_namespace``), every metric
 with the dimensions ``Service`` and ``Environment``:
 
 - ``SmokeSuccess`` (Count): 1 when the verdict is ``pass``, else 0. Alarm on

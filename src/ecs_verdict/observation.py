@@ -41,7 +41,7 @@ class DeploymentInfo:
         return family_revision(self.task_definition_arn)
 
     def describe(self) -> str:
-        """``PRIMARY civicforge-board-mvp:7 IN_PROGRESS 1/2``."""
+        """``PRIMARY orders-api:7 IN_PROGRESS 1/2``."""
         rollout = f" {self.rollout_state}" if self.rollout_state else ""
         failed = f", {self.failed_tasks} failed" if self.failed_tasks else ""
         return f"{self.status} {self.family_revision}{rollout} {self.running}/{self.desired}{failed}"

@@ -3,7 +3,7 @@
 Two layers, used together:
 
 * ``SecretRegistry`` knows the exact values this run created or read (passwords,
-  tokens, invite URLs, AWS keys) and replaces each of them, in every form it may
+  tokens, URLs carrying tokens, AWS keys) and replaces each of them, in every form it may
   take on the way out (raw, URL-quoted, JSON-escaped), with ``***``.
 * ``scrub_patterns`` masks secrets the run never saw but that have a recognisable
   shape (``Bearer ...``, JWTs, ``?token=...``, AWS access key ids, passwords in
@@ -32,7 +32,6 @@ SENSITIVE_KEYS = frozenset(
         "password",
         "token",
         "access_token",
-        "invite_url",
         "authorization",
         "secret",
         "aws_secret_access_key",
@@ -40,13 +39,15 @@ SENSITIVE_KEYS = frozenset(
     }
 )
 
+SENSITIVE_KEY_SUFFIXES = ("_token", "_password", "_secret")
+
 _SECRET_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     # "Authorization: Bearer <token>" and friends.
     (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1" + MASK),
-    # JWT-shaped tokens (the board API's session tokens).
+    # JWT-shaped tokens (many APIs' session tokens).
     (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), MASK),
-    # Invite links and other tokens or passwords passed as key=value (query strings, form bodies, logs).
-    (re.compile(r"(?i)(\b(?:token|access_token|refresh_token|invite_token|api_key|signature|password)=)[^&\s\"'#]+"),
+    # Tokens (any *token) or passwords passed as key=value (links, query strings, form bodies, logs).
+    (re.compile(r"(?i)(\b(?:\w*token|api_key|signature|password)=)[^&\s\"'#]+"),
      r"\1" + MASK),
     # Passwords embedded in connection strings: scheme://user:password@host.
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/\s@]+:)[^@\s/]+@"), r"\1" + MASK + "@"),
@@ -153,11 +154,17 @@ def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> di
     return {name: (MASK if name.lower() in SENSITIVE_HEADERS else value) for name, value in items}
 
 
+def is_sensitive_key(key: str) -> bool:
+    """A key whose value is a credential: a known name, or any ``*_token``, ``*_password`` or ``*_secret``."""
+    lowered = key.lower()
+    return lowered in SENSITIVE_KEYS or lowered.endswith(SENSITIVE_KEY_SUFFIXES)
+
+
 def redact_mapping(data: Any) -> Any:
     """Copy of ``data`` with the value under every ``SENSITIVE_KEYS`` key masked, at any depth."""
     if isinstance(data, Mapping):
         return {
-            key: (MASK if isinstance(key, str) and key.lower() in SENSITIVE_KEYS else redact_mapping(value))
+            key: (MASK if isinstance(key, str) and is_sensitive_key(key) else redact_mapping(value))
             for key, value in data.items()
         }
     if isinstance(data, list):

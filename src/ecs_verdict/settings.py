@@ -19,13 +19,12 @@ from typing import Any
 
 from ecs_verdict.deployment import ADDRESSES, Address, TaskDefinitionRef, parse_task_definition_ref
 from ecs_verdict.rollout_checks import parse_image_digest
+from ecs_verdict.suite import DEFAULT_METRICS_NAMESPACE, NO_SUITE, SuiteProfile
 from ecs_verdict.targets import Target, targets_from_urls
 
 DEFAULT_HEALTH_PATH = "/health"
 DEFAULT_STABLE_TIMEOUT_S = 600.0
-DEFAULT_BOARD_ID = "board_001"
 DEFAULT_REPORT_DIR = "reports"
-DEFAULT_METRICS_NAMESPACE = "CivicForge/Smoke"
 ON_FAIL_CHOICES = ("none", "rollback")  # --on-fail: what a failed gate (exit 1) does to the service
 
 
@@ -182,12 +181,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "seconds to wait for the deployment to settle", DEFAULT_STABLE_TIMEOUT_S, parse_seconds),
     OptionSpec("aws_region", "--aws-region", None, "AWS region (default: the boto3 chain, AWS_REGION...)",
                None, parse_name),
-    OptionSpec("board_id", "--board-id", "SMOKE_BOARD_ID", "board the invite and permission checks use",
-               DEFAULT_BOARD_ID, parse_name),
     OptionSpec("smoke_secret", "--smoke-secret", "SMOKE_SECRET",
                "Secrets Manager secret holding the smoke accounts", None, parse_name),
     OptionSpec("bootstrap_accounts", "--bootstrap-accounts", "SMOKE_BOOTSTRAP_ACCOUNTS",
-               "register a missing participant account (non-production targets)", False, parse_flag, is_flag=True),
+               "let the suite register a missing smoke account (non-production targets)", False, parse_flag, is_flag=True),
     OptionSpec("read_only", "--read-only", "SMOKE_READ_ONLY", "run only the read-only checks (canaries)",
                False, parse_flag, is_flag=True),
     OptionSpec("report_dir", "--report-dir", "SMOKE_REPORT_DIR", "where reports go", Path(DEFAULT_REPORT_DIR),
@@ -197,7 +194,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("canary", "--canary", "SMOKE_CANARY", "publish CloudWatch metrics for this run", False, parse_flag,
                is_flag=True),
     OptionSpec("metrics_namespace", "--metrics-namespace", "SMOKE_METRICS_NAMESPACE",
-               "CloudWatch namespace for --canary", DEFAULT_METRICS_NAMESPACE, parse_metrics_namespace),
+               "CloudWatch namespace for --canary (default: the suite's)", DEFAULT_METRICS_NAMESPACE,
+               parse_metrics_namespace),
     OptionSpec("environment", "--environment", "SMOKE_ENVIRONMENT", "Environment dimension for --canary",
                "production", parse_name),
     OptionSpec("continue_deployment", "--continue-deployment", "SMOKE_CONTINUE_DEPLOYMENT",
@@ -228,7 +226,6 @@ class Settings:
     expect_task_definition: TaskDefinitionRef | None = None
     stable_timeout: float = DEFAULT_STABLE_TIMEOUT_S
     aws_region: str | None = None
-    board_id: str = DEFAULT_BOARD_ID
     smoke_secret: str | None = None
     bootstrap_accounts: bool = False
     read_only: bool = False
@@ -269,13 +266,20 @@ class Settings:
 Lookup = Callable[[str], Any]
 
 
-def resolve_settings(cli: Lookup, ini: Lookup, environ: Mapping[str, str] | None = None) -> Settings:
-    """CLI, then environment, then ini, then default; ``UsageError`` on the first bad value."""
+def resolve_settings(cli: Lookup, ini: Lookup, environ: Mapping[str, str] | None = None,
+                     suite: SuiteProfile = NO_SUITE) -> Settings:
+    """CLI, then environment, then ini, then default; ``UsageError`` on the first bad value.
+
+    The suite's profile gives the defaults a suite owns (the metrics namespace); the header says so.
+    """
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    suite_defaults = {"metrics_namespace": suite.metrics_namespace} if suite is not NO_SUITE else {}
     for spec in OPTIONS:
         raw, source = _first_given(spec, cli, ini, environ)
+        if raw is None and spec.dest in suite_defaults:
+            raw, source = suite_defaults[spec.dest], f"suite {suite.name}"  # parsed below: a suite's bad value shows
         if raw is None:
             values[spec.dest], sources[spec.dest] = spec.default, "default"
             continue
@@ -292,6 +296,19 @@ def resolve_settings(cli: Lookup, ini: Lookup, environ: Mapping[str, str] | None
     require_target(settings)
     require_compatible_actions(settings)
     return settings
+
+
+def resolve_option(spec: OptionSpec, cli: Lookup, ini: Lookup,
+                   environ: Mapping[str, str] | None = None) -> tuple[Any, str]:
+    """One option a suite owns, by the same rules as the harness's: (value, where it came from), or ``UsageError``."""
+    environ = os.environ if environ is None else environ
+    raw, source = _first_given(spec, cli, ini, environ)
+    if raw is None:
+        return spec.default, "default"
+    try:
+        return spec.parse(str(raw)), source
+    except ValueError as error:
+        raise UsageError(f"{spec.flag} (from {source}): {error}") from None
 
 
 def require_compatible_actions(settings: Settings) -> None:

@@ -51,7 +51,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, NotRequired, TypedDict
 
 from ecs_verdict.categories import (NEXT_STEPS, NO_ANSWER, NOT_VERIFIED_CATEGORIES, Diagnosis, diagnose_not_verified,
@@ -60,6 +60,7 @@ from ecs_verdict.causes import CauseRecord, merge_causes, tasks_phrase
 from ecs_verdict.console_links import ConsoleContext, LinkRecord, service_links
 from ecs_verdict.coverage import LeftOut, unchecked_tasks
 from ecs_verdict.redact import SecretRegistry, scrub_patterns
+from ecs_verdict.suite import NO_SUITE, SuiteProfile
 
 VerdictName = Literal["pass", "fail", "error"]
 Outcome = Literal["passed", "failed", "error", "skipped"]
@@ -155,6 +156,7 @@ def decide(
     deployment_action_refused: str | None = None,
     task_ids: Iterable[str] = (),
     left_out: Iterable[LeftOut] = (),
+    suite: SuiteProfile = NO_SUITE,
 ) -> Decision:
     """The one verdict of a run, from everything it saw (pure).
 
@@ -166,8 +168,41 @@ def decide(
     (``no_checks_ran``: ``left_out`` says why), else pass. A failed check outranks an
     errored one: one proven breakage is enough to fail the deploy. A check whose request got
     no HTTP answer (category ``no_answer``) is could-not-verify for that check on that task,
-    named as such (from ``diagnoses``, else from its row), never a failure.
+    named as such (from ``diagnoses``, else from its row), never a failure. ``suite``: its causes that mean
+    could-not-verify count like the harness's own, and its own next step for a generic category replaces the
+    generic one.
     """
+    decision = _decide(checks, outcome=outcome, diagnoses=diagnoses, lint_warnings=lint_warnings,
+                       strict_lint=strict_lint, interrupted=interrupted, internal_error=internal_error,
+                       usage_error=usage_error, deployment_action_refused=deployment_action_refused,
+                       task_ids=task_ids, left_out=left_out,
+                       not_verified=NOT_VERIFIED_CATEGORIES | suite.not_verified_categories)
+    return replace(decision, diagnoses=tuple(_with_suite_step(d, suite) for d in decision.diagnoses))
+
+
+def _with_suite_step(diagnosis: DiagnosisRecord, suite: SuiteProfile) -> DiagnosisRecord:
+    """The suite's own next step for a generic category, where the diagnosis gives the generic one."""
+    own = suite.next_steps.get(diagnosis["category"])
+    if own is None or diagnosis["next_step"] != NEXT_STEPS.get(diagnosis["category"]):
+        return diagnosis
+    return DiagnosisRecord(**{**diagnosis, "next_step": own})
+
+
+def _decide(
+    checks: Iterable[CheckRecord],
+    *,
+    outcome: Mapping[str, Any] | None,
+    diagnoses: Iterable[DiagnosisRecord | Any],
+    lint_warnings: Iterable[str],
+    strict_lint: bool,
+    interrupted: int | None,
+    internal_error: str | None,
+    usage_error: bool,
+    deployment_action_refused: str | None,
+    task_ids: Iterable[str],
+    left_out: Iterable[LeftOut],
+    not_verified: frozenset[str],
+) -> Decision:
     checks = list(checks)
     found = [_record(d) for d in diagnoses]
     found += _unanswered(checks, found)
@@ -192,10 +227,10 @@ def decide(
         lint = Diagnosis("task_definition_lint", None, f"--strict-lint: {len(warnings)} task definition warning(s)",
                          warnings[0], NEXT_STEPS["task_definition_lint"])
         return Decision("fail", EXIT_FAILED, (*found, _record(lint)))
-    unproven = _not_proven(checks, list(task_ids), list(left_out), found)
+    unproven = _not_proven(checks, list(task_ids), list(left_out), found, not_verified)
     if unproven or any(check.get("category") == NO_ANSWER for check in checks):
         return Decision("error", EXIT_NOT_VERIFIED, (*found, *(_record(cause) for cause in unproven)))
-    if any(d["category"] in NOT_VERIFIED_CATEGORIES for d in found):
+    if any(d["category"] in not_verified for d in found):
         return Decision("error", EXIT_NOT_VERIFIED, tuple(found))  # e.g. task_stopped: it names the cause
     if deployment_action_refused is not None:
         refused = diagnose_not_verified("hook_action_failed", deployment_action_refused)
@@ -216,13 +251,13 @@ def _unanswered(checks: list[CheckRecord], found: list[DiagnosisRecord]) -> list
 
 
 def _not_proven(checks: list[CheckRecord], task_ids: list[str], left_out: list[LeftOut],
-                found: list[DiagnosisRecord]) -> list[Diagnosis]:
+                found: list[DiagnosisRecord], not_verified: frozenset[str] = NOT_VERIFIED_CATEGORIES) -> list[Diagnosis]:
     """Why a run without a failure still proves nothing: checks that errored, tasks no check ran on."""
     causes = []
     errored = [check for check in checks if check["outcome"] == "error"]
     # An unanswered request is named by its own no_answer diagnosis, a task ECS stopped by task_stopped;
     # other errors are the set-up's.
-    named = {d["task_id"] for d in found if d["category"] in NOT_VERIFIED_CATEGORIES}
+    named = {d["task_id"] for d in found if d["category"] in not_verified}
     set_up = [check for check in errored if check.get("category") != NO_ANSWER and check["task_id"] not in named]
     if set_up:
         first = set_up[0]

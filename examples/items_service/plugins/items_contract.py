@@ -8,24 +8,11 @@ this team's words, with this team's next step.
 
 from __future__ import annotations
 
-from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-# MERGE: the generic ContractViolation(..., category=...) lands in ecs_verdict.errors with the suite wiring
-# (branch "suite"); until then an AssertionError of the same shape stands in. Delete the fallback at merge.
-try:
-    from ecs_verdict.errors import ContractViolation  # type: ignore[attr-defined]
-except ImportError:
-    class ContractViolation(AssertionError):  # type: ignore[no-redef]
-        @classmethod
-        def from_response(cls, response: httpx.Response, *, check: str, expected: str, actual: str,
-                          task: str | None = None, category: str | None = None) -> Any:
-            where = f"{response.request.method} {response.request.url} [task {task}]"
-            error = cls(f"{where}: expected {expected}, got {actual}")
-            error.check, error.category = check, category  # type: ignore[attr-defined]
-            return error
+from ecs_verdict.findings import ContractViolation
 
 SCHEMA_DRIFT = "items_schema_drift"
 MAX_ERRORS_SHOWN = 3

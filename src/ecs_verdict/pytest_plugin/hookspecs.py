@@ -21,8 +21,9 @@ def pytest_smoke_suite_folders(config: pytest.Config) -> list[Path]:
 def pytest_smoke_suite(config: pytest.Config) -> SuiteProfile | None:
     """The suite's name, default metrics namespace and own causes (``ecs_verdict.suite``).
 
-    Called on the controller once the run is known to be a smoke run; the first plugin whose
-    suite the run reaches answers, the others return None.
+    Called in every process of a smoke run (the controller and each xdist worker, which load the
+    same plugins), once, in ``pytest_configure``; the first plugin whose suite the run reaches
+    answers, the others return None. No answer: generic names and no causes of a suite's own.
     """
 
 
@@ -31,6 +32,6 @@ def pytest_smoke_before_service_action(config: pytest.Config) -> None:
     """On the controller, once the verdict is decided and before the harness acts on the service.
 
     Called only when the run will act (``--continue-deployment``, ``--on-fail rollback``):
-    the last moment the tested tasks are certainly still up. The CivicForge suite takes back
-    what its tests wrote here, through those tasks, instead of after the gate stopped them.
+    the last moment the tested tasks are certainly still up. A suite whose tests write to the
+    service takes back what they wrote here, through those tasks, instead of after the gate stopped them.
     """

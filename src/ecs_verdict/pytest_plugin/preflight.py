@@ -64,7 +64,8 @@ class RunState:
     @classmethod
     def from_json(cls, text: str) -> RunState:
         data = json.loads(text)
-        deployment = Deployment.from_dict(data.pop("deployment")) if data.get("deployment") else None
+        found = data.pop("deployment", None)  # None with --target-url: popped too, or it is given twice below
+        deployment = Deployment.from_dict(found) if found else None
         targets = [Target.from_dict(item) for item in data.pop("targets")]
         return cls(**data, deployment=deployment, targets=targets)
 

@@ -33,11 +33,13 @@ from ecs_verdict.containers import choose_container
 from ecs_verdict.coverage import LeftOut, describe_left_out, skipped_checks
 from ecs_verdict.deployment import TaskDefinitionRef
 from ecs_verdict.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
+from ecs_verdict.findings import ContractViolation
 from ecs_verdict.http import NoAnswer, RetryCounts, describe_error
 from ecs_verdict.lint import health_check_path, lint_task_definition
 from ecs_verdict.redact import SecretRegistry, scrub_patterns
 from ecs_verdict.rollback import not_rolled_back, roll_back
 from ecs_verdict.stability import StableResult, wait_until_stable
+from ecs_verdict.suite import SuiteProfile
 from ecs_verdict.targets import Target
 from ecs_verdict.pytest_plugin.fixtures import (DEPLOYMENT_CHECK, exchanges_key, exchanges_of, redirect_target, registry_of,
                               target_of)
@@ -45,6 +47,7 @@ from ecs_verdict.pytest_plugin.harness_errors import harness_error_key
 from ecs_verdict.pytest_plugin.options import SmokeConfig
 from ecs_verdict.pytest_plugin.preflight import RunState
 from ecs_verdict.pytest_plugin.stash import retry_budget_key, state_key
+from ecs_verdict.pytest_plugin.suites import suite_of
 
 SECRETS_OUTPUT_KEY = "smoke_secrets"
 RETRIES_OUTPUT_KEY = "smoke_retries"
@@ -80,7 +83,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         hint = {
             "security": bool(getattr(error, "security", False)),
             "check": getattr(error, "check", None),
-            "kind": getattr(error, "failure_kind", None),  # what a violation proves beyond itself, if anything
+            "category": named_category(error),  # the suite cause a violation proves, if it names one
             "violation": isinstance(error, AssertionError),
             "status": last.status if last else None,
             "request": f"{last.method} {last.url}" if last else None,
@@ -101,6 +104,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if len(registry):
         report.sections = [(title, registry.redact(text)) for title, text in report.sections]
     return report
+
+
+def named_category(error: BaseException | None) -> str | None:
+    """The cause a failed check named itself: the harness's ``ContractViolation`` carries it, whichever suite raised it."""
+    return error.category if isinstance(error, ContractViolation) else None
 
 
 def _no_answer_text(error: httpx.TransportError) -> str:
@@ -180,6 +188,9 @@ class CheckCollector:
         if report.failed and hint.get(NO_ANSWER):
             # What the service would have answered is unknown: this check on this task could not be verified.
             record.update(outcome="error", category=NO_ANSWER, message=hint[NO_ANSWER])
+        elif report.failed and hint.get("category") in suite_of(self.config).not_verified_categories:
+            # The check proved a suite cause that means "could not verify" (exit 6), not a broken service.
+            record.update(outcome="error", category=hint["category"])
         self.config.stash.setdefault(checks_key, []).append(record)
         start, stop = getattr(report, "start", None), getattr(report, "stop", None)
         if start is not None and stop is not None:
@@ -276,9 +287,10 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     """
     checks = config.stash.get(checks_key, [])
     hints = config.stash.get(hints_key, {})
+    suite = suite_of(config)  # its causes, next steps and report name
     began = time.monotonic()
     try:
-        findings = analyse(resolved, state, checks, hints)
+        findings = analyse(resolved, state, checks, hints, suite)
     except Exception as error:  # noqa: BLE001 - the verdict must be written whatever diagnosis hit
         findings = RunFindings(notes=[f"diagnosis failed ({type(error).__name__}: {error}); see the checks"])
     findings.duration_s = time.monotonic() - began
@@ -292,7 +304,7 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
     decision = verdicts.decide(
         checks, outcome=state.outcome, diagnoses=findings.diagnoses, lint_warnings=findings.warnings,
         strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error, task_ids=task_ids,
-        left_out=left_out)
+        left_out=left_out, suite=suite)
     # Once the verdict is known and before it is written: continue or roll back, and record what was done.
     if resolved.continue_deployment or resolved.on_fail != "none":
         config.hook.pytest_smoke_before_service_action(config=config)
@@ -301,7 +313,7 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         decision = verdicts.decide(
             checks, outcome=state.outcome, diagnoses=findings.diagnoses, lint_warnings=findings.warnings,
             strict_lint=resolved.strict, interrupted=interrupted, internal_error=harness_error,
-            deployment_action_refused=actions.refused, task_ids=task_ids, left_out=left_out)
+            deployment_action_refused=actions.refused, task_ids=task_ids, left_out=left_out, suite=suite)
     started_at, duration_s = datetime.fromisoformat(state.started_at), time.monotonic() - state.started_monotonic
     console = console_context(resolved, state, findings, started_at, duration_s)
     config.stash[console_key] = console
@@ -350,11 +362,11 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
                             timelines.verdict_event(time.time(), verdict["verdict"], verdict["exit_code"])]]
     summary += append_timeline(report_dir / "summary.md", events, registry, step_summary)
     allure_dir = Path(getattr(config.option, "allure_report_dir", "") or report_dir / "allure-results")
-    write_allure_extras(allure_dir, verdict, targets)
+    write_allure_extras(allure_dir, verdict, targets, suite.report_name)
     clean_verdict = registry.redact_obj(verdict)
     write_allure3_extras(allure_dir, clean_verdict, summary,
                          timelines.timeline_html(events, _timeline_title(clean_verdict)),
-                         now_ms=int(time.time() * 1000))
+                         now_ms=int(time.time() * 1000), suite=suite)
     label_allure_failures(allure_dir, clean_verdict, registry, total_tasks=len(targets))
     # JUnit is written by pytest's own sessionfinish before this trylast hook runs.
     scrub_tree(report_dir, registry)
@@ -473,7 +485,7 @@ def act_on_the_service(resolved: SmokeConfig, state: RunState, exit_code: int) -
 
 
 def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckRecord],
-            hints: dict[str, dict[str, Any]]) -> RunFindings:
+            hints: dict[str, dict[str, Any]], suite: SuiteProfile) -> RunFindings:
     """Diagnose every failure and lint the task definition (also on a green run)."""
     findings = RunFindings()
     failures: list[Failure] = []
@@ -492,9 +504,9 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
                                 security=bool(hint.get("security")),
                                 details={**{k: hint[k] for k in ("status", "request") if hint.get(k) is not None},
                                          **(hint.get("details") or {})},
-                                window=_window_of(hint)))
+                                window=_window_of(hint), category=hint.get("category")))
     if not resolved.uses_discovery:
-        findings.diagnoses = diagnose_all(failures) if failures else []
+        findings.diagnoses = diagnose_all(failures, suite=suite) if failures else []
         return findings
     cluster, service = resolved.ecs_cluster or "", resolved.ecs_service or ""
     try:
@@ -502,10 +514,10 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
         definition = state.task_definition or _task_definition_of(clients, state, cluster, service)
     except Exception as error:  # noqa: BLE001 - a report must still be written
         findings.notes.append(f"could not read the task definition for lint and diagnosis: {error}")
-        findings.diagnoses = diagnose_all(failures) if failures else []
+        findings.diagnoses = diagnose_all(failures, suite=suite) if failures else []
         return findings
     if definition is None:  # the service itself could not be read: nothing to lint or gather
-        findings.diagnoses = diagnose_all(failures) if failures else []
+        findings.diagnoses = diagnose_all(failures, suite=suite) if failures else []
         return findings
     container = (state.deployment.container if state.deployment else None) or _container_of(definition, resolved)
     findings.task_definition, findings.container = definition, container
@@ -519,7 +531,7 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
                                     task_ids=task_ids, task_definition=definition, container=container or "",
                                     around=datetime.now(timezone.utc), ecr=clients.ecr, seen=state.seen,
                                     task_windows=failure_windows(failures))
-        findings.diagnoses = diagnose_all(failures, evidence)
+        findings.diagnoses = diagnose_all(failures, evidence, suite)
         findings.stopped_task_ids = frozenset(task.task_id for task in evidence.stopped_tasks)
     return findings
 
@@ -595,7 +607,7 @@ def _timeline_title(verdict: verdicts.Verdict) -> str:
             f"{verdict['verdict'].upper()} (exit {verdict['exit_code']})")
 
 
-def write_allure_extras(allure_dir: Path, verdict: verdicts.Verdict, targets: list[Any]) -> None:
+def write_allure_extras(allure_dir: Path, verdict: verdicts.Verdict, targets: list[Any], report_name: str) -> None:
     """environment.properties and (in GitHub Actions) executor.json; controller only."""
     allure_dir.mkdir(parents=True, exist_ok=True)
     target = verdict["target"]
@@ -610,7 +622,7 @@ def write_allure_extras(allure_dir: Path, verdict: verdicts.Verdict, targets: li
     if os.environ.get("GITHUB_ACTIONS") == "true":
         server, repo, run = (os.environ.get(k, "") for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"))
         executor = {"name": "GitHub Actions", "type": "github", "buildName": f"{repo} run {run}",
-                    "buildUrl": f"{server}/{repo}/actions/runs/{run}", "reportName": "CivicForge smoke"}
+                    "buildUrl": f"{server}/{repo}/actions/runs/{run}", "reportName": report_name}
         (allure_dir / "executor.json").write_text(json.dumps(executor, indent=2), encoding="utf-8")
 
 

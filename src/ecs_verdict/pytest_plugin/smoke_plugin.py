@@ -33,9 +33,9 @@ from ecs_verdict.pytest_plugin.harness_errors import harness_error_key, harness_
 from ecs_verdict.pytest_plugin.lanes import TaskLanes, lanes_apply
 from ecs_verdict.pytest_plugin.preflight import RunState, could_not_verify, run_preflight
 from ecs_verdict.pytest_plugin.reporting import configure_outputs, drop_reasons_key, verdict_key, write_reports, write_fallback_verdict
-from ecs_verdict.pytest_plugin.stash import config_key, retry_budget_key, smoke_run_key, state_key
-from ecs_verdict.pytest_plugin.suites import (SUITES_INI, hand_to_controller, note_unregistered, take_from_worker, unregistered_line,
-                            write_unregistered_verdict)
+from ecs_verdict.pytest_plugin.stash import config_key, retry_budget_key, smoke_run_key, state_key, suite_key
+from ecs_verdict.pytest_plugin.suites import (SUITES_INI, ask_suite, hand_to_controller, note_unregistered, suite_of,
+                                              take_from_worker, unregistered_line, write_unregistered_verdict)
 from ecs_verdict.pytest_plugin.task_fate import register_if_needed as watch_task_fates
 
 WORKER_KEY = "smoke_run_state"
@@ -97,9 +97,12 @@ def _configure_smoke_run(config: pytest.Config) -> None:
     config.stash[smoke_run_key] = smoke_run
     if not smoke_run:
         return
+    # Every process asks (workers load the same plugins): the suite's defaults and causes are the same everywhere.
+    config.stash[suite_key] = suite = ask_suite(config)
     resolved = smoke_options.resolve_config(
         lambda dest: config.getoption(dest), lambda name: config.getini(name) or None,
         check_writable=not hasattr(config, "workerinput"),  # the controller writes every report
+        suite=suite,
     )
     config.stash[config_key] = resolved
     config.stash[retry_budget_key] = RetryBudget()  # before any lane forks: one budget for the run
@@ -201,7 +204,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     resolved = config.stash.get(config_key, None)
     if resolved is None:
         return []
-    lines = ["smoke harness options:", *(f"  {line}" for line in resolved.describe())]
+    suite = suite_of(config)
+    lines = [f"smoke suite: {suite.name}" + (f" (its causes: {', '.join(c.category for c in suite.causes)})"
+                                              if suite.causes else ""),
+             "smoke harness options:", *(f"  {line}" for line in resolved.describe())]
     state = config.stash.get(state_key, None)
     if state is not None and resolved.health_path is None:
         # Not an option the user set: say which path the run took, and from where.

@@ -1,4 +1,8 @@
-"""A suite that asks for the deployment's tasks without being registered: exit 6, never a silent pass.
+"""Which suite a smoke run serves: its profile, and a suite that is not registered (exit 6, never a silent pass).
+
+Every process of a smoke run (controller, xdist workers) asks the suites' plugins once, in
+``pytest_configure``, through ``pytest_smoke_suite``: the first that answers gives the run its
+name, its metrics namespace default and its own causes. No answer: ``NO_SUITE``.
 
 A folder not listed in ``smoke_suites`` is not a smoke run: no discovery, so ``smoke_target``
 has no task and pytest skips every test that asks for it. A CI gate reading that exit 0
@@ -19,13 +23,35 @@ from pathlib import Path
 import pytest
 
 from ecs_verdict import verdict as verdicts
-from ecs_verdict.categories import make_diagnosis
+from ecs_verdict.categories import CATEGORIES, make_diagnosis
 from ecs_verdict.redact import SecretRegistry
 from ecs_verdict.settings import SPECS, parse_report_dir
+from ecs_verdict.suite import NO_SUITE, SuiteProfile, profile_problems
+from ecs_verdict.pytest_plugin.stash import suite_key
 
 SUITES_INI = "smoke_suites"
 WORKER_OUTPUT_KEY = "smoke_unregistered_suites"  # xdist: workers collect, the controller decides
 unregistered_key = pytest.StashKey[dict[str, int]]()  # folder -> how many tests in it ask for smoke_target
+
+
+def ask_suite(config: pytest.Config) -> SuiteProfile:
+    """The profile of the suite the run reaches (``pytest_smoke_suite``), else ``NO_SUITE``; a bad one is exit 4."""
+    profile = config.hook.pytest_smoke_suite(config=config)
+    if profile is None:
+        return NO_SUITE
+    if not isinstance(profile, SuiteProfile):
+        raise pytest.UsageError(f"pytest_smoke_suite returned {type(profile).__name__}, not an "
+                                "ecs_verdict.suite.SuiteProfile: fix the suite's plugin")
+    problems = profile_problems(profile, CATEGORIES)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise pytest.UsageError(f"{problems[0]}{more}: fix the suite's plugin")
+    return profile
+
+
+def suite_of(config: pytest.Config) -> SuiteProfile:
+    """The run's suite profile (``NO_SUITE`` before ``pytest_configure`` asked, or when no suite answered)."""
+    return config.stash.get(suite_key, NO_SUITE)
 
 
 def note_unregistered(config: pytest.Config, test_file: Path) -> None:
