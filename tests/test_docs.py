@@ -133,8 +133,6 @@ def test_a_missing_or_unknown_region_is_refused() -> None:
 # -- links between the README and docs/ --------------------------------------------------------------
 
 PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
-# Pages other branches of issue 17 write; linked already, allowed missing until they land.
-LANDING_ELSEWHERE = {ROOT / "docs" / "adopting.md", ROOT / "docs" / "suites.md"}
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)
 
@@ -158,8 +156,7 @@ def _broken_links(page: Path) -> list[str]:
         path, _, anchor = link.partition("#")
         target = (page.parent / path).resolve() if path else page
         if not target.exists():
-            if target not in LANDING_ELSEWHERE:
-                broken.append(f"{link} (no such file)")
+            broken.append(f"{link} (no such file)")
         elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
             broken.append(f"{link} (no such heading)")
     return broken
