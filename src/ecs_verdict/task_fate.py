@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import RetryError, Retrying, retry_if_exception_type
 
 from ecs_verdict.aws import AwsClients
-from ecs_verdict.deployment import Address
+from ecs_verdict.deployment import ServiceSelector
 from ecs_verdict.discovery import resolve_targets
 from ecs_verdict.errors import HarnessOutcome
 from ecs_verdict.health_probe import HEALTH_TIMEOUT, get_health
@@ -185,12 +185,8 @@ class NoReplacementYet(Exception):
 class ReplacementSearch:
     """Where to look for a replacement and how to know it is ready."""
 
-    cluster: str
-    service: str
+    selector: ServiceSelector
     health_path: str
-    container: str | None = None
-    port: int | None = None
-    address: Address = "public"
 
 
 def find_replacement_once(clients: AwsClients, search: ReplacementSearch, stopped_task_id: str,
@@ -201,8 +197,9 @@ def find_replacement_once(clients: AwsClients, search: ReplacementSearch, stoppe
     known at the start that still runs. Raises ``NoReplacementYet`` naming what was seen otherwise.
     """
     try:
-        deployment = resolve_targets(clients, cluster=search.cluster, service=search.service,
-                                     container=search.container, port=search.port, address=search.address)
+        selector = search.selector
+        deployment = resolve_targets(clients, cluster=selector.cluster, service=selector.service,
+                                     container=selector.container, port=selector.port, address=selector.address)
     except HarnessOutcome as outcome:
         raise NoReplacementYet(str(outcome)) from None
     except (BotoCoreError, ClientError) as error:

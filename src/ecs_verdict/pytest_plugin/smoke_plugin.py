@@ -1,6 +1,6 @@
 """The pytest layer of the smoke harness: options, the once-per-run preflight, parametrisation.
 
-The work itself is pytest-free (``src/ecs_verdict``, ``src/ecs_verdict/pytest_plugin/preflight.py``);
+The work itself is pytest-free (``src/ecs_verdict``, ``ecs_verdict.preflight``, ``ecs_verdict.run``);
 this module only decides *when* it runs and hands its results to tests:
 
 - a run is a smoke run when its arguments reach the ``smoke/`` suite; any
@@ -29,11 +29,12 @@ from ecs_verdict.http import RetryBudget
 from ecs_verdict.stability import Progress
 from ecs_verdict.verdict import EXIT_NOT_VERIFIED
 from ecs_verdict.pytest_plugin.fixtures import DEPLOYMENT_CHECK, registry_of
-from ecs_verdict.pytest_plugin.harness_errors import harness_error_key, harness_hook, record_run_error
+from ecs_verdict.pytest_plugin.harness_errors import harness_hook, record_run_error
 from ecs_verdict.pytest_plugin.lanes import TaskLanes, lanes_apply
-from ecs_verdict.pytest_plugin.preflight import RunState, could_not_verify, run_preflight
-from ecs_verdict.pytest_plugin.reporting import configure_outputs, drop_reasons_key, verdict_key, write_reports, write_fallback_verdict
-from ecs_verdict.pytest_plugin.stash import config_key, retry_budget_key, smoke_run_key, state_key
+from ecs_verdict.preflight import RunState, could_not_verify, run_preflight
+from ecs_verdict.pytest_plugin.reporting import configure_outputs, write_reports, write_fallback_verdict
+from ecs_verdict.pytest_plugin.stash import (config_key, drop_reasons_key, error_shown_key, harness_error_key,
+                                             retry_budget_key, smoke_run_key, state_key, verdict_key)
 from ecs_verdict.pytest_plugin.suites import (SUITES_INI, hand_to_controller, note_unregistered, take_from_worker, unregistered_line,
                             write_unregistered_verdict)
 from ecs_verdict.pytest_plugin.task_fate import register_if_needed as watch_task_fates
@@ -46,7 +47,6 @@ TERMINAL_TASK_IDS = 8
 TERMINAL_LINKS = 3
 
 
-error_shown_key = pytest.StashKey[bool]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -232,10 +232,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for note in state.notes:
         write(f"note: {note}")
     write(f"waited {state.waited_s:.1f} s for the deployment; {state.aws_calls} AWS calls")
-    if state.outcome:
+    if state.outcome is not None:
         label = "could not verify" if could_not_verify(state) else "deploy failed"
-        write(f"{label}: {state.outcome['message']}", red=True, bold=True)
-        for line in state.outcome.get("evidence", [])[:12]:
+        write(f"{label}: {state.outcome.message}", red=True, bold=True)
+        for line in state.outcome.evidence[:12]:
             write(f"  {line}")
     verdict = config.stash.get(verdict_key, None)
     if verdict is None:
@@ -329,5 +329,5 @@ class _ProgressLine:
     def done(self, state: RunState) -> None:
         if self._shown:
             self._writer.line("")
-        if state.targets and not state.outcome:
+        if state.targets and state.outcome is None:
             self._writer.line(f"deployment settled after {state.waited_s:.1f} s: testing {len(state.targets)} task(s)")

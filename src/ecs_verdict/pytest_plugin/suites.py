@@ -22,10 +22,10 @@ from ecs_verdict import verdict as verdicts
 from ecs_verdict.categories import make_diagnosis
 from ecs_verdict.redact import SecretRegistry
 from ecs_verdict.settings import SPECS, parse_report_dir
+from ecs_verdict.pytest_plugin.stash import unregistered_key
 
 SUITES_INI = "smoke_suites"
 WORKER_OUTPUT_KEY = "smoke_unregistered_suites"  # xdist: workers collect, the controller decides
-unregistered_key = pytest.StashKey[dict[str, int]]()  # folder -> how many tests in it ask for smoke_target
 
 
 def note_unregistered(config: pytest.Config, test_file: Path) -> None:

@@ -38,9 +38,11 @@ from ecs_verdict.errors import HarnessOutcome
 from ecs_verdict.task_fate import (Claims, Fate, ReplacementSearch, TaskFate, ask_fate,
                                     wait_for_replacement)
 from ecs_verdict.targets import Target
-from ecs_verdict.pytest_plugin.fixtures import redirect_target, redirects_key, target_of
+from ecs_verdict.pytest_plugin.fixtures import redirect_target, target_of
 from ecs_verdict.pytest_plugin.reporting import HINT_PROPERTY, NOTE_PROPERTY, OUTCOME_PROPERTY, REPLACEMENT_PROPERTY
-from ecs_verdict.pytest_plugin.stash import config_key, state_key
+from ecs_verdict.pytest_plugin.stash import config_key, redirects_key, state_key
+from ecs_verdict.kinds import Kind
+from ecs_verdict.run import CheckFailure
 
 CLAIMS_INPUT_KEY = "smoke_replacement_claims"
 MAX_MOVES = 3  # a replacement may be stopped in turn; a task that keeps moving is left to the deadline
@@ -171,7 +173,7 @@ class TaskFateWatch:
                  ) -> list[pytest.TestReport]:
         """The reports of a test whose task crashed or was never replaced: the cause once, then pointers to it."""
         crashed = outcome.fate.fate is Fate.CRASHED
-        category = "task_crashed" if crashed else "task_stopped"
+        category = Kind.TASK_CRASHED if crashed else Kind.TASK_STOPPED
         for report in reports:
             no_answer = getattr(report, NO_ANSWER_ATTRIBUTE, None)
             if not no_answer:
@@ -187,9 +189,9 @@ class TaskFateWatch:
             details = {**outcome.fate.to_dict(), "no_answer": no_answer}
             if not crashed:
                 details["last_seen"] = outcome.last_seen
-            hint = {"kind": category, "details": details, "violation": False, "security": False}
+            failed = CheckFailure(kind=category, details=details)
             report.user_properties[:] = [(k, v) for k, v in report.user_properties if k != HINT_PROPERTY]
-            report.user_properties += [(HINT_PROPERTY, json.dumps(hint)),
+            report.user_properties += [(HINT_PROPERTY, failed),
                                        (OUTCOME_PROPERTY, "failed" if crashed else "error")]
             report.longrepr = f"task {task.short_id} {self._what(outcome)} ({no_answer})"
             outcome = self.outcomes[task.task_id] = dataclasses.replace(outcome, reported=True)
@@ -224,9 +226,7 @@ class TaskFateWatch:
         fate = ask_fate(clients, cluster, task.task_arn or task.task_id)
         outcome = TaskOutcome(fate)
         if fate.fate is Fate.STOPPED_FROM_OUTSIDE:
-            search = ReplacementSearch(cluster=cluster, service=resolved.ecs_service or "",
-                                       health_path=state.health_path, container=resolved.ecs_container,
-                                       port=resolved.target_port, address=resolved.address)
+            search = ReplacementSearch(resolved.selector, health_path=state.health_path)
             # The run's deadline: --stable-timeout from its start (the wait for the deploy spent part of it).
             deadline = state.started_monotonic + resolved.stable_timeout
             known = {t.task_id for t in state.targets}

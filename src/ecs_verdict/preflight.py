@@ -1,7 +1,8 @@
-"""Before any smoke test: find the targets and wait until the deploy is really done (pytest-free).
+"""Before any check: find the targets and wait until the deploy is really done.
 
-Runs once per run, on the controller; the resulting ``RunState`` crosses to
-xdist workers as JSON, so ``-n 4`` still means one discovery and one wait.
+Runs once per run, on the controller, from the run's ``Settings``; the resulting
+``RunState`` crosses to xdist workers as JSON (``to_json``/``from_json``: the only
+place its outcome is a dict), so ``-n 4`` still means one discovery and one wait.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from ecs_verdict.errors import CouldNotVerify, DeployFailed, HarnessOutcome
 from ecs_verdict.evidence import Seen
 from ecs_verdict.http import get_tolerating_one_reset, keepalive_limits, shared_ssl_context
 from ecs_verdict.health_probe import DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEFAULT
-from ecs_verdict.stability import Progress, wait_until_stable
+from ecs_verdict.kinds import Kind
+from ecs_verdict.settings import Settings
+from ecs_verdict.stability import Progress, WaitOptions, wait_for_deployment
 from ecs_verdict.targets import Target
 from ecs_verdict.timeline import TimelineRecorder, wait_event
-from ecs_verdict.pytest_plugin.options import SmokeConfig
 
 PROBE_TIMEOUT_S = 5.0
 IN_PROCESS_ONLY = frozenset({"clients", "seen"})
@@ -41,7 +43,7 @@ class RunState:
     region: str | None = None
     deployment: Deployment | None = None  # the verified PRIMARY (or the failed one, as far as it was seen)
     targets: list[Target] = field(default_factory=list)
-    outcome: dict[str, Any] | None = None  # HarnessOutcome.to_dict() when the deploy could not be verified/failed
+    outcome: HarnessOutcome | None = None  # when the deploy could not be verified, or failed
     notes: list[str] = field(default_factory=list)
     health_path: str = DEFAULT_HEALTH_PATH
     health_path_source: str = HEALTH_PATH_FROM_DEFAULT  # "command line", "env ...", "task definition", "default"
@@ -59,26 +61,45 @@ class RunState:
         data = {item.name: getattr(self, item.name) for item in fields(self) if item.name not in IN_PROCESS_ONLY}
         data["deployment"] = self.deployment.to_dict() if self.deployment is not None else None
         data["targets"] = [target.to_dict() for target in self.targets]
+        data["outcome"] = self.outcome.to_dict() if self.outcome is not None else None
         return json.dumps(data, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> RunState:
         data = json.loads(text)
-        deployment = Deployment.from_dict(data.pop("deployment")) if data.get("deployment") else None
+        deployment_data, outcome_data = data.pop("deployment", None), data.pop("outcome", None)
+        deployment = Deployment.from_dict(deployment_data) if deployment_data else None
         targets = [Target.from_dict(item) for item in data.pop("targets")]
-        return cls(**data, deployment=deployment, targets=targets)
+        outcome = HarnessOutcome.from_dict(outcome_data) if outcome_data else None
+        return cls(**data, deployment=deployment, targets=targets, outcome=outcome)
 
     @property
     def exit_code(self) -> int | None:
-        return self.outcome["exit_code"] if self.outcome else None
+        return self.outcome.exit_code if self.outcome is not None else None
 
     @property
     def blocks_tests(self) -> bool:
         """An image mismatch still leaves working targets worth testing; other outcomes do not."""
-        return bool(self.outcome) and not (self.outcome["kind"] == "image_mismatch" and self.targets)
+        return self.outcome is not None and not (self.outcome.kind is Kind.IMAGE_MISMATCH and self.targets)
+
+    @property
+    def could_not_verify(self) -> bool:
+        return self.outcome is not None and self.outcome.could_not_verify
 
 
-def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] | None = None) -> RunState:
+def wait_options(settings: Settings) -> WaitOptions:
+    """What the wait is asked for, from the run's settings."""
+    return WaitOptions(
+        health_path=settings.health_path,
+        expect_task_definition=settings.expect_task_definition,
+        expect_image_digest=settings.expect_image_digest,
+        timeout_s=settings.stable_timeout,
+        test_during_bake=settings.canary,  # a canary is what an alarm-watched bake waits for
+        at_paused_hook=settings.continue_deployment,  # blue/green: green is tested while the deploy is paused
+    )
+
+
+def run_preflight(config: Settings, on_progress: Callable[[Progress], None] | None = None) -> RunState:
     state = RunState()
     if config.health_path is not None:
         state.health_path, state.health_path_source = config.health_path, config.sources.get("health_path", "option")
@@ -87,32 +108,18 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
         state.targets = list(config.targets)
         state.notes.append(f"targets given by URL ({len(state.targets)}); ECS discovery skipped")
         unreachable = probe_targets(config.targets, state.health_path)
-        if unreachable is not None:
-            state.outcome = unreachable.to_dict()
+        state.outcome = unreachable
         return state
     clients = observer = None
     recorder = TimelineRecorder()
     try:
         clients = make_clients(config.aws_region)
         state.clients, state.region = clients, clients.region
-        observer = ServiceObserver(clients, config.ecs_cluster or "", config.ecs_service or "")
-        result = wait_until_stable(
-            clients,
-            observer=observer,
-            cluster=config.ecs_cluster or "",
-            service=config.ecs_service or "",
-            health_path=config.health_path,
-            timeout_s=config.stable_timeout,
-            expect_task_definition=config.expect_task_definition,
-            expect_image_digest=config.expect_image_digest,
-            address=config.address,
-            container=config.ecs_container,
-            port=config.target_port,
-            on_progress=on_progress,
-            test_during_bake=config.canary,  # a canary is what an alarm-watched bake waits for
-            at_paused_hook=config.continue_deployment,  # blue/green: green is tested while the deploy is paused
-            timeline=recorder,
-        )
+        selector = config.selector
+        assert selector is not None  # Settings requires a cluster and a service when no URL is given
+        observer = ServiceObserver(clients, selector.cluster, selector.service)
+        result = wait_for_deployment(clients, selector, wait_options(config), observer=observer,
+                                     on_progress=on_progress, timeline=recorder)
         state.deployment = result.deployment
         state.targets = list(result.deployment.targets)
         state.notes += list(result.notes)
@@ -122,10 +129,9 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
         # Anything the core did not translate (a credential provider failing, say) is still
         # "could not verify" with one line, never a pytest INTERNALERROR.
         state.outcome = translate_aws_error(
-            error, region=state.region, cluster=config.ecs_cluster, service=config.ecs_service
-        ).to_dict()
+            error, region=state.region, cluster=config.ecs_cluster, service=config.ecs_service)
     except HarnessOutcome as outcome:
-        state.outcome = outcome.to_dict()
+        state.outcome = outcome
         targets = outcome.details.get("targets")
         if isinstance(outcome, DeployFailed) and targets:
             state.targets = [Target.from_dict(item) for item in targets]
@@ -168,8 +174,8 @@ def probe_targets(targets: tuple[Target, ...], health_path: str, *, timeout_s: f
     return CouldNotVerify(
         f"{failed[0]} (no HTTP answer to GET {health_path}): check the URL and port, that the service listens there, "
         "and that this runner may connect (security group, VPN)",
-        kind="target_unreachable", evidence=failed, details={"unreachable": failed})
+        kind=Kind.TARGET_UNREACHABLE, evidence=failed, details={"unreachable": failed})
 
 
 def could_not_verify(state: RunState) -> bool:
-    return bool(state.outcome) and state.outcome["exit_code"] == CouldNotVerify.exit_code
+    return state.could_not_verify
