@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ecs_verdict.kinds import Kind
 from ecs_verdict.errors import CouldNotVerify
+from ecs_verdict.kinds import Kind
 from ecs_verdict.redact import SecretRegistry
 
 ROLES = ("owner", "participant")

@@ -34,10 +34,10 @@ from contracts.errors import describe_status
 from plugins.accounts import ENV_NAMES, ROLES, Account, SmokeAccounts, half_given_account, load_accounts
 from plugins.board_api import Anonymous, BoardApi, Session, check_logins, guard_secrets, login, register
 from plugins.ledger import DEFAULT_LEDGER_PATH, Ledger, MembershipWrites, SweepResult, sweep_memberships
-from ecs_verdict.kinds import Kind
 from ecs_verdict.aws import make_clients
 from ecs_verdict.errors import CouldNotVerify, HarnessOutcome
 from ecs_verdict.http import DEFAULT_TIMEOUT, ExchangeLog, keepalive_limits, shared_ssl_context
+from ecs_verdict.kinds import Kind
 from ecs_verdict.redact import SecretRegistry
 from ecs_verdict.targets import Target
 from ecs_verdict.pytest_plugin.fixtures import registry_of

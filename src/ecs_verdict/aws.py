@@ -30,8 +30,8 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from ecs_verdict.kinds import Kind
 from ecs_verdict.errors import CouldNotVerify
+from ecs_verdict.kinds import Kind
 
 DEFAULT_CONNECT_TIMEOUT_S = 3.0
 DEFAULT_READ_TIMEOUT_S = 10.0

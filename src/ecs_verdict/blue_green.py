@@ -31,9 +31,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_fixed
 
-from ecs_verdict.kinds import Kind
 from ecs_verdict.aws import AwsClients, error_code
 from ecs_verdict.deployment_records import DeploymentRecord, parse_record
+from ecs_verdict.kinds import Kind
 from ecs_verdict.rollout_checks import tasks_not_ready
 from ecs_verdict.errors import CouldNotVerify
 from ecs_verdict.observation import DeploymentInfo, Observation

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ecs_verdict.kinds import Kind
 from ecs_verdict.errors import CouldNotVerify
+from ecs_verdict.kinds import Kind
 from ecs_verdict.lint import health_check_shell_text, url_path_in
 
 

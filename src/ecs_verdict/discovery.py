@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ecs_verdict.kinds import Kind
 from ecs_verdict.aws import AwsClients, aws_errors, service_not_found
 from ecs_verdict.containers import ContainerChoice, choose_container
 from ecs_verdict.deployment import Address, Deployment, TaskDefinitionRef
 from ecs_verdict.deployment_records import DeploymentRecord, DeploymentRecords, records_worth_reading
 from ecs_verdict.errors import CouldNotVerify
+from ecs_verdict.kinds import Kind
 from ecs_verdict.observation import (
     Observation,
     TaskInfo,

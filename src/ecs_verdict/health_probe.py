@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from ecs_verdict.kinds import Kind
 from ecs_verdict.containers import ContainerChoice
 from ecs_verdict.errors import DeployFailed
 from ecs_verdict.http import get_tolerating_one_reset
+from ecs_verdict.kinds import Kind
 from ecs_verdict.targets import Target
 
 

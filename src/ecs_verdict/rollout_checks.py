@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from ecs_verdict.kinds import Kind
 from ecs_verdict.deployment import TaskDefinitionRef
 from ecs_verdict.deployment_records import DeploymentRecord
 from ecs_verdict.errors import CouldNotVerify, DeployFailed
+from ecs_verdict.kinds import Kind
 from ecs_verdict.observation import DeploymentInfo, Observation, TaskInfo, family_revision
 from ecs_verdict.targets import Target
 

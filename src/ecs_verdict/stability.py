@@ -42,7 +42,6 @@ from datetime import datetime
 import httpx
 from tenacity import RetryCallState, RetryError, Retrying
 
-from ecs_verdict.kinds import Kind
 from ecs_verdict.aws import AwsClients
 from ecs_verdict.blue_green import green_not_settled, paused_hook_note
 from ecs_verdict.containers import ContainerChoice, choose_container
@@ -53,6 +52,7 @@ from ecs_verdict.errors import CouldNotVerify, DeployFailed
 from ecs_verdict.http import keepalive_limits
 from ecs_verdict.health_probe import (DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEFAULT, HEALTH_PATH_FROM_TASK_DEFINITION,
                                        HEALTH_TIMEOUT, get_health_all, health_path_missing)
+from ecs_verdict.kinds import Kind
 from ecs_verdict.observation import DeploymentInfo, Observation, TaskInfo
 from ecs_verdict.rollout_checks import (check_image, check_rollback, check_tasks_stopping, ready_primary_tasks,
                                          require_desired, require_primary, stop_evidence, tasks_not_ready)

@@ -59,8 +59,8 @@ from ecs_verdict.categories import (NEXT_STEPS, NO_ANSWER, NOT_VERIFIED_CATEGORI
 from ecs_verdict.causes import CauseRecord, merge_causes, tasks_phrase
 from ecs_verdict.console_links import ConsoleContext, LinkRecord, service_links
 from ecs_verdict.errors import HarnessOutcome
-from ecs_verdict.kinds import Kind
 from ecs_verdict.coverage import LeftOut, unchecked_tasks
+from ecs_verdict.kinds import Kind
 from ecs_verdict.redact import SecretRegistry, scrub_patterns
 
 VerdictName = Literal["pass", "fail", "error"]

@@ -35,14 +35,14 @@ from _pytest.runner import runtestprotocol
 
 from ecs_verdict.aws import AwsClients, make_clients
 from ecs_verdict.errors import HarnessOutcome
+from ecs_verdict.kinds import Kind
+from ecs_verdict.run import CheckFailure
 from ecs_verdict.task_fate import (Claims, Fate, ReplacementSearch, TaskFate, ask_fate,
                                     wait_for_replacement)
 from ecs_verdict.targets import Target
 from ecs_verdict.pytest_plugin.fixtures import redirect_target, target_of
 from ecs_verdict.pytest_plugin.reporting import HINT_PROPERTY, NOTE_PROPERTY, OUTCOME_PROPERTY, REPLACEMENT_PROPERTY
 from ecs_verdict.pytest_plugin.stash import config_key, redirects_key, state_key
-from ecs_verdict.kinds import Kind
-from ecs_verdict.run import CheckFailure
 
 CLAIMS_INPUT_KEY = "smoke_replacement_claims"
 MAX_MOVES = 3  # a replacement may be stopped in turn; a task that keeps moving is left to the deadline
