@@ -118,6 +118,20 @@ def check_failure_of(error: BaseException | None, last_request: tuple[str, int] 
                         check=getattr(error, "check", None))
 
 
+def why_not_run(state: RunState, *, harness_failed: bool, read_only: bool, deployment_check: bool,
+                writes: bool) -> str | None:
+    """Why a check is left out of the run after the preflight (None: it runs); the report lists the reason."""
+    if harness_failed:
+        return "not run: the harness failed first"  # nothing the checks say would count
+    if state.blocks_tests and not deployment_check:
+        return "not run: the deployment failed"
+    if state.could_not_verify:
+        return "not run: the deployment could not be verified"
+    if read_only and writes:
+        return "skipped by --read-only (they write)"
+    return None
+
+
 # -- diagnosis --------------------------------------------------------------------------------------
 
 
