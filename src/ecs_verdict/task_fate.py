@@ -243,3 +243,49 @@ def wait_for_replacement(clients: AwsClients, search: ReplacementSearch, stopped
         except RetryError as error:
             last = error.last_attempt.exception() if error.last_attempt.failed else None
             return str(last) if last is not None else "no look finished before the deadline"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutcome:
+    """What this process learned about a task that stopped answering."""
+
+    fate: TaskFate
+    replacement: Target | None = None
+    last_seen: str = ""  # what the wait for a replacement saw last, when none came
+    reported: bool = False  # its cause was reported once already (later tests point at it)
+
+    scaled_in: bool = False  # no replacement came: the service wants fewer tasks; ``replacement`` is one that stays
+    waited_s: float = 0.0  # how long the wait for a replacement took
+
+    def what(self) -> str:
+        """What became of the task, for a report: crashed, or stopped and never replaced in time."""
+        if self.fate.fate is Fate.CRASHED:
+            return f"stopped mid-run: {self.fate.reason()}"
+        return (f"stopped mid-run by ECS ({self.fate.reason()}) and no replacement was healthy before the "
+                f"run's deadline: {self.last_seen}")
+
+    def note(self) -> str:
+        assert self.replacement is not None
+        if self.scaled_in:
+            return (f"task {self.fate.short_id} stopped mid-run by ECS: {self.fate.reason()}; the service scaled in "
+                    f"(no replacement comes): its checks re-ran on task {self.replacement.short_id} "
+                    f"({self.replacement.base_url}), which the run checks too")
+        return (f"task {self.fate.short_id} stopped mid-run by ECS: {self.fate.reason()}; its checks re-ran on task "
+                f"{self.replacement.short_id} ({self.replacement.base_url}, ready after {self.waited_s:.1f} s)")
+
+
+def follow_task(clients: AwsClients, search: ReplacementSearch, task: Target, known_task_ids: Collection[str],
+                claims: Claims, *, deadline: float) -> TaskOutcome:
+    """What became of a task that stopped answering: its fate, and when ECS stopped it, its replacement (or why none).
+
+    ``deadline`` is the run's (a ``time.monotonic()`` time): the wait for a replacement ends there.
+    """
+    fate = ask_fate(clients, search.selector.cluster, task.task_arn or task.task_id)
+    if fate.fate is not Fate.STOPPED_FROM_OUTSIDE:
+        return TaskOutcome(fate)
+    began = time.monotonic()
+    found = wait_for_replacement(clients, search, task.task_id, known_task_ids, claims, deadline=max(deadline, began))
+    waited = time.monotonic() - began
+    if isinstance(found, Target):
+        return TaskOutcome(fate, replacement=found, scaled_in=found.task_id in known_task_ids, waited_s=waited)
+    return TaskOutcome(fate, last_seen=f"{found} (waited {waited:.1f} s)", waited_s=waited)
