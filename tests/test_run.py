@@ -6,6 +6,7 @@ outcome a ``HarnessOutcome``; both become JSON only to cross a process (xdist, a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from ecs_verdict.errors import CouldNotVerify, DeployFailed
 from ecs_verdict.http import NoAnswer
 from ecs_verdict.kinds import Kind
-from ecs_verdict.preflight import RunState
+from ecs_verdict.preflight import Preflight, RunState
 from ecs_verdict.run import CheckFailure, act_on_the_service, check_failure_of, conclude
 from ecs_verdict.settings import Settings
 from ecs_verdict.targets import targets_from_urls
@@ -62,16 +63,19 @@ def test_an_unknown_kind_is_refused_where_it_enters() -> None:
 @pytest.mark.parametrize("outcome", [None, CouldNotVerify("deploy not stable", kind=Kind.DEADLINE, evidence=["a"]),
                                      DeployFailed("rolled back", kind=Kind.ROLLED_BACK)])
 def test_the_preflight_crosses_to_a_worker_as_json_and_comes_back_typed(outcome: object) -> None:
-    state = RunState(targets=list(TARGETS), outcome=outcome)  # type: ignore[arg-type]
+    state = RunState.after(Preflight(targets=TARGETS, outcome=outcome))  # type: ignore[arg-type]
     back = RunState.from_json(state.to_json())
     assert back.targets == state.targets and back.deployment is None
     assert (back.outcome.to_dict() if back.outcome else None) == (outcome.to_dict() if outcome else None)  # type: ignore[attr-defined]
     assert type(back.outcome) is type(outcome)
+    assert back.preflight.to_dict() == state.preflight.to_dict()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        back.preflight.targets = ()  # type: ignore[misc]  # what the preflight found stays what it found
 
 
 def test_a_failed_check_reaches_the_verdict_typed_within_the_process() -> None:
     settings = Settings(targets=TARGETS)
-    state = RunState(targets=list(TARGETS))
+    state = RunState.after(Preflight(targets=TARGETS))
     checks = [CheckRecord(name="test_shape", task_id=TASK, outcome="failed", duration_s=0.1, message="bad"),
               CheckRecord(name="test_health", task_id=TASK, outcome="passed", duration_s=0.1, message="")]
     failed = CheckFailure(violation=True, status=200, request="GET http://127.0.0.1:8000/api/x", check="test_shape",
@@ -85,8 +89,8 @@ def test_a_failed_check_reaches_the_verdict_typed_within_the_process() -> None:
 
 def test_the_preflight_outcome_decides_a_run_that_checked_nothing() -> None:
     settings = Settings(targets=TARGETS)
-    state = RunState(targets=list(TARGETS), outcome=CouldNotVerify("GET /health: no answer",
-                                                                    kind=Kind.TARGET_UNREACHABLE))
+    state = RunState.after(Preflight(targets=TARGETS, outcome=CouldNotVerify("GET /health: no answer",
+                                                                    kind=Kind.TARGET_UNREACHABLE)))
     verdict = conclude(settings, state, [], {}, left_out=[], interrupted=None, harness_error=None,
                        retry_counts=None).verdict
     assert (verdict["exit_code"], [d["category"] for d in verdict["diagnoses"]]) == (6, ["target_unreachable"])
@@ -95,8 +99,8 @@ def test_the_preflight_outcome_decides_a_run_that_checked_nothing() -> None:
 def test_a_run_that_acts_on_nothing_does_nothing_and_asks_no_one() -> None:
     acted: list[str] = []
     settings = Settings(targets=TARGETS)
-    done = act_on_the_service(settings, RunState(targets=list(TARGETS)), 1)
+    done = act_on_the_service(settings, RunState.after(Preflight(targets=TARGETS)), 1)
     assert (done.fields, done.notes, done.refused) == ({}, [], None)
-    conclude(settings, RunState(targets=list(TARGETS)), [], {}, left_out=[], interrupted=None, harness_error=None,
+    conclude(settings, RunState.after(Preflight(targets=TARGETS)), [], {}, left_out=[], interrupted=None, harness_error=None,
              retry_counts=None, before_acting=lambda: acted.append("asked"))
     assert acted == []

@@ -1,8 +1,9 @@
 """Before any check: find the targets and wait until the deploy is really done.
 
-Runs once per run, on the controller, from the run's ``Settings``; the resulting
-``RunState`` crosses to xdist workers as JSON (``to_json``/``from_json``: the only
-place its outcome is a dict), so ``-n 4`` still means one discovery and one wait.
+Runs once per run, on the controller, from the run's ``Settings``; the resulting frozen
+``Preflight`` (inside the run's ``RunState``) crosses to xdist workers as JSON
+(``to_json``/``from_json``: the only place its outcome is a dict), so ``-n 4`` still means
+one discovery and one wait.
 """
 
 from __future__ import annotations
@@ -34,44 +35,130 @@ PROBE_TIMEOUT_S = 5.0
 IN_PROCESS_ONLY = frozenset({"clients", "seen"})
 
 
-@dataclass(slots=True)
-class RunState:
-    """What the controller learned before the tests; JSON-able for ``workerinput``."""
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    """What the controller learned before the checks (frozen); JSON-able for ``workerinput``."""
 
     started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     started_monotonic: float = field(default_factory=time.monotonic)
     region: str | None = None
     deployment: Deployment | None = None  # the verified PRIMARY (or the failed one, as far as it was seen)
-    targets: list[Target] = field(default_factory=list)
+    targets: tuple[Target, ...] = ()
     outcome: HarnessOutcome | None = None  # when the deploy could not be verified, or failed
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
     health_path: str = DEFAULT_HEALTH_PATH
     health_path_source: str = HEALTH_PATH_FROM_DEFAULT  # "command line", "env ...", "task definition", "default"
     aws_calls: int = 0
     waited_s: float = 0.0
     task_definition: dict[str, Any] | None = None  # the PRIMARY's, as discovery read it
     paused_hook: dict[str, Any] | None = None  # --continue-deployment: blue_green.PausedHook.to_dict()
-    timeline: list[dict[str, Any]] = field(default_factory=list)  # timeline.TimelineEvent dicts, as the wait saw them
+    timeline: tuple[dict[str, Any], ...] = ()  # timeline.TimelineEvent dicts, as the wait saw them
     # In the controller's process only (never JSON): one client set, and what AWS already answered.
     clients: AwsClients | None = field(default=None, repr=False, compare=False)
     seen: Seen | None = field(default=None, repr=False, compare=False)
 
-    def to_json(self) -> str:
+    def to_dict(self) -> dict[str, Any]:
         # Not asdict(): it would deep-copy the AWS clients it then leaves out.
         data = {item.name: getattr(self, item.name) for item in fields(self) if item.name not in IN_PROCESS_ONLY}
         data["deployment"] = self.deployment.to_dict() if self.deployment is not None else None
         data["targets"] = [target.to_dict() for target in self.targets]
         data["outcome"] = self.outcome.to_dict() if self.outcome is not None else None
-        return json.dumps(data, default=str)
+        data["notes"], data["timeline"] = list(self.notes), list(self.timeline)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preflight:
+        data = dict(data)
+        deployment_data, outcome_data = data.pop("deployment", None), data.pop("outcome", None)
+        return cls(**{**data, "targets": tuple(Target.from_dict(item) for item in data.get("targets", ())),
+                      "notes": tuple(data.get("notes", ())), "timeline": tuple(data.get("timeline", ()))},
+                   deployment=Deployment.from_dict(deployment_data) if deployment_data else None,
+                   outcome=HarnessOutcome.from_dict(outcome_data) if outcome_data else None)
+
+
+@dataclass(slots=True)
+class RunState:
+    """The run as the checks go on: the frozen ``Preflight``, and what the run learns after it.
+
+    ``targets`` follow a task ECS replaced mid-run, ``notes`` grow, and a suite's own
+    preflight (its accounts) may set ``outcome``; everything else is the preflight's.
+    JSON only for ``workerinput`` (``to_json``/``from_json``).
+    """
+
+    preflight: Preflight = field(default_factory=Preflight)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    outcome: HarnessOutcome | None = None
+
+    @classmethod
+    def after(cls, preflight: Preflight) -> RunState:
+        return cls(preflight, list(preflight.targets), list(preflight.notes), preflight.outcome)
+
+    def to_json(self) -> str:
+        return json.dumps({"preflight": self.preflight.to_dict(), "targets": [t.to_dict() for t in self.targets],
+                           "notes": self.notes, "outcome": self.outcome.to_dict() if self.outcome else None},
+                          default=str)
 
     @classmethod
     def from_json(cls, text: str) -> RunState:
         data = json.loads(text)
-        deployment_data, outcome_data = data.pop("deployment", None), data.pop("outcome", None)
-        deployment = Deployment.from_dict(deployment_data) if deployment_data else None
-        targets = [Target.from_dict(item) for item in data.pop("targets")]
-        outcome = HarnessOutcome.from_dict(outcome_data) if outcome_data else None
-        return cls(**data, deployment=deployment, targets=targets, outcome=outcome)
+        outcome = data.get("outcome")
+        return cls(Preflight.from_dict(data["preflight"]), [Target.from_dict(item) for item in data["targets"]],
+                   list(data["notes"]), HarnessOutcome.from_dict(outcome) if outcome else None)
+
+    # The preflight's, read through.
+    @property
+    def started_at(self) -> str:
+        return self.preflight.started_at
+
+    @property
+    def started_monotonic(self) -> float:
+        return self.preflight.started_monotonic
+
+    @property
+    def region(self) -> str | None:
+        return self.preflight.region
+
+    @property
+    def deployment(self) -> Deployment | None:
+        return self.preflight.deployment
+
+    @property
+    def health_path(self) -> str:
+        return self.preflight.health_path
+
+    @property
+    def health_path_source(self) -> str:
+        return self.preflight.health_path_source
+
+    @property
+    def aws_calls(self) -> int:
+        return self.preflight.aws_calls
+
+    @property
+    def waited_s(self) -> float:
+        return self.preflight.waited_s
+
+    @property
+    def task_definition(self) -> dict[str, Any] | None:
+        return self.preflight.task_definition
+
+    @property
+    def paused_hook(self) -> dict[str, Any] | None:
+        return self.preflight.paused_hook
+
+    @property
+    def timeline(self) -> tuple[dict[str, Any], ...]:
+        return self.preflight.timeline
+
+    @property
+    def clients(self) -> AwsClients | None:
+        return self.preflight.clients
+
+    @property
+    def seen(self) -> Seen | None:
+        return self.preflight.seen
+
 
     @property
     def exit_code(self) -> int | None:
@@ -99,54 +186,57 @@ def wait_options(settings: Settings) -> WaitOptions:
     )
 
 
-def run_preflight(config: Settings, on_progress: Callable[[Progress], None] | None = None) -> RunState:
-    state = RunState()
+def run_preflight(config: Settings, on_progress: Callable[[Progress], None] | None = None) -> Preflight:
+    """Discovery and the wait (or a probe of the URLs given); every outcome is a value, never raised."""
+    found: dict[str, Any] = {}  # the Preflight's fields, as they are learned
     if config.health_path is not None:
-        state.health_path, state.health_path_source = config.health_path, config.sources.get("health_path", "option")
+        found["health_path"], found["health_path_source"] = (config.health_path,
+                                                             config.sources.get("health_path", "option"))
+    health_path = found.get("health_path", DEFAULT_HEALTH_PATH)
     began = time.monotonic()
     if config.targets:
-        state.targets = list(config.targets)
-        state.notes.append(f"targets given by URL ({len(state.targets)}); ECS discovery skipped")
-        unreachable = probe_targets(config.targets, state.health_path)
-        state.outcome = unreachable
-        return state
+        found["notes"] = (f"targets given by URL ({len(config.targets)}); ECS discovery skipped",)
+        return Preflight(**found, targets=config.targets, outcome=probe_targets(config.targets, health_path),
+                         waited_s=0.0)
     clients = observer = None
     recorder = TimelineRecorder()
+    outcome: HarnessOutcome | None = None
     try:
         clients = make_clients(config.aws_region)
-        state.clients, state.region = clients, clients.region
+        found["clients"], found["region"] = clients, clients.region
         selector = config.selector
         assert selector is not None  # Settings requires a cluster and a service when no URL is given
         observer = ServiceObserver(clients, selector.cluster, selector.service)
         result = wait_for_deployment(clients, selector, wait_options(config), observer=observer,
                                      on_progress=on_progress, timeline=recorder)
-        state.deployment = result.deployment
-        state.targets = list(result.deployment.targets)
-        state.notes += list(result.notes)
+        found["deployment"] = result.deployment
+        found["targets"] = tuple(result.deployment.targets)
+        found["notes"] = tuple(result.notes)
         if config.health_path is None:
-            state.health_path, state.health_path_source = result.health_path, result.health_path_source
+            found["health_path"], found["health_path_source"] = result.health_path, result.health_path_source
     except (BotoCoreError, ClientError) as error:
         # Anything the core did not translate (a credential provider failing, say) is still
         # "could not verify" with one line, never a pytest INTERNALERROR.
-        state.outcome = translate_aws_error(
-            error, region=state.region, cluster=config.ecs_cluster, service=config.ecs_service)
-    except HarnessOutcome as outcome:
-        state.outcome = outcome
-        targets = outcome.details.get("targets")
-        if isinstance(outcome, DeployFailed) and targets:
-            state.targets = [Target.from_dict(item) for item in targets]
+        outcome = translate_aws_error(error, region=found.get("region"), cluster=config.ecs_cluster,
+                                      service=config.ecs_service)
+    except HarnessOutcome as raised:
+        outcome = raised
+        targets = raised.details.get("targets")
+        if isinstance(raised, DeployFailed) and targets:
+            found["targets"] = tuple(Target.from_dict(item) for item in targets)
     finally:
-        state.waited_s = round(time.monotonic() - began, 3)
+        waited_s = round(time.monotonic() - began, 3)
         if clients is not None:
-            state.aws_calls = clients.calls.total()
-            state.timeline = [*recorder.to_list(), wait_event(time.time(), state.outcome, state.waited_s).to_dict()]
+            found["aws_calls"] = clients.calls.total()
+            found["timeline"] = (*recorder.to_list(), wait_event(time.time(), outcome, waited_s).to_dict())
         if observer is not None:
-            state.seen = Seen(observer.last_service, dict(observer.raw_tasks))
+            found["seen"] = Seen(observer.last_service, dict(observer.raw_tasks))
             # Also when the wait failed green (an image mismatch, say): the gate then rolls it back.
             hook = paused_hook_of(observer.record) if config.continue_deployment else None
-            state.paused_hook = hook.to_dict() if hook is not None else None
-            state.task_definition = observer.cached_task_definition(_primary_task_definition(observer.last_service))
-    return state
+            found["paused_hook"] = hook.to_dict() if hook is not None else None
+            found["task_definition"] = observer.cached_task_definition(
+                _primary_task_definition(observer.last_service))
+    return Preflight(**found, outcome=outcome, waited_s=waited_s)
 
 
 def _primary_task_definition(service: dict[str, Any] | None) -> str | None:

@@ -123,7 +123,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def _preflight(session: pytest.Session) -> None:
     config = session.config
     progress = _ProgressLine(config)
-    state = run_preflight(config.stash[config_key], on_progress=progress)
+    state = RunState.after(run_preflight(config.stash[config_key], on_progress=progress))
     progress.done(state)
     config.stash[state_key] = state
 
