@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ecs_verdict.errors import CouldNotVerify
+from ecs_verdict.kinds import Kind
 from ecs_verdict.redact import SecretRegistry
 
 ROLES = ("owner", "participant")
@@ -92,7 +93,7 @@ def load_accounts(
             raise CouldNotVerify(
                 f"no {role} smoke account: set {names[0]} and {names[1]}, or --smoke-secret NAME holding "
                 + SECRET_SHAPE,
-                kind="accounts",
+                kind=Kind.ACCOUNTS,
             )
     for account in (*accounts["owner"], *accounts["participant"]):
         secrets.add(account.password)
@@ -105,7 +106,7 @@ def _read_secret(secretsmanager: Any, name: str) -> dict[str, list[dict[str, str
     except Exception as error:  # noqa: BLE001 - any AWS failure here means the same thing to a person
         code = getattr(error, "response", {}).get("Error", {}).get("Code", type(error).__name__)
         raise CouldNotVerify(f"cannot read the smoke secret {name!r} ({code}); check --smoke-secret and IAM",
-                             kind="accounts") from None
+                             kind=Kind.ACCOUNTS) from None
     try:
         data = json.loads(value)
         pool = [data["participant"]] if "participant" in data else []
@@ -117,7 +118,7 @@ def _read_secret(secretsmanager: Any, name: str) -> dict[str, list[dict[str, str
             raise ValueError("a participant account is listed twice")
         return found
     except (ValueError, KeyError, TypeError):
-        raise CouldNotVerify(f"the smoke secret {name!r} is not JSON shaped {SECRET_SHAPE}", kind="accounts") from None
+        raise CouldNotVerify(f"the smoke secret {name!r} is not JSON shaped {SECRET_SHAPE}", kind=Kind.ACCOUNTS) from None
 
 
 def _credentials(item: Any) -> dict[str, str]:

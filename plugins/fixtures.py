@@ -41,6 +41,7 @@ from plugins.ledger import DEFAULT_LEDGER_PATH, Ledger, MembershipWrites, SweepR
 from ecs_verdict.aws import make_clients
 from ecs_verdict.errors import CouldNotVerify, HarnessOutcome
 from ecs_verdict.http import DEFAULT_TIMEOUT, ExchangeLog, keepalive_limits, shared_ssl_context
+from ecs_verdict.kinds import Kind
 from ecs_verdict.redact import SecretRegistry
 from ecs_verdict.settings import OptionSpec, parse_name
 from ecs_verdict.suite import SuiteProfile
@@ -237,7 +238,7 @@ def check_accounts_log_in(config: pytest.Config) -> None:
     """
     state = config.stash.get(state_key, None)
     resolved: SmokeConfig | None = config.stash.get(config_key, None)
-    if state is None or resolved is None or state.outcome or not state.targets:
+    if state is None or resolved is None or state.outcome is not None or not state.targets:
         return
     if not accounts_configured(resolved, os.environ) and _selection_narrowed(config):
         return  # e.g. `-k health`: the checks that need an account report it themselves
@@ -245,7 +246,7 @@ def check_accounts_log_in(config: pytest.Config) -> None:
     try:
         accounts = configured_accounts(resolved, secrets, config)
     except HarnessOutcome as outcome:
-        state.outcome = outcome.to_dict()
+        state.outcome = outcome
         return
     target = state.targets[0]
     # A participant --bootstrap-accounts may register is not checked, except on production, where it may not.
@@ -260,13 +261,13 @@ def check_accounts_log_in(config: pytest.Config) -> None:
             state.outcome = CouldNotVerify(
                 f"--bootstrap-accounts would register {account.username!r} on production: create the "
                 "participant account by hand, or pass --environment NAME for a test stage",
-                kind="accounts", details={"account": account.username}).to_dict()
+                kind=Kind.ACCOUNTS, details={"account": account.username})
             return
         if answer.status_code == 401:
             state.outcome = CouldNotVerify(
                 f"the {account.role} smoke account {account.username!r} was refused at login "
                 f"({describe_status(answer)}) on {target.describe()}: fix its password in {accounts.source}",
-                kind="accounts", details={"account": account.username}).to_dict()
+                kind=Kind.ACCOUNTS, details={"account": account.username})
             return
 
 

@@ -20,7 +20,7 @@ from ecs_verdict.http import (DEFAULT_KEEPALIVE_EXPIRY_S, REPEAT_SAFE, ExchangeL
 from ecs_verdict.health_probe import get_health
 from ecs_verdict.redact import SecretRegistry
 from ecs_verdict.targets import target_from_url
-from ecs_verdict.pytest_plugin.preflight import probe_targets
+from ecs_verdict.preflight import probe_targets
 from tests.loopback import Misbehaviour, misbehaving, serving
 
 NO_WAIT = RetryPolicy(sleep=lambda seconds: None)

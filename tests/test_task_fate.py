@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ecs_verdict.aws import make_clients
+from ecs_verdict.deployment import ServiceSelector
 from ecs_verdict.targets import Target
 from ecs_verdict.task_fate import Claims, Fate, ReplacementSearch, ask_fate, classify, wait_for_replacement
 from stage.seed import CLUSTER, SERVICE
@@ -77,7 +78,7 @@ def test_two_tasks_stopped_at_once_each_get_their_own_replacement(stage_factory:
     fates = [ask_fate(clients, CLUSTER, task_id) for task_id in first]
     assert [(f.fate, f.stop_code) for f in fates] == [(Fate.STOPPED_FROM_OUTSIDE, "SpotInterruption")] * 2
     claims = Claims(tmp_path)  # what every lane and worker of a run shares
-    search = ReplacementSearch(cluster=CLUSTER, service=SERVICE, health_path="/health")
+    search = ReplacementSearch(ServiceSelector(CLUSTER, SERVICE), health_path="/health")
     deadline = time.monotonic() + 60
     found = [wait_for_replacement(clients, search, task_id, first, claims, deadline=deadline) for task_id in first]
     assert all(isinstance(target, Target) for target in found), found

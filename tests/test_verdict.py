@@ -11,6 +11,8 @@ import pytest
 
 from ecs_verdict.categories import NEXT_STEPS, Diagnosis
 from ecs_verdict.coverage import LeftOut, describe_left_out, skipped_checks
+from ecs_verdict.errors import CouldNotVerify, DeployFailed, HarnessOutcome
+from ecs_verdict.kinds import Kind
 from ecs_verdict.redact import SecretRegistry
 from ecs_verdict.suite import SuiteCause, SuiteProfile
 from ecs_verdict.verdict import (
@@ -69,9 +71,17 @@ def verdict_with(checks: list[CheckRecord], **inputs: Any) -> dict:
     )  # type: ignore[return-value]
 
 
-NOT_VERIFIED = {"exit_code": 6, "kind": "no_credentials", "message": "no AWS credentials found: set ...",
-                "evidence": []}
-DEPLOY_FAILED = {"exit_code": 1, "kind": "rolled_back", "message": "rolled back", "evidence": []}
+NOT_VERIFIED = CouldNotVerify("no AWS credentials found: set ...", kind=Kind.NO_CREDENTIALS)
+DEPLOY_FAILED = DeployFailed("rolled back", kind=Kind.ROLLED_BACK)
+
+
+def test_an_unknown_kind_is_refused_where_it_enters_never_guessed() -> None:
+    """JSON from a worker, or a suite's own code, naming a kind the harness does not know: one clear error."""
+    with pytest.raises(ValueError, match="unknown outcome kind 'something_new'"):
+        HarnessOutcome.from_dict({**NOT_VERIFIED.to_dict(), "kind": "something_new"})
+    with pytest.raises(ValueError, match="unknown outcome kind 'something_new'"):
+        CouldNotVerify("x", kind="something_new")  # type: ignore[arg-type]
+    assert HarnessOutcome.from_dict(NOT_VERIFIED.to_dict()).to_dict() == NOT_VERIFIED.to_dict()
 
 
 @pytest.mark.parametrize(
@@ -88,7 +98,6 @@ DEPLOY_FAILED = {"exit_code": 1, "kind": "rolled_back", "message": "rolled back"
         (["error"], {"task_ids": [T1, T2]}, ("error", 6, ["checks_errored", "no_checks_ran"])),
         (["failed"], {"task_ids": [T1, T2]}, ("fail", 1, [])),  # a proven breakage outranks an unchecked task
         ([], {"outcome": NOT_VERIFIED}, ("error", 6, ["no_credentials"])),
-        ([], {"outcome": {**NOT_VERIFIED, "kind": "something_new"}}, ("error", 6, ["harness_error"])),
         (["failed"], {"usage_error": True}, ("error", 4, [])),
         (["passed"], {"strict_lint": True, "lint_warnings": ["no startPeriod"]}, ("fail", 1, ["task_definition_lint"])),
         (["passed"], {"strict_lint": False, "lint_warnings": ["no startPeriod"]}, ("pass", 0, [])),
@@ -153,7 +162,7 @@ def test_an_unanswered_request_named_by_diagnosis_is_named_once() -> None:
     ("accounts", "smoke_accounts"), ("deadline", "not_stable"),
 ])
 def test_each_could_not_verify_cause_has_its_own_category_and_next_step(kind: str, category: str) -> None:
-    decision = decide([], outcome={"exit_code": 6, "kind": kind, "message": f"{kind} happened", "evidence": ["x"]})
+    decision = decide([], outcome=CouldNotVerify(f"{kind} happened", kind=kind, evidence=["x"]))
     (diagnosis,) = decision.diagnoses
     assert (decision.verdict, decision.exit_code, diagnosis["category"]) == ("error", 6, category)
     assert diagnosis["summary"] == f"{kind} happened" and diagnosis["next_step"] == NEXT_STEPS[category]

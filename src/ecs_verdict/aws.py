@@ -31,6 +31,7 @@ from botocore.exceptions import (
 )
 
 from ecs_verdict.errors import CouldNotVerify
+from ecs_verdict.kinds import Kind
 
 DEFAULT_CONNECT_TIMEOUT_S = 3.0
 DEFAULT_READ_TIMEOUT_S = 10.0
@@ -176,7 +177,7 @@ def make_clients(
         raise translate_aws_error(error) from None
     resolved_region = region or session.region_name
     if not resolved_region:
-        raise CouldNotVerify(f"no AWS region set: {FIX_REGION}", kind="no_region")
+        raise CouldNotVerify(f"no AWS region set: {FIX_REGION}", kind=Kind.NO_REGION)
     config = Config(
         connect_timeout=connect_timeout_s,
         read_timeout=read_timeout_s,
@@ -197,7 +198,7 @@ def _require_known_region(session: boto3.session.Session, region: str, endpoint_
     if region not in known:
         raise CouldNotVerify(
             f"unknown AWS region {region!r}: pass --aws-region us-east-1 (or another region where the service runs)",
-            kind="unknown_region",
+            kind=Kind.UNKNOWN_REGION,
             details={"region": region},
         )
 
@@ -234,33 +235,33 @@ def translate_aws_error(
     if isinstance(error, CouldNotVerify):
         return error
     if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
-        return CouldNotVerify(f"no AWS credentials found: {FIX_CREDENTIALS}", kind="no_credentials")
+        return CouldNotVerify(f"no AWS credentials found: {FIX_CREDENTIALS}", kind=Kind.NO_CREDENTIALS)
     if isinstance(error, CredentialRetrievalError):
         return CouldNotVerify(
-            f"AWS credentials could not be loaded ({type(error).__name__}): {FIX_CREDENTIALS}", kind="no_credentials"
+            f"AWS credentials could not be loaded ({type(error).__name__}): {FIX_CREDENTIALS}", kind=Kind.NO_CREDENTIALS
         )
     if isinstance(error, ProfileNotFound):
         return CouldNotVerify(
             f"AWS profile {getattr(error, 'kwargs', {}).get('profile', '?')!r} not found: fix AWS_PROFILE (aws configure list-profiles)",
-            kind="no_credentials",
+            kind=Kind.NO_CREDENTIALS,
         )
     if isinstance(error, NoRegionError):
-        return CouldNotVerify(f"no AWS region set: {FIX_REGION}", kind="no_region")
+        return CouldNotVerify(f"no AWS region set: {FIX_REGION}", kind=Kind.NO_REGION)
     if isinstance(error, InvalidRegionError):
         return CouldNotVerify(
-            f"unknown AWS region {region!r}: pass --aws-region us-east-1", kind="unknown_region", details={"region": region}
+            f"unknown AWS region {region!r}: pass --aws-region us-east-1", kind=Kind.UNKNOWN_REGION, details={"region": region}
         )
     if isinstance(error, TRANSPORT_ERRORS):
         # "transient": a reset or a timeout in the middle of a wait is the network's; the wait polls again.
         url = getattr(error, "kwargs", {}).get("endpoint_url") or endpoint_url or "the AWS endpoint"
         return CouldNotVerify(
             f"AWS endpoint unreachable: {url} ({type(error).__name__}); check the network, proxy or AWS_ENDPOINT_URL",
-            kind="aws_unreachable",
+            kind=Kind.AWS_UNREACHABLE,
             details={"endpoint_url": url, "transient": True, "error": type(error).__name__},
         )
     if isinstance(error, ClientError):
         return _translate_client_error(error, where=where, cluster=cluster, service=service)
-    return CouldNotVerify(f"AWS call failed: {type(error).__name__}: {_first_line(str(error))}", kind="aws_error")
+    return CouldNotVerify(f"AWS call failed: {type(error).__name__}: {_first_line(str(error))}", kind=Kind.AWS_ERROR)
 
 
 def _translate_client_error(error: ClientError, *, where: str, cluster: str | None, service: str | None) -> CouldNotVerify:
@@ -270,7 +271,7 @@ def _translate_client_error(error: ClientError, *, where: str, cluster: str | No
     if code == "ClusterNotFoundException":
         return CouldNotVerify(
             f"ECS cluster {cluster!r} not found{where}: check --ecs-cluster (aws ecs list-clusters)",
-            kind="cluster_not_found",
+            kind=Kind.CLUSTER_NOT_FOUND,
             details={"cluster": cluster},
         )
     if code in ("ServiceNotFoundException", "ServiceNotActiveException"):
@@ -278,24 +279,24 @@ def _translate_client_error(error: ClientError, *, where: str, cluster: str | No
     if code in ACCESS_DENIED_CODES:
         return CouldNotVerify(
             f"AWS denied {operation}{where} ({code}): grant it to the identity running the smoke tests",
-            kind="access_denied",
+            kind=Kind.ACCESS_DENIED,
             details={"operation": operation},
         )
     if code in AUTH_CODES:
         return CouldNotVerify(
             f"AWS rejected the credentials ({code}): refresh them (aws sso login, new keys) or {FIX_CREDENTIALS}",
-            kind="bad_credentials",
+            kind=Kind.BAD_CREDENTIALS,
         )
     # "transient": a waiting loop may poll again within its own deadline.
     if code in THROTTLING_CODES:
         return CouldNotVerify(
             f"AWS kept throttling {operation} ({code}) after retries: run again later or with fewer parallel jobs",
-            kind="throttled",
+            kind=Kind.THROTTLED,
             details={"code": code, "transient": True},
         )
     return CouldNotVerify(
         f"AWS error on {operation}: {code}: {message}",
-        kind="aws_error",
+        kind=Kind.AWS_ERROR,
         details={"code": code, "transient": is_transient_aws_error(error)},
     )
 
@@ -306,7 +307,7 @@ def service_not_found(cluster: str, service: str, *, where: str = "", status: st
     return CouldNotVerify(
         f"ECS service {service!r} not found in cluster {cluster!r}{where}{state}: check --ecs-service "
         f"(aws ecs list-services --cluster {cluster})",
-        kind="service_not_found",
+        kind=Kind.SERVICE_NOT_FOUND,
         details={"cluster": cluster, "service": service},
     )
 

@@ -33,6 +33,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, wait_fixed
 
 from ecs_verdict.aws import AwsClients, error_code
 from ecs_verdict.deployment_records import DeploymentRecord, parse_record
+from ecs_verdict.kinds import Kind
 from ecs_verdict.rollout_checks import tasks_not_ready
 from ecs_verdict.errors import CouldNotVerify
 from ecs_verdict.observation import DeploymentInfo, Observation
@@ -89,7 +90,7 @@ def paused_hook_of(record: DeploymentRecord | None) -> PausedHook | None:
 def paused_hook_note(record: DeploymentRecord | None, unavailable: str | None = None) -> str:
     """"" when the current deployment waits at a PAUSE hook; else what the wait still waits for.
 
-    Raises ``CouldNotVerify(kind="no_paused_hook")`` when no pause is coming: no deployment
+    Raises ``CouldNotVerify(kind=Kind.NO_PAUSED_HOOK)`` when no pause is coming: no deployment
     records, a deployment that finished, one that declares no PAUSE hook, or one past them all.
     """
     if record is None:
@@ -184,7 +185,7 @@ class _Follow:
         answer = self.clients.ecs.describe_service_deployments(serviceDeploymentArns=[self.arn])
         raw = next(iter(answer.get("serviceDeployments") or []), None)
         if raw is None:
-            raise CouldNotVerify(f"service deployment {self.arn} is no longer reported", kind="aws_error")
+            raise CouldNotVerify(f"service deployment {self.arn} is no longer reported", kind=Kind.AWS_ERROR)
         # The target revision is not needed to follow hooks: an empty revision keeps it one call a poll.
         self.last = parse_record(raw, {})
         return self.last

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ecs_verdict.kinds import Kind
 from ecs_verdict.lint import FIXED_HEALTH_CHECK_EXAMPLE
 from ecs_verdict.redact import scrub_patterns
 
@@ -165,13 +166,15 @@ NOT_VERIFIED_KINDS: dict[str, str] = {
 NOT_VERIFIED_CATEGORIES = frozenset({*NOT_VERIFIED_KINDS.values(), "task_stopped"})
 
 
-def diagnose_not_verified(kind: str, message: str, evidence: Iterable[str] = ()) -> Diagnosis:
+def diagnose_not_verified(kind: Kind, message: str, evidence: Iterable[str] = ()) -> Diagnosis:
     """The diagnosis of a could-not-verify outcome: its own category, the outcome's line, its next step.
 
     Only ``deadline`` needs the gathered evidence (``diagnose``); every other kind says
-    exactly what is wrong already. An unknown kind is a harness error, never a guess.
+    exactly what is wrong already. A kind with no could-not-verify category is refused, never guessed.
     """
-    category = NOT_VERIFIED_KINDS.get(kind, "harness_error")
+    category = NOT_VERIFIED_KINDS.get(kind)
+    if category is None:
+        raise ValueError(f"{kind!r} is not a could-not-verify kind (categories.NOT_VERIFIED_KINDS)")
     first = next(iter(evidence), "")
     return make_diagnosis(category, None, message, first or message)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecs_verdict.errors import CouldNotVerify
+from ecs_verdict.kinds import Kind
 from ecs_verdict.lint import health_check_shell_text, url_path_in
 
 
@@ -37,20 +38,20 @@ def choose_container(task_definition: Mapping[str, Any], container: str | None, 
         if chosen is None:
             raise CouldNotVerify(
                 f"container {container!r} is not in task definition {family}; containers: {names} (fix --ecs-container)",
-                kind="container_not_found",
+                kind=Kind.CONTAINER_NOT_FOUND,
             )
     else:
         chosen = next((item for item in definitions if item.get("portMappings")), None)
         if chosen is None:
             raise CouldNotVerify(
                 f"no container of task definition {family} maps a port (containers: {names}): pass --ecs-container and --port",
-                kind="no_port",
+                kind=Kind.NO_PORT,
             )
     mappings = chosen.get("portMappings") or []
     if port is None:
         if not mappings:
             raise CouldNotVerify(
-                f"container {chosen['name']!r} maps no port: pass --port", kind="no_port"
+                f"container {chosen['name']!r} maps no port: pass --port", kind=Kind.NO_PORT
             )
         port = int(mappings[0]["containerPort"])
     return ContainerChoice(

@@ -16,6 +16,18 @@ from ecs_verdict.targets import Target
 
 Address = Literal["public", "private"]
 ADDRESSES: tuple[Address, ...] = ("public", "private")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSelector:
+    """Which ECS service, and which of its tasks' containers, ports and addresses the run tests."""
+
+    cluster: str
+    service: str
+    container: str | None = None  # None: the first container with a port mapping
+    port: int | None = None  # None: the container's
+    address: Address = "public"
+
 @dataclass(frozen=True, slots=True)
 class Deployment:
     """The verified state of the service: its PRIMARY deployment and the targets to test."""

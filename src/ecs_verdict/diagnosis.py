@@ -41,6 +41,7 @@ from typing import Any
 
 from ecs_verdict.categories import CATEGORIES, NEXT_STEPS, NO_ANSWER, Diagnosis, make_diagnosis, short_id
 from ecs_verdict.evidence import Evidence, stop_texts
+from ecs_verdict.kinds import Kind
 from ecs_verdict.lint import external_tool_in, url_path_in
 from ecs_verdict.log_clues import (ALARM_ROLLBACK, CURSOR_ATTRIBUTE, EXEC_FORMAT, HEALTH_STOP,
                                     MISSING_TABLE, PYTHON_ERROR, ROLLBACK_EVENT, SHARED_CONNECTION, answered_404,
@@ -82,12 +83,11 @@ class Failure:
     (``{"state": ...}`` or any dict); check_failed may carry ``{"status": 500, "request":
     "POST /api/..."}``; any kind may carry ``{"health_path_status": {path: status}}``.
     ``category`` is the cause the failing check named itself (a suite cause, from its
-    ``ContractViolation``), or None. ``kind`` should be one of ``KINDS``; another kind (e.g. a ``CouldNotVerify`` kind) is
-    diagnosed like a task lifecycle failure rather than refused, because diagnosis must never
-    crash a run that already failed.
+    ``ContractViolation``), or None. ``kind`` is a ``Kind`` (text is parsed, an unknown kind refused);
+    a kind no rule names (e.g. a ``CouldNotVerify`` kind) is diagnosed like a task lifecycle failure.
     """
 
-    kind: str
+    kind: Kind
     check: str = ""
     task_id: str | None = None
     message: str = ""
@@ -97,6 +97,9 @@ class Failure:
     # When the failing check ran (first, last): the task's log lines are read around it, so a later,
     # unrelated traceback cannot push the one that explains this failure out of the evidence.
     window: tuple[datetime, datetime] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", Kind.parse(self.kind))  # a kind diagnosis does not know is refused
 
 
 def failure_windows(failures: Iterable[Failure]) -> dict[str, tuple[datetime, datetime]]:

@@ -24,6 +24,7 @@ from ecs_verdict.containers import ContainerChoice, choose_container
 from ecs_verdict.deployment import Address, Deployment, TaskDefinitionRef
 from ecs_verdict.deployment_records import DeploymentRecord, DeploymentRecords, records_worth_reading
 from ecs_verdict.errors import CouldNotVerify
+from ecs_verdict.kinds import Kind
 from ecs_verdict.observation import (
     Observation,
     TaskInfo,
@@ -280,7 +281,7 @@ def address_tasks(
         if task.eni_id and task.eni_id not in addresses:
             missing.append(CouldNotVerify(
                 f"task {task.short_id}'s ENI {task.eni_id} is gone: the task is stopping",
-                kind="no_public_ip" if address == "public" else "no_private_ip",
+                kind=Kind.NO_PUBLIC_IP if address == "public" else "no_private_ip",
                 details={"task_id": task.task_id, "eni_id": task.eni_id},
             ))  # fmt: skip
             continue
@@ -317,11 +318,11 @@ def no_address(task: TaskInfo, address: Address, *, why: str = "") -> CouldNotVe
         return CouldNotVerify(
             f"task {task.short_id} has no public IP (ENI {task.eni_id or 'unknown'}{why}): "
             "use --address private from inside the VPC, or enable assignPublicIp",
-            kind="no_public_ip",
+            kind=Kind.NO_PUBLIC_IP,
             details=details,
         )
     return CouldNotVerify(
-        f"task {task.short_id} has no private IP yet (ENI {task.eni_id or 'unknown'}{why})", kind="no_private_ip",
+        f"task {task.short_id} has no private IP yet (ENI {task.eni_id or 'unknown'}{why})", kind=Kind.NO_PRIVATE_IP,
         details=details,
     )
 

@@ -8,7 +8,7 @@ Two kinds, each with its own exit code, so a CI job can tell them apart:
 - ``DeployFailed`` (exit 1): the harness looked and the deployment is broken (rolled
   back, tasks keep stopping, health path 404, wrong image, ...).
 
-Both carry a machine-readable ``kind`` for diagnosis, ``evidence`` (lines a person
+Both carry a ``kind`` (:class:`ecs_verdict.kinds.Kind`) for diagnosis, ``evidence`` (lines a person
 reads, in order) and ``details`` (JSON-able data for reports). ``str()`` is always
 one line, so it can head a terminal summary or a CI annotation.
 """
@@ -16,6 +16,8 @@ one line, so it can head a terminal summary or a CI annotation.
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+from ecs_verdict.kinds import Kind
 
 EXIT_DEPLOY_FAILED = 1
 EXIT_COULD_NOT_VERIFY = 6
@@ -31,7 +33,7 @@ class HarnessOutcome(Exception):
         self,
         message: str,
         *,
-        kind: str,
+        kind: Kind,
         evidence: list[str] | tuple[str, ...] = (),
         details: dict[str, Any] | None = None,
     ) -> None:
@@ -40,7 +42,7 @@ class HarnessOutcome(Exception):
         headline, *rest = message.strip().splitlines() or [""]
         super().__init__(headline)
         self.message = headline
-        self.kind = kind
+        self.kind = Kind.parse(kind)  # a string from a suite's code too: an unknown one is refused here
         self.evidence: list[str] = [*rest, *evidence]
         self.details: dict[str, Any] = dict(details or {})
 
@@ -58,11 +60,30 @@ class HarnessOutcome(Exception):
         return {
             "outcome": type(self).__name__,
             "exit_code": self.exit_code,
-            "kind": self.kind,
+            "kind": str(self.kind),
             "message": self.message,
             "evidence": list(self.evidence),
             "details": dict(self.details),
         }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> HarnessOutcome:
+        """Back from ``to_dict()`` (JSON from an xdist worker): the same class, kind and fields.
+
+        An unknown ``outcome`` or ``kind`` is a ``ValueError`` naming it, never a guess.
+        """
+        classes = {cls.__name__: cls for cls in (CouldNotVerify, DeployFailed)}
+        cls = classes.get(str(data.get("outcome")))
+        if cls is None:
+            raise ValueError(f"unknown outcome {data.get('outcome')!r}: expected one of {', '.join(classes)}")
+        outcome = cls(str(data.get("message", "")), kind=Kind.parse(data.get("kind")),
+                      details=dict(data.get("details") or {}))
+        outcome.evidence = list(data.get("evidence") or [])
+        return outcome
+
+    @property
+    def could_not_verify(self) -> bool:
+        return self.exit_code == EXIT_COULD_NOT_VERIFY
 
 
 class CouldNotVerify(HarnessOutcome):

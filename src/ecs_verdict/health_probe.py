@@ -15,6 +15,7 @@ import httpx
 from ecs_verdict.containers import ContainerChoice
 from ecs_verdict.errors import DeployFailed
 from ecs_verdict.http import get_tolerating_one_reset
+from ecs_verdict.kinds import Kind
 from ecs_verdict.targets import Target
 
 
@@ -84,7 +85,7 @@ def health_path_missing(http: httpx.Client, answer: HealthAnswer, path: str, cho
         evidence.append(f"the task definition's container health check probes the same path ({path})")
     return DeployFailed(
         f"health path {path} answered 404 on task {answer.target.short_id} ({answer.url}) while the server is up; {fix}",
-        kind="health_path_404",
+        kind=Kind.HEALTH_PATH_404,
         evidence=evidence,
         details={"path": path, "working_paths": working, "url": answer.url},
     )

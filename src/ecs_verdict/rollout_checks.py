@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from ecs_verdict.deployment import TaskDefinitionRef
 from ecs_verdict.deployment_records import DeploymentRecord
 from ecs_verdict.errors import CouldNotVerify, DeployFailed
+from ecs_verdict.kinds import Kind
 from ecs_verdict.observation import DeploymentInfo, Observation, TaskInfo, family_revision
 from ecs_verdict.targets import Target
 
@@ -58,7 +59,7 @@ def require_primary(observation: Observation) -> DeploymentInfo:
         raise CouldNotVerify(
             f"service {observation.service!r} reports no PRIMARY deployment; deployments: "
             f"{observation.describe_deployments() or 'none'}",
-            kind="no_primary_deployment",
+            kind=Kind.NO_PRIMARY_DEPLOYMENT,
         )
     return primary
 
@@ -69,7 +70,7 @@ def require_desired(observation: Observation) -> None:
         raise CouldNotVerify(
             f"service {observation.service!r} has desired count 0: nothing to test; scale it up "
             f"(aws ecs update-service --cluster {observation.cluster} --service {observation.service} --desired-count 1)",
-            kind="desired_zero",
+            kind=Kind.DESIRED_ZERO,
         )
 
 
@@ -88,7 +89,7 @@ def no_ready_task(observation: Observation, *, needs_health: bool) -> CouldNotVe
         + "): wait for the deploy (--wait-stable) or check the service events"
     )
     evidence = [event.message for event in observation.events[:3]]
-    return CouldNotVerify(message, kind="no_running_task", evidence=evidence)
+    return CouldNotVerify(message, kind=Kind.NO_RUNNING_TASK, evidence=evidence)
 
 
 def check_rollback(observation: Observation, primary: DeploymentInfo, expected: TaskDefinitionRef | None) -> None:
@@ -106,7 +107,7 @@ def check_rollback(observation: Observation, primary: DeploymentInfo, expected: 
         stopped = record.tasks_of_target(observation.stopped_tasks)
         raise DeployFailed(
             f"deploy of {failed_name} was {how}: {now_running}{reason}",
-            kind="rolled_back",
+            kind=Kind.ROLLED_BACK,
             evidence=evidence + record.evidence() + _rollback_events(observation, primary)
             + [task.describe_stop() for task in stopped[:3]],
             details={"failed": failed_name, "running": primary.family_revision, "service_deployment": record.arn,
@@ -115,7 +116,7 @@ def check_rollback(observation: Observation, primary: DeploymentInfo, expected: 
     if primary.rollout_state == "FAILED":
         raise DeployFailed(
             f"deployment {primary.id} ({primary.family_revision}) failed: {primary.rollout_state_reason or 'rolloutState FAILED'}",
-            kind="rolled_back",
+            kind=Kind.ROLLED_BACK,
             evidence=evidence + _rollback_events(observation, primary),
             details={"deployment_id": primary.id, "task_definition": primary.family_revision},
         )
@@ -127,7 +128,7 @@ def check_rollback(observation: Observation, primary: DeploymentInfo, expected: 
         raise DeployFailed(
             f"deploy of {failed_name} was rolled back: the service runs {primary.family_revision} again"
             + (f" ({reason})" if reason else ""),
-            kind="rolled_back",
+            kind=Kind.ROLLED_BACK,
             evidence=evidence + events,
             details={"failed": failed_name, "running": primary.family_revision},
         )
@@ -140,7 +141,7 @@ def check_rollback(observation: Observation, primary: DeploymentInfo, expected: 
         )
         raise DeployFailed(
             f"service runs {primary.family_revision}, expected {expected}: {hint}",
-            kind="rolled_back" if listed else "task_definition_mismatch",
+            kind=Kind.ROLLED_BACK if listed else Kind.TASK_DEFINITION_MISMATCH,
             evidence=evidence,
             details={"expected": str(expected), "actual": primary.family_revision},
         )
@@ -186,7 +187,7 @@ def check_tasks_stopping(
         raise DeployFailed(
             f"task {fatal[0].short_id} of {primary.family_revision} cannot start: exec format error "
             "(image built for another CPU architecture; build with --platform linux/amd64)",
-            kind="tasks_stopping",
+            kind=Kind.TASKS_STOPPING,
             evidence=stop_evidence(stopped),
             details={"stopped_tasks": [task.task_id for task in stopped], "cause": "exec_format"},
         )
@@ -196,7 +197,7 @@ def check_tasks_stopping(
         raise DeployFailed(
             f"tasks of {primary.family_revision} keep stopping: {len(recent)} stopped "
             f"({primary.failed_tasks} failed per ECS), last: {_newest(recent).stopped_reason or 'no reason given'}",
-            kind="tasks_stopping",
+            kind=Kind.TASKS_STOPPING,
             evidence=stop_evidence(recent),
             details={"stopped_tasks": [task.task_id for task in recent]},
         )
@@ -220,7 +221,7 @@ def _after(task: TaskInfo, since: datetime) -> bool:
 
 
 def check_image(targets: tuple[Target, ...], expected: str | None, record: DeploymentRecord | None = None) -> None:
-    """``DeployFailed(kind="image_mismatch")`` naming each task's digest, the expected one and what ECS pinned."""
+    """``DeployFailed(kind=Kind.IMAGE_MISMATCH)`` naming each task's digest, the expected one and what ECS pinned."""
     if expected is None:
         return
     wrong = [target for target in targets if target.image_digest != expected]
@@ -235,7 +236,7 @@ def check_image(targets: tuple[Target, ...], expected: str | None, record: Deplo
         raise DeployFailed(
             f"task {first.short_id} runs {short_digest(first.image_digest)}, expected {short_digest(expected)} "
             f"({len(wrong)} of {len(targets)} tasks run another image)",
-            kind="image_mismatch",
+            kind=Kind.IMAGE_MISMATCH,
             evidence=lines,
             details={"expected": expected, "actual": {t.task_id: t.image_digest for t in wrong},
                      **({"pinned_by_service_revision": pinned} if pinned else {})},

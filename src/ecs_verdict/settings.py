@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ecs_verdict.deployment import ADDRESSES, Address, TaskDefinitionRef, parse_task_definition_ref
+from ecs_verdict.deployment import ADDRESSES, Address, ServiceSelector, TaskDefinitionRef, parse_task_definition_ref
 from ecs_verdict.rollout_checks import parse_image_digest
 from ecs_verdict.suite import DEFAULT_METRICS_NAMESPACE, NO_SUITE, SuiteProfile
 from ecs_verdict.targets import Target, targets_from_urls
@@ -250,6 +250,13 @@ class Settings:
     @property
     def target_urls(self) -> tuple[str, ...]:
         return tuple(target.base_url for target in self.targets)
+
+    @property
+    def selector(self) -> ServiceSelector | None:
+        """The ECS service the run discovers its tasks in; None when the targets were given by URL."""
+        if self.targets or not (self.ecs_cluster and self.ecs_service):
+            return None
+        return ServiceSelector(self.ecs_cluster, self.ecs_service, self.ecs_container, self.target_port, self.address)
 
     def describe(self) -> list[str]:
         """Header lines: every set value and its source."""

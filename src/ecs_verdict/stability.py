@@ -45,13 +45,14 @@ from tenacity import RetryCallState, RetryError, Retrying
 from ecs_verdict.aws import AwsClients
 from ecs_verdict.blue_green import green_not_settled, paused_hook_note
 from ecs_verdict.containers import ContainerChoice, choose_container
-from ecs_verdict.deployment import Address, Deployment, TaskDefinitionRef
+from ecs_verdict.deployment import Address, Deployment, ServiceSelector, TaskDefinitionRef
 from ecs_verdict.discovery import (Addressing, ServiceObserver, address_tasks, deployment_from, no_address,
                                     public_ip_disabled)
 from ecs_verdict.errors import CouldNotVerify, DeployFailed
 from ecs_verdict.http import keepalive_limits
 from ecs_verdict.health_probe import (DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEFAULT, HEALTH_PATH_FROM_TASK_DEFINITION,
                                        HEALTH_TIMEOUT, get_health_all, health_path_missing)
+from ecs_verdict.kinds import Kind
 from ecs_verdict.observation import DeploymentInfo, Observation, TaskInfo
 from ecs_verdict.rollout_checks import (check_image, check_rollback, check_tasks_stopping, ready_primary_tasks,
                                          require_desired, require_primary, stop_evidence, tasks_not_ready)
@@ -70,7 +71,7 @@ HEALTH_POLL_GAP_S = 0.25  # once ECS has settled, the rest of the health streak 
 # An AWS endpoint that has not answered once in this run is a wrong endpoint or no network, not a
 # blip: after this many polls (each already botocore's own retries) the run says so, not at the deadline.
 MAX_POLLS_NEVER_ANSWERED = 2
-AWS_TRANSIENT_KINDS = frozenset({"aws_unreachable", "throttled", "aws_error"})
+AWS_TRANSIENT_KINDS = frozenset({Kind.AWS_UNREACHABLE, Kind.THROTTLED, Kind.AWS_ERROR})
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +153,7 @@ def should_poll_again(clients: AwsClients) -> Callable[[RetryCallState], bool]:
         error = retry_state.outcome.exception() if retry_state.outcome is not None else None
         if error is None or not is_retryable(error):
             return False
-        never_answered = isinstance(error, CouldNotVerify) and error.kind == "aws_unreachable" \
+        never_answered = isinstance(error, CouldNotVerify) and error.kind is Kind.AWS_UNREACHABLE \
             and clients.calls.answered() == 0
         return not never_answered or retry_state.attempt_number < MAX_POLLS_NEVER_ANSWERED
 
@@ -161,15 +162,13 @@ def should_poll_again(clients: AwsClients) -> Callable[[RetryCallState], bool]:
 
 @dataclass(frozen=True, slots=True)
 class WaitOptions:
-    """What ``wait_until_stable`` was asked for (validated)."""
+    """What the wait is asked for, already parsed (``ecs_verdict.settings`` validates each option once)."""
 
-    health_path: str | None  # None: the path the task definition's health check probes
-    expect_task_definition: TaskDefinitionRef | None
-    expect_image_digest: str | None
-    address: Address
-    container: str | None
-    port: int | None
-    consecutive_ok: int
+    health_path: str | None = None  # None: the path the task definition's health check probes
+    expect_task_definition: TaskDefinitionRef | None = None
+    expect_image_digest: str | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    consecutive_ok: int = 2
     test_during_bake: bool = False
     # Blue/green (--continue-deployment): settled means paused at a PAUSE hook with green's tasks ready.
     at_paused_hook: bool = False
@@ -180,6 +179,7 @@ class _Wait:
     """The state of one wait between polls (not shared, not a value)."""
 
     observer: ServiceObserver
+    selector: ServiceSelector
     options: WaitOptions
     http: httpx.Client
     clock: Callable[[], float]
@@ -228,7 +228,7 @@ class _Wait:
         primary = require_primary(observation)
         check_rollback(observation, primary, self.options.expect_task_definition)
         choice = choose_container(
-            self.observer.task_definition(primary.task_definition_arn), self.options.container, self.options.port
+            self.observer.task_definition(primary.task_definition_arn), self.selector.container, self.selector.port
         )
         try:
             check_tasks_stopping(observation, primary, self.stopped_before, self.started_wall)
@@ -267,7 +267,7 @@ class _Wait:
         if self.ok_streak < self.options.consecutive_ok:
             raise NotSettled(f"health path answered on {self.ok_streak}/{self.options.consecutive_ok} polls in a row")
         check_image(targets, self.options.expect_image_digest, observation.record)
-        return deployment_from(observation, self._choice, targets, self.options.address)
+        return deployment_from(observation, self._choice, targets, self.selector.address)
 
     def _resolve(self, observation: Observation, choice: ContainerChoice) -> tuple[Target, ...]:
         ready = ready_primary_tasks(observation, needs_health=choice.task_has_health_check)
@@ -287,7 +287,7 @@ class _Wait:
 
     def _address(self, tasks: tuple[TaskInfo, ...], choice: ContainerChoice) -> Addressing:
         return address_tasks(self.observer.clients, tasks, container=choice.name, port=choice.port,
-                             address=self.options.address, known_addresses=self.addresses)
+                             address=self.selector.address, known_addresses=self.addresses)
 
     def _count_unaddressed(self, gaps: tuple[CouldNotVerify, ...]) -> None:
         """One more fresh look showed these tasks without their address; a first sighting asks for a fresh look."""
@@ -299,7 +299,7 @@ class _Wait:
     def _address_pending(self, gap: CouldNotVerify, arns: frozenset[str]) -> AddressPending:
         """Count one more fresh look at a task without its address; a setting that rules one out ends the wait."""
         task_id = str(gap.details.get("task_id", ""))
-        if self.options.address == "public" and public_ip_disabled(self.observer.last_service):
+        if self.selector.address == "public" and public_ip_disabled(self.observer.last_service):
             task = next((t for t in self.last.tasks if t.task_id == task_id), None) if self.last else None
             if task is not None:
                 raise no_address(task, "public", why="; the service's assignPublicIp is DISABLED") from gap
@@ -430,37 +430,47 @@ def wait_until_stable(
     at_paused_hook: bool = False,
     timeline: TimelineRecorder | None = None,
 ) -> StableResult:
+    """``wait_for_deployment`` with the selector and options spelled out (scripts, benches, tests)."""
+    return wait_for_deployment(
+        clients, ServiceSelector(cluster, service, container, port, address),
+        WaitOptions(health_path=health_path, expect_task_definition=expect_task_definition,
+                    expect_image_digest=expect_image_digest, timeout_s=timeout_s, consecutive_ok=consecutive_ok,
+                    test_during_bake=test_during_bake, at_paused_hook=at_paused_hook),
+        http=http, on_progress=on_progress, sleep=sleep, clock=clock, rng=rng, observer=observer, timeline=timeline)
+
+
+def wait_for_deployment(
+    clients: AwsClients,
+    selector: ServiceSelector,
+    options: WaitOptions,
+    *,
+    http: httpx.Client | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+    observer: ServiceObserver | None = None,
+    timeline: TimelineRecorder | None = None,
+) -> StableResult:
     """Poll until the service's PRIMARY deployment is settled and answers; see the module docstring.
 
     ``timeline`` gets each observed change (also when the wait raises).
     Raises ``DeployFailed`` as soon as the deploy cannot succeed, ``CouldNotVerify``
     when AWS cannot be read or the deadline passes (with the last observed state).
-    ``ValueError`` for malformed expectations (the pytest layer turns it into a UsageError).
+    The options come parsed (``ecs_verdict.settings`` holds the one rule per option).
     """
-    if health_path is not None and not health_path.startswith("/"):
-        raise ValueError(f"health path must start with '/', got {health_path!r}")
-    if consecutive_ok < 1:
-        raise ValueError(f"consecutive_ok must be at least 1, got {consecutive_ok}")
-    options = WaitOptions(
-        health_path=health_path,
-        expect_task_definition=expect_task_definition,
-        expect_image_digest=expect_image_digest,
-        address=address,
-        container=container,
-        port=port,
-        consecutive_ok=consecutive_ok,
-        test_during_bake=test_during_bake,
-        at_paused_hook=at_paused_hook,
-    )
+    if options.consecutive_ok < 1:
+        raise ValueError(f"consecutive_ok must be at least 1, got {options.consecutive_ok}")
+    timeout_s = options.timeout_s
     own_http = http is None
     client = http if http is not None else httpx.Client(timeout=HEALTH_TIMEOUT, follow_redirects=False,
                                                         limits=keepalive_limits())
     calls_before = clients.calls.total()
     start = clock()
     # A caller's own observer keeps what AWS answered after the wait, also when it raised.
-    observer = observer or ServiceObserver(clients, cluster, service, clock=clock)
-    observer.read_records = observer.read_records or at_paused_hook  # the hooks are only in the record
-    state = _Wait(observer, options, client, clock, start, datetime.now().astimezone(), timeline=timeline)
+    observer = observer or ServiceObserver(clients, selector.cluster, selector.service, clock=clock)
+    observer.read_records = observer.read_records or options.at_paused_hook  # the hooks are only in the record
+    state = _Wait(observer, selector, options, client, clock, start, datetime.now().astimezone(), timeline=timeline)
     deadline = start + timeout_s
     jitter = rng or random.Random()
 
@@ -537,7 +547,7 @@ def deadline_passed(state: _Wait, timeout_s: float, last: BaseException | None) 
         evidence += stop_evidence(state.last.stopped_tasks, limit=3)
     return CouldNotVerify(
         f"deploy not stable after {timeout_s:.0f} s (deadline): {waiting_on}",
-        kind="deadline",
+        kind=Kind.DEADLINE,
         evidence=evidence,
         details={"timeout_s": timeout_s, "polls": state.observer.polls},
     )

@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import RetryError, Retrying, retry_if_exception_type
 
 from ecs_verdict.aws import AwsClients
-from ecs_verdict.deployment import Address
+from ecs_verdict.deployment import ServiceSelector
 from ecs_verdict.discovery import resolve_targets
 from ecs_verdict.errors import HarnessOutcome
 from ecs_verdict.health_probe import HEALTH_TIMEOUT, get_health
@@ -185,12 +185,8 @@ class NoReplacementYet(Exception):
 class ReplacementSearch:
     """Where to look for a replacement and how to know it is ready."""
 
-    cluster: str
-    service: str
+    selector: ServiceSelector
     health_path: str
-    container: str | None = None
-    port: int | None = None
-    address: Address = "public"
 
 
 def find_replacement_once(clients: AwsClients, search: ReplacementSearch, stopped_task_id: str,
@@ -201,8 +197,9 @@ def find_replacement_once(clients: AwsClients, search: ReplacementSearch, stoppe
     known at the start that still runs. Raises ``NoReplacementYet`` naming what was seen otherwise.
     """
     try:
-        deployment = resolve_targets(clients, cluster=search.cluster, service=search.service,
-                                     container=search.container, port=search.port, address=search.address)
+        selector = search.selector
+        deployment = resolve_targets(clients, cluster=selector.cluster, service=selector.service,
+                                     container=selector.container, port=selector.port, address=selector.address)
     except HarnessOutcome as outcome:
         raise NoReplacementYet(str(outcome)) from None
     except (BotoCoreError, ClientError) as error:
@@ -246,3 +243,49 @@ def wait_for_replacement(clients: AwsClients, search: ReplacementSearch, stopped
         except RetryError as error:
             last = error.last_attempt.exception() if error.last_attempt.failed else None
             return str(last) if last is not None else "no look finished before the deadline"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutcome:
+    """What this process learned about a task that stopped answering."""
+
+    fate: TaskFate
+    replacement: Target | None = None
+    last_seen: str = ""  # what the wait for a replacement saw last, when none came
+    reported: bool = False  # its cause was reported once already (later tests point at it)
+
+    scaled_in: bool = False  # no replacement came: the service wants fewer tasks; ``replacement`` is one that stays
+    waited_s: float = 0.0  # how long the wait for a replacement took
+
+    def what(self) -> str:
+        """What became of the task, for a report: crashed, or stopped and never replaced in time."""
+        if self.fate.fate is Fate.CRASHED:
+            return f"stopped mid-run: {self.fate.reason()}"
+        return (f"stopped mid-run by ECS ({self.fate.reason()}) and no replacement was healthy before the "
+                f"run's deadline: {self.last_seen}")
+
+    def note(self) -> str:
+        assert self.replacement is not None
+        if self.scaled_in:
+            return (f"task {self.fate.short_id} stopped mid-run by ECS: {self.fate.reason()}; the service scaled in "
+                    f"(no replacement comes): its checks re-ran on task {self.replacement.short_id} "
+                    f"({self.replacement.base_url}), which the run checks too")
+        return (f"task {self.fate.short_id} stopped mid-run by ECS: {self.fate.reason()}; its checks re-ran on task "
+                f"{self.replacement.short_id} ({self.replacement.base_url}, ready after {self.waited_s:.1f} s)")
+
+
+def follow_task(clients: AwsClients, search: ReplacementSearch, task: Target, known_task_ids: Collection[str],
+                claims: Claims, *, deadline: float) -> TaskOutcome:
+    """What became of a task that stopped answering: its fate, and when ECS stopped it, its replacement (or why none).
+
+    ``deadline`` is the run's (a ``time.monotonic()`` time): the wait for a replacement ends there.
+    """
+    fate = ask_fate(clients, search.selector.cluster, task.task_arn or task.task_id)
+    if fate.fate is not Fate.STOPPED_FROM_OUTSIDE:
+        return TaskOutcome(fate)
+    began = time.monotonic()
+    found = wait_for_replacement(clients, search, task.task_id, known_task_ids, claims, deadline=max(deadline, began))
+    waited = time.monotonic() - began
+    if isinstance(found, Target):
+        return TaskOutcome(fate, replacement=found, scaled_in=found.task_id in known_task_ids, waited_s=waited)
+    return TaskOutcome(fate, last_seen=f"{found} (waited {waited:.1f} s)", waited_s=waited)

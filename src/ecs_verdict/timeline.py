@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from ecs_verdict.errors import HarnessOutcome
 from ecs_verdict.observation import Observation, TaskInfo
 
 VERDICT_LANE = "verdict"
@@ -133,12 +134,11 @@ def check_event(name: str, task_short_id: str | None, outcome: str, start: float
     return TimelineEvent(at=start, lane=lane, state=f"check {name}", detail=outcome, until=stop, outcome=colour)
 
 
-def wait_event(at: float, outcome: dict[str, Any] | None, waited_s: float) -> TimelineEvent:
+def wait_event(at: float, outcome: HarnessOutcome | None, waited_s: float) -> TimelineEvent:
     """How the wait ended: settled, or the outcome that ended it (its kind and message)."""
-    if not outcome:
+    if outcome is None:
         return TimelineEvent(at=at, lane=WAIT_LANE, state=f"settled after {waited_s:.1f} s", outcome="ok")
-    return TimelineEvent(at=at, lane=WAIT_LANE, state=str(outcome.get("kind", "ended")),
-                         detail=str(outcome.get("message", ""))[:300], outcome="bad")
+    return TimelineEvent(at=at, lane=WAIT_LANE, state=str(outcome.kind), detail=outcome.message[:300], outcome="bad")
 
 
 def verdict_event(at: float, verdict: str, exit_code: int) -> TimelineEvent:

@@ -58,7 +58,9 @@ from ecs_verdict.categories import (NEXT_STEPS, NO_ANSWER, NOT_VERIFIED_CATEGORI
                                      make_diagnosis)
 from ecs_verdict.causes import CauseRecord, merge_causes, tasks_phrase
 from ecs_verdict.console_links import ConsoleContext, LinkRecord, service_links
+from ecs_verdict.errors import HarnessOutcome
 from ecs_verdict.coverage import LeftOut, unchecked_tasks
+from ecs_verdict.kinds import Kind
 from ecs_verdict.redact import SecretRegistry, scrub_patterns
 from ecs_verdict.suite import NO_SUITE, SuiteProfile
 
@@ -146,7 +148,7 @@ class Decision:
 def decide(
     checks: Iterable[CheckRecord],
     *,
-    outcome: Mapping[str, Any] | None = None,
+    outcome: HarnessOutcome | None = None,
     diagnoses: Iterable[DiagnosisRecord | Any] = (),
     lint_warnings: Iterable[str] = (),
     strict_lint: bool = False,
@@ -160,7 +162,7 @@ def decide(
 ) -> Decision:
     """The one verdict of a run, from everything it saw (pure).
 
-    ``outcome`` is the preflight's ``HarnessOutcome.to_dict()`` (None when the deploy
+    ``outcome`` is the preflight's ``HarnessOutcome`` (None when the deploy
     settled); ``diagnoses`` the evidence-based ones for failures. In order: a harness
     error, a usage error, an interruption (its own exit code), could-not-verify (each
     cause its own category), any failure (deploy or check), strict lint, checks that
@@ -208,17 +210,16 @@ def _decide(
     found += _unanswered(checks, found)
     outcomes = [check["outcome"] for check in checks]
     if internal_error is not None:
-        harness = diagnose_not_verified("harness_error", internal_error)
+        harness = diagnose_not_verified(Kind.HARNESS_ERROR, internal_error)
         return Decision("error", EXIT_NOT_VERIFIED, (*found, _record(harness)))
     if usage_error:
         return Decision("error", EXIT_USAGE, tuple(found))
     if interrupted is not None:
         return Decision("error", interrupted, tuple(found))
-    if outcome is not None and outcome.get("exit_code") == EXIT_NOT_VERIFIED:
-        if outcome.get("kind") == "deadline" and found:  # the evidence says why it never settled
+    if outcome is not None and outcome.could_not_verify:
+        if outcome.kind is Kind.DEADLINE and found:  # the evidence says why it never settled
             return Decision("error", EXIT_NOT_VERIFIED, tuple(found))
-        cause = diagnose_not_verified(str(outcome.get("kind")), str(outcome.get("message", "")),
-                                      outcome.get("evidence") or ())
+        cause = diagnose_not_verified(outcome.kind, outcome.message, outcome.evidence)
         return Decision("error", EXIT_NOT_VERIFIED, (_record(cause),))
     if outcome is not None or "failed" in outcomes:
         return Decision("fail", EXIT_FAILED, tuple(found))
@@ -233,7 +234,7 @@ def _decide(
     if any(d["category"] in not_verified for d in found):
         return Decision("error", EXIT_NOT_VERIFIED, tuple(found))  # e.g. task_stopped: it names the cause
     if deployment_action_refused is not None:
-        refused = diagnose_not_verified("hook_action_failed", deployment_action_refused)
+        refused = diagnose_not_verified(Kind.HOOK_ACTION_FAILED, deployment_action_refused)
         return Decision("error", EXIT_NOT_VERIFIED, (*found, _record(refused)))
     return Decision("pass", EXIT_PASS, tuple(found))
 

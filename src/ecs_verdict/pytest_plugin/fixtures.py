@@ -21,15 +21,14 @@ from ecs_verdict.allure3 import TASK_LABEL
 from ecs_verdict.http import Exchange, ExchangeLog, recording_client
 from ecs_verdict.redact import SecretRegistry
 from ecs_verdict.targets import Target
-from ecs_verdict.pytest_plugin.options import SmokeConfig
-from ecs_verdict.pytest_plugin.preflight import RunState
-from ecs_verdict.pytest_plugin.stash import config_key, retry_budget_key, state_key
+from ecs_verdict.preflight import RunState
+from ecs_verdict.settings import Settings as SmokeConfig
+from ecs_verdict.pytest_plugin.stash import (config_key, exchanges_key, redirects_key, retry_budget_key, secrets_key,
+                                             state_key)
 
 if TYPE_CHECKING:
     from ecs_verdict.deployment import Deployment
 
-secrets_key = pytest.StashKey[SecretRegistry]()
-exchanges_key = pytest.StashKey[ExchangeLog]()
 
 
 def registry_of(config: pytest.Config) -> SecretRegistry:
@@ -98,8 +97,6 @@ def smoke_http(request: pytest.FixtureRequest, smoke_target: Target, smoke_excha
         yield client
 
 
-# Task id -> the task that replaced it when ECS stopped it mid-run (ecs_verdict.pytest_plugin.task_fate); per process.
-redirects_key = pytest.StashKey[dict[str, Target]]()
 
 
 def redirect_target(config: pytest.Config, target: Target) -> Target:

@@ -19,10 +19,9 @@ import pytest
 
 from ecs_verdict.redact import SecretRegistry, scrub_patterns
 from ecs_verdict.pytest_plugin.fixtures import registry_of
-from ecs_verdict.pytest_plugin.stash import config_key
+from ecs_verdict.pytest_plugin.stash import config_key, harness_error_key
 
 HARNESS_ERROR_FILE = "harness-error.txt"
-harness_error_key = pytest.StashKey[str]()  # the one line, set by the first harness error of the run
 
 F = TypeVar("F", bound=Callable[..., Any])
 

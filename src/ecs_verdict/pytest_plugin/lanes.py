@@ -38,9 +38,9 @@ import pytest
 
 from ecs_verdict.lanes import DEFAULT_MAX_LANES, LanePlan, decode, encode, plan_lanes
 from ecs_verdict.pytest_plugin.fixtures import registry_of, target_of
-from ecs_verdict.pytest_plugin.harness_errors import harness_error_key, record_run_error
+from ecs_verdict.pytest_plugin.harness_errors import record_run_error
 from ecs_verdict.pytest_plugin.reporting import check_properties
-from ecs_verdict.pytest_plugin.stash import config_key, state_key
+from ecs_verdict.pytest_plugin.stash import config_key, harness_error_key, state_key
 
 LANE_STOP_S = 10.0  # after Ctrl-C, how long a lane may take to tear its tests down before it is killed
 EXIT_INTERRUPTED = 130

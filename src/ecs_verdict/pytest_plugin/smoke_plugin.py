@@ -1,6 +1,6 @@
 """The pytest layer of the smoke harness: options, the once-per-run preflight, parametrisation.
 
-The work itself is pytest-free (``src/ecs_verdict``, ``src/ecs_verdict/pytest_plugin/preflight.py``);
+The work itself is pytest-free (``src/ecs_verdict``, ``ecs_verdict.preflight``, ``ecs_verdict.run``);
 this module only decides *when* it runs and hands its results to tests:
 
 - a run is a smoke run when its arguments reach the ``smoke/`` suite; any
@@ -24,16 +24,18 @@ from typing import Any
 import pytest
 
 from ecs_verdict.pytest_plugin import options as smoke_options
-from ecs_verdict.causes import tasks_phrase
 from ecs_verdict.http import RetryBudget
 from ecs_verdict.stability import Progress
+from ecs_verdict.terminal_summary import cause_lines, preflight_lines, verdict_line
 from ecs_verdict.verdict import EXIT_NOT_VERIFIED
 from ecs_verdict.pytest_plugin.fixtures import DEPLOYMENT_CHECK, registry_of
-from ecs_verdict.pytest_plugin.harness_errors import harness_error_key, harness_hook, record_run_error
+from ecs_verdict.pytest_plugin.harness_errors import harness_hook, record_run_error
 from ecs_verdict.pytest_plugin.lanes import TaskLanes, lanes_apply
-from ecs_verdict.pytest_plugin.preflight import RunState, could_not_verify, run_preflight
-from ecs_verdict.pytest_plugin.reporting import configure_outputs, drop_reasons_key, verdict_key, write_reports, write_fallback_verdict
-from ecs_verdict.pytest_plugin.stash import config_key, retry_budget_key, smoke_run_key, state_key, suite_key
+from ecs_verdict.preflight import RunState, run_preflight
+from ecs_verdict.run import why_not_run
+from ecs_verdict.pytest_plugin.reporting import configure_outputs, write_reports, write_fallback_verdict
+from ecs_verdict.pytest_plugin.stash import (config_key, drop_reasons_key, error_shown_key, harness_error_key,
+                                             retry_budget_key, smoke_run_key, state_key, suite_key, verdict_key)
 from ecs_verdict.pytest_plugin.suites import (SUITES_INI, ask_suite, hand_to_controller, note_unregistered, suite_of,
                                               take_from_worker, unregistered_line, write_unregistered_verdict)
 from ecs_verdict.pytest_plugin.task_fate import register_if_needed as watch_task_fates
@@ -41,12 +43,8 @@ from ecs_verdict.pytest_plugin.task_fate import register_if_needed as watch_task
 WORKER_KEY = "smoke_run_state"
 LANES_PLUGIN = "smoke-task-lanes"
 PROGRESS_EVERY_S = 10.0  # without a terminal, one progress line this often
-# A CI log shows each cause once: this many of its tasks' ids and links, then how many more.
-TERMINAL_TASK_IDS = 8
-TERMINAL_LINKS = 3
 
 
-error_shown_key = pytest.StashKey[bool]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -128,7 +126,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def _preflight(session: pytest.Session) -> None:
     config = session.config
     progress = _ProgressLine(config)
-    state = run_preflight(config.stash[config_key], on_progress=progress)
+    state = RunState.after(run_preflight(config.stash[config_key], on_progress=progress))
     progress.done(state)
     config.stash[state_key] = state
 
@@ -169,21 +167,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     keep, drop = [], []
     why = config.stash.setdefault(drop_reasons_key, {})
     for item in items:
-        needs_deployment_only = item.get_closest_marker(DEPLOYMENT_CHECK) is not None
-        if harness_error_key in config.stash:
-            drop.append(item)  # the harness failed before the tests: nothing they say would count
-            why[item.nodeid] = "not run: the harness failed first"
-        elif state.blocks_tests and not needs_deployment_only:
-            drop.append(item)
-            why[item.nodeid] = "not run: the deployment failed"
-        elif could_not_verify(state):
-            drop.append(item)
-            why[item.nodeid] = "not run: the deployment could not be verified"
-        elif resolved.read_only and item.get_closest_marker("writes") is not None:
-            drop.append(item)
-            why[item.nodeid] = "skipped by --read-only (they write)"
-        else:
+        reason = why_not_run(state, harness_failed=harness_error_key in config.stash, read_only=resolved.read_only,
+                             deployment_check=item.get_closest_marker(DEPLOYMENT_CHECK) is not None,
+                             writes=item.get_closest_marker("writes") is not None)
+        if reason is None:
             keep.append(item)
+        else:
+            drop.append(item)
+            why[item.nodeid] = reason
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -230,46 +221,19 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(redact(line), **markup)
 
     terminalreporter.section("smoke harness")
-    if state.deployment:
-        d = state.deployment
-        write(f"deployment {d.deployment_id} of {d.cluster}/{d.service} ({d.task_definition_arn})")
-    for target in state.targets:
-        write(f"  task {target.short_id}: {target.base_url} {target.image_digest or ''}".rstrip())
-    for note in state.notes:
-        write(f"note: {note}")
-    write(f"waited {state.waited_s:.1f} s for the deployment; {state.aws_calls} AWS calls")
-    if state.outcome:
-        label = "could not verify" if could_not_verify(state) else "deploy failed"
-        write(f"{label}: {state.outcome['message']}", red=True, bold=True)
-        for line in state.outcome.get("evidence", [])[:12]:
-            write(f"  {line}")
+    for line, markup in preflight_lines(state):
+        write(line, **markup)
     verdict = config.stash.get(verdict_key, None)
     if verdict is None:
         return
-    run_tasks = [task["task_id"] for task in verdict["tasks"]]
-    said: dict[str, str] = {}  # next step -> the cause that said it first: each step is said once
-    for cause in verdict["causes"]:
-        where = tasks_phrase(cause["task_ids"], run_tasks, limit=TERMINAL_TASK_IDS)
-        write(f"why [{cause['category']}]: {cause['summary']}" + (f" ({where})" if where else ""), red=True)
-        write(f"    evidence: {cause['evidence']}")
-        step = cause["next_step"]
-        write(f"    next step: {step if step not in said else 'as for ' + said[step] + ' above'}")
-        said.setdefault(step, f"[{cause['category']}] {cause['summary']}")
-        for link in cause["links"][:TERMINAL_LINKS]:
-            write(f"    {link['title']}: {link['url']}")
-        more = len(cause["links"]) - TERMINAL_LINKS
-        if more > 0:
-            write(f"    ({more} more link{'s' if more != 1 else ''} in summary.md and verdict.json)")
-    for warning in verdict["warnings"]:
-        write(f"warning: {warning}", yellow=True)
+    for line, markup in cause_lines(verdict):
+        write(line, **markup)
     error = config.stash.get(harness_error_key, None)
     if error is not None:
         write(error, red=True, bold=True)
         config.stash[error_shown_key] = True
-    colour = {"pass": "green", "fail": "red"}.get(verdict["verdict"], "yellow")
-    write(f"verdict: {verdict['verdict'].upper()} (exit {verdict['exit_code']}); reports in "
-          f"{config.stash[config_key].report_dir}/ (verdict.json, summary.md, junit.xml, allure-results/)",
-          bold=True, **{colour: True})
+    line, markup = verdict_line(verdict, config.stash[config_key].report_dir)
+    write(line, **markup)
 
 
 @pytest.hookimpl(trylast=True)
@@ -335,5 +299,5 @@ class _ProgressLine:
     def done(self, state: RunState) -> None:
         if self._shown:
             self._writer.line("")
-        if state.targets and not state.outcome:
+        if state.targets and state.outcome is None:
             self._writer.line(f"deployment settled after {state.waited_s:.1f} s: testing {len(state.targets)} task(s)")

@@ -27,11 +27,10 @@ from ecs_verdict.categories import CATEGORIES, make_diagnosis
 from ecs_verdict.redact import SecretRegistry
 from ecs_verdict.settings import SPECS, parse_report_dir
 from ecs_verdict.suite import NO_SUITE, SuiteProfile, profile_problems
-from ecs_verdict.pytest_plugin.stash import suite_key
+from ecs_verdict.pytest_plugin.stash import suite_key, unregistered_key
 
 SUITES_INI = "smoke_suites"
 WORKER_OUTPUT_KEY = "smoke_unregistered_suites"  # xdist: workers collect, the controller decides
-unregistered_key = pytest.StashKey[dict[str, int]]()  # folder -> how many tests in it ask for smoke_target
 
 
 def ask_suite(config: pytest.Config) -> SuiteProfile:

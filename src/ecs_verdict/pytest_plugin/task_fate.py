@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,38 +34,17 @@ from _pytest.runner import runtestprotocol
 
 from ecs_verdict.aws import AwsClients, make_clients
 from ecs_verdict.errors import HarnessOutcome
-from ecs_verdict.task_fate import (Claims, Fate, ReplacementSearch, TaskFate, ask_fate,
-                                    wait_for_replacement)
+from ecs_verdict.kinds import Kind
+from ecs_verdict.run import CheckFailure
+from ecs_verdict.task_fate import Claims, Fate, ReplacementSearch, TaskFate, TaskOutcome, follow_task
 from ecs_verdict.targets import Target
-from ecs_verdict.pytest_plugin.fixtures import redirect_target, redirects_key, target_of
+from ecs_verdict.pytest_plugin.fixtures import redirect_target, target_of
 from ecs_verdict.pytest_plugin.reporting import HINT_PROPERTY, NOTE_PROPERTY, OUTCOME_PROPERTY, REPLACEMENT_PROPERTY
-from ecs_verdict.pytest_plugin.stash import config_key, state_key
+from ecs_verdict.pytest_plugin.stash import config_key, redirects_key, state_key
 
 CLAIMS_INPUT_KEY = "smoke_replacement_claims"
 MAX_MOVES = 3  # a replacement may be stopped in turn; a task that keeps moving is left to the deadline
 NO_ANSWER_ATTRIBUTE = "smoke_no_answer"  # set on a report whose test got no HTTP answer (an httpx.TransportError)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class TaskOutcome:
-    """What this process learned about a task that stopped answering."""
-
-    fate: TaskFate
-    replacement: Target | None = None
-    last_seen: str = ""  # what the wait for a replacement saw last, when none came
-    reported: bool = False  # its cause was reported once already (later tests point at it)
-
-    scaled_in: bool = False  # no replacement came: the service wants fewer tasks; ``replacement`` is one that stays
-    waited_s: float = 0.0  # how long the wait for a replacement took
-
-    def note(self) -> str:
-        assert self.replacement is not None
-        if self.scaled_in:
-            return (f"task {self.fate.short_id} stopped mid-run by ECS: {self.fate.reason()}; the service scaled in "
-                    f"(no replacement comes): its checks re-ran on task {self.replacement.short_id} "
-                    f"({self.replacement.base_url}), which the run checks too")
-        return (f"task {self.fate.short_id} stopped mid-run by ECS: {self.fate.reason()}; its checks re-ran on task "
-                f"{self.replacement.short_id} ({self.replacement.base_url}, ready after {self.waited_s:.1f} s)")
 
 
 def no_answer_of(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str | None:
@@ -171,7 +149,7 @@ class TaskFateWatch:
                  ) -> list[pytest.TestReport]:
         """The reports of a test whose task crashed or was never replaced: the cause once, then pointers to it."""
         crashed = outcome.fate.fate is Fate.CRASHED
-        category = "task_crashed" if crashed else "task_stopped"
+        category = Kind.TASK_CRASHED if crashed else Kind.TASK_STOPPED
         for report in reports:
             no_answer = getattr(report, NO_ANSWER_ATTRIBUTE, None)
             if not no_answer:
@@ -182,24 +160,18 @@ class TaskFateWatch:
                     continue
                 report.outcome = "skipped"
                 report.longrepr = (item_path(report), 0, f"Skipped: not run: task {task.short_id} "
-                                   f"{self._what(outcome)} (reported once, under [{category}])")
+                                   f"{outcome.what()} (reported once, under [{category}])")
                 continue
             details = {**outcome.fate.to_dict(), "no_answer": no_answer}
             if not crashed:
                 details["last_seen"] = outcome.last_seen
-            hint = {"kind": category, "details": details, "violation": False, "security": False}
+            failed = CheckFailure(kind=category, details=details)
             report.user_properties[:] = [(k, v) for k, v in report.user_properties if k != HINT_PROPERTY]
-            report.user_properties += [(HINT_PROPERTY, json.dumps(hint)),
+            report.user_properties += [(HINT_PROPERTY, failed),
                                        (OUTCOME_PROPERTY, "failed" if crashed else "error")]
-            report.longrepr = f"task {task.short_id} {self._what(outcome)} ({no_answer})"
+            report.longrepr = f"task {task.short_id} {outcome.what()} ({no_answer})"
             outcome = self.outcomes[task.task_id] = dataclasses.replace(outcome, reported=True)
         return reports
-
-    def _what(self, outcome: TaskOutcome) -> str:
-        if outcome.fate.fate is Fate.CRASHED:
-            return f"stopped mid-run: {outcome.fate.reason()}"
-        return (f"stopped mid-run by ECS ({outcome.fate.reason()}) and no replacement was healthy before the "
-                f"run's deadline: {outcome.last_seen}")
 
     # -- asking ECS ----------------------------------------------------------------------------------
 
@@ -220,25 +192,12 @@ class TaskFateWatch:
             outcome = TaskOutcome(TaskFate(task.task_id, Fate.UNKNOWN, error=str(error)))
             self.outcomes[task.task_id] = outcome
             return outcome
-        cluster = resolved.ecs_cluster or ""
-        fate = ask_fate(clients, cluster, task.task_arn or task.task_id)
-        outcome = TaskOutcome(fate)
-        if fate.fate is Fate.STOPPED_FROM_OUTSIDE:
-            search = ReplacementSearch(cluster=cluster, service=resolved.ecs_service or "",
-                                       health_path=state.health_path, container=resolved.ecs_container,
-                                       port=resolved.target_port, address=resolved.address)
-            # The run's deadline: --stable-timeout from its start (the wait for the deploy spent part of it).
-            deadline = state.started_monotonic + resolved.stable_timeout
-            known = {t.task_id for t in state.targets}
-            began = time.monotonic()
-            found = wait_for_replacement(clients, search, task.task_id, known, self.claims(),
-                                         deadline=max(deadline, began))
-            waited = time.monotonic() - began
-            if isinstance(found, Target):
-                outcome = TaskOutcome(fate, replacement=found, scaled_in=found.task_id in known, waited_s=waited)
-                redirects_of(self.config)[task.task_id] = found
-            else:
-                outcome = TaskOutcome(fate, last_seen=f"{found} (waited {waited:.1f} s)", waited_s=waited)
+        # The run's deadline: --stable-timeout from its start (the wait for the deploy spent part of it).
+        deadline = state.started_monotonic + resolved.stable_timeout
+        outcome = follow_task(clients, ReplacementSearch(resolved.selector, health_path=state.health_path), task,
+                              {t.task_id for t in state.targets}, self.claims(), deadline=deadline)
+        if outcome.replacement is not None:
+            redirects_of(self.config)[task.task_id] = outcome.replacement
         self.outcomes[task.task_id] = outcome
         return outcome
 
