@@ -527,6 +527,22 @@ CASES = [
         summary_has="stopped mid-run by ECS (SpotInterruption: Your Spot Task was interrupted.) and no replacement",
         step_has="raise --stable-timeout",
     ),
+    Case(
+        "a check fails through the load balancer's listener only (ecs_verdict.listeners)",
+        Failure("lb_routing", "test_health_answers_healthy", "lb", "404", details={
+            "status": 404, "request": "GET http://127.0.0.60:80/health", "listener": {
+                "role": "production", "protocol": "HTTP", "port": 80, "rule": "default rule",
+                "rule_arn": "arn:aws:elasticloadbalancing:r:1:listener-rule/app/lb/1/2/3",
+                "forwards_to": ["arn:aws:elasticloadbalancing:r:1:targetgroup/other/9"],
+                "service_target_group": "arn:aws:elasticloadbalancing:r:1:targetgroup/board/8"}}),
+        Evidence(),
+        "lb_routing",
+        "GET http://127.0.0.60:80/health -> 404; default rule forwards to targetgroup/other/9, the service's target "
+        "group is targetgroup/board/8",
+        task_id="lb",
+        summary_has="fails through the production listener HTTP:80 but passes at every task's address",
+        step_has="it must forward to the service's target group targetgroup/board/8",
+    ),
 ]
 
 

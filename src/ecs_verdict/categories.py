@@ -38,6 +38,8 @@ CATEGORIES: dict[str, str] = {
     "target_unreachable": "The task could not be reached over the network",
     "not_stable": "The service did not become stable before the deadline",
     "contract_violation": "A response broke the API contract",
+    "lb_routing": "A check fails through the load balancer's listener but passes at every task's address: the "
+    "listener's rule sends the traffic elsewhere (another target group, a host or path condition)",
     # Could not verify: nothing is known about the release; each cause has its own fix.
     "no_credentials": "The harness found no usable AWS credentials",
     "aws_access_denied": "AWS refused a call the harness needs (IAM)",
@@ -95,6 +97,9 @@ NEXT_STEPS: dict[str, str] = {
     "raise the deadline; if it never settles, read the service events and stopped tasks.",
     "contract_violation": "Compare the response with the API contract; fix the service, or update the contract if the "
     "change was intended.",
+    "lb_routing": "Check the listener rule named in the evidence (`aws elbv2 describe-rules`): it must forward to the "
+    "service's target group and match the host and path users send; fix it with `aws elbv2 modify-rule`, then run "
+    "again.",
     "no_credentials": "Give the job AWS credentials: OIDC (aws-actions/configure-aws-credentials), AWS_PROFILE, or "
     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; check with `aws sts get-caller-identity`.",
     "aws_access_denied": "Grant the identity the harness runs as the ECS, EC2 and logs read calls it needs "

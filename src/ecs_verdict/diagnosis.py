@@ -12,7 +12,8 @@ Rule order (first match wins):
    ``no_answer`` - the check's request got no HTTP answer after its retries: nothing the
    service said, so never a contract violation (could not verify that check on that task).
 2. ``arch_mismatch`` - "exec format error" in a stop reason or the logs.
-3. What the failure kind already proves: ``health_path_mismatch`` (health path 404 while
+3. What the failure kind already proves: ``lb_routing`` (a check that fails through the load
+   balancer's listener but passes at every task's address), ``health_path_mismatch`` (health path 404 while
    another answers), ``stale_image`` (digest or task definition mismatch), ``missing_board_owner``,
    ``task_crashed`` (a task stopped mid-run on its own: exit code, reason, last log lines) and
    ``task_stopped`` (stopped from outside and never replaced in time: could not verify).
@@ -36,6 +37,7 @@ from typing import Any
 
 from ecs_verdict.categories import NEXT_STEPS, NO_ANSWER, Diagnosis, make_diagnosis, short_id
 from ecs_verdict.evidence import Evidence, stop_texts
+from ecs_verdict.listeners import short_arn
 from ecs_verdict.lint import external_tool_in, url_path_in
 from ecs_verdict.log_clues import (ALARM_ROLLBACK, CURSOR_ATTRIBUTE, EXEC_FORMAT, HEALTH_STOP,
                                     MISSING_TABLE, PYTHON_ERROR, ROLLBACK_EVENT, SHARED_CONNECTION, answered_404,
@@ -58,6 +60,8 @@ KINDS = frozenset(
         # A task stopped mid-run (ecs_verdict.task_fate): crashed, or stopped and never replaced in time.
         "task_crashed",
         "task_stopped",
+        # A check that fails through the load balancer's listener only (ecs_verdict.listeners).
+        "lb_routing",
     }
 )
 LAST_LOG_LINES = 3  # of a crashed task, quoted in its diagnosis
@@ -161,8 +165,37 @@ def _arch(failure: Failure, evidence: Evidence) -> Diagnosis | None:
     )
 
 
+def _lb_routing(failure: Failure) -> Diagnosis:
+    """Failed through the listener, passed at every task: the listener's rule, named with its target groups."""
+    details = failure.details
+    listener = details.get("listener") or {}
+    role = listener.get("role") or "production"
+    rule = listener.get("rule") or "its rule"
+    forwards = ", ".join(short_arn(arn) for arn in listener.get("forwards_to") or []) or "no target group"
+    wanted = listener.get("service_target_group")
+    answered = f"{details['request']} -> {details.get('status') or 'no status'}; " if details.get("request") else ""
+    where = f"{role} listener {listener.get('protocol') or ''}:{listener.get('port') or ''}".replace(" :", " ")
+    rule_ref = listener.get("rule_arn") or listener.get("listener_arn")
+    next_step = (f"Check the {where}'s {rule}"
+                 + (f" (`aws elbv2 describe-rules --rule-arns {rule_ref}`)" if rule_ref else "")
+                 + f": it forwards to {forwards}"
+                 + (f"; it must forward to the service's target group {short_arn(wanted)}" if wanted else "")
+                 + (" (`aws elbv2 modify-rule`), and its conditions (host, path) must match the requests users send"
+                    if wanted else "; check the load balancer behind --lb-url routes to this service")
+                 + "; then run again.")
+    return make_diagnosis(
+        "lb_routing", failure.task_id,
+        f"check {failure.check or '?'} fails through the {where.strip()} but passes at every task's address: "
+        "the load balancer sends this traffic somewhere else",
+        f"{answered}{rule} forwards to {forwards}" + (f", the service's target group is {short_arn(wanted)}"
+                                                      if wanted else ""),
+        next_step)
+
+
 def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
     details = failure.details
+    if failure.kind == "lb_routing":
+        return _lb_routing(failure)
     if failure.kind == "health_path_404":
         path = details.get("path", "?")
         working = details.get("answering") or details.get("working_paths") or []

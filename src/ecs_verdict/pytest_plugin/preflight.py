@@ -23,6 +23,7 @@ from ecs_verdict.errors import CouldNotVerify, DeployFailed, HarnessOutcome
 from ecs_verdict.evidence import Seen
 from ecs_verdict.http import get_tolerating_one_reset, keepalive_limits, shared_ssl_context
 from ecs_verdict.health_probe import DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEFAULT
+from ecs_verdict.listeners import Listener, discover_listeners, listener_for_url
 from ecs_verdict.stability import Progress, wait_until_stable
 from ecs_verdict.targets import Target
 from ecs_verdict.timeline import TimelineRecorder, wait_event
@@ -50,6 +51,8 @@ class RunState:
     task_definition: dict[str, Any] | None = None  # the PRIMARY's, as discovery read it
     paused_hook: dict[str, Any] | None = None  # --continue-deployment: blue_green.PausedHook.to_dict()
     timeline: list[dict[str, Any]] = field(default_factory=list)  # timeline.TimelineEvent dicts, as the wait saw them
+    # The load balancer's listeners the read-only checks also go through (listeners.Listener.to_dict()).
+    listeners: list[dict[str, Any]] = field(default_factory=list)
     # In the controller's process only (never JSON): one client set, and what AWS already answered.
     clients: AwsClients | None = field(default=None, repr=False, compare=False)
     seen: Seen | None = field(default=None, repr=False, compare=False)
@@ -69,6 +72,15 @@ class RunState:
         return cls(**data, deployment=deployment, targets=targets)
 
     @property
+    def lb_listeners(self) -> list[Listener]:
+        return [Listener.from_dict(item) for item in self.listeners]
+
+    @property
+    def lb_targets(self) -> list[Target]:
+        """The listeners as targets (``lb``, ``lb-test``): never a task, so not in ``targets``."""
+        return [listener.target() for listener in self.lb_listeners]
+
+    @property
     def exit_code(self) -> int | None:
         return self.outcome["exit_code"] if self.outcome else None
 
@@ -86,6 +98,8 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
     if config.targets:
         state.targets = list(config.targets)
         state.notes.append(f"targets given by URL ({len(state.targets)}); ECS discovery skipped")
+        if config.lb_url is not None:
+            state.listeners = [listener_for_url(config.lb_url).to_dict()]
         unreachable = probe_targets(config.targets, state.health_path)
         if unreachable is not None:
             state.outcome = unreachable.to_dict()
@@ -118,6 +132,7 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
         state.notes += list(result.notes)
         if config.health_path is None:
             state.health_path, state.health_path_source = result.health_path, result.health_path_source
+        _find_listeners(state, config, clients, observer, result.deployment.container)
     except (BotoCoreError, ClientError) as error:
         # Anything the core did not translate (a credential provider failing, say) is still
         # "could not verify" with one line, never a pytest INTERNALERROR.
@@ -141,6 +156,22 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
             state.paused_hook = hook.to_dict() if hook is not None else None
             state.task_definition = observer.cached_task_definition(_primary_task_definition(observer.last_service))
     return state
+
+
+def _find_listeners(state: RunState, config: SmokeConfig, clients: AwsClients, observer: ServiceObserver,
+                    container: str | None) -> None:
+    """The listeners the read-only checks also go through (none without a load balancer or --lb-url)."""
+    gate = config.continue_deployment and paused_hook_of(observer.record) is not None
+    found = discover_listeners(clients.elbv2, observer.last_service or {}, container=container,
+                               lb_url=config.lb_url, blue_green_gate=gate)
+    state.listeners = [listener.to_dict() for listener in found.listeners]
+    state.notes += list(found.notes)
+    for listener in found.listeners:
+        state.notes.append(f"also checked through the load balancer: {listener.target_id} = {listener.describe()} "
+                           f"at {listener.base_url} (from its {listener.url_from})")
+        routing = listener.routing_note()
+        if routing is not None:
+            state.notes.append(routing)
 
 
 def _primary_task_definition(service: dict[str, Any] | None) -> str | None:

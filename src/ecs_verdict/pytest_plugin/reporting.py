@@ -35,6 +35,7 @@ from ecs_verdict.deployment import TaskDefinitionRef
 from ecs_verdict.errors import EXIT_COULD_NOT_VERIFY, HarnessOutcome
 from ecs_verdict.http import NoAnswer, RetryCounts, describe_error
 from ecs_verdict.lint import health_check_path, lint_task_definition
+from ecs_verdict.listeners import passed_at_every_task
 from ecs_verdict.redact import SecretRegistry, scrub_patterns
 from ecs_verdict.rollback import not_rolled_back, roll_back
 from ecs_verdict.stability import StableResult, wait_until_stable
@@ -325,9 +326,12 @@ def write_reports(config: pytest.Config, resolved: SmokeConfig, state: RunState,
         decision=decision,
         warnings=[*findings.warnings,
                   *(f"note: {note}" for note in [*state.notes, *findings.notes, *actions.notes,
-                                                 *_retry_notes(config), *_left_out_notes(state, left_out, checks)])],
+                                                 *_retry_notes(config), *_left_out_notes(state, left_out, checks),
+                                                 *_unchecked_listener_notes(state, checks)])],
     )
     verdict.update(actions.fields)  # type: ignore[typeddict-item]
+    if state.listeners:
+        verdict["listeners"] = list(state.listeners)  # type: ignore[typeddict-unknown-key]
     if resolved.canary:
         from ecs_verdict.metrics import publish_verdict_metrics  # a canary's only: not paid by every run
 
@@ -370,6 +374,16 @@ def _retry_notes(config: pytest.Config) -> list[str]:
         return []
     counts = budget.counts()
     return [counts.describe()] if counts.retries or counts.unanswered else []
+
+
+def _unchecked_listener_notes(state: RunState, checks: list[verdicts.CheckRecord]) -> list[str]:
+    """A listener no check went through: said, since the tasks' checks alone decide the verdict then."""
+    if state.outcome is not None:
+        return []
+    checked = {check["task_id"] for check in checks if check["outcome"] != "skipped"}
+    return [f"no check ran through the load balancer's {listener.describe()}: only read-only checks go through it "
+            "(writes pin a task), and none was selected" for listener in state.lb_listeners
+            if listener.target_id not in checked]
 
 
 def _left_out_notes(state: RunState, left_out: list[LeftOut], checks: list[verdicts.CheckRecord]) -> list[str]:
@@ -483,16 +497,22 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
         failures.append(Failure(kind=state.outcome["kind"], check="deployment",
                                 task_id=None, message=state.outcome["message"],
                                 details=dict(state.outcome.get("details") or {})))
+    listeners = {listener.target_id: listener for listener in state.lb_listeners}
+    task_ids = [target.task_id for target in state.targets]
     for nodeid, hint in hints.items():
         if state.outcome and hint.get("deployment_check"):
             continue  # the same failure as the preflight outcome above, already diagnosed
         kind = NO_ANSWER if hint.get(NO_ANSWER) else (hint.get("kind") or "check_failed")
-        failures.append(Failure(kind=kind, check=hint.get("test") or nodeid.split("::")[-1],
+        check = hint.get("test") or nodeid.split("::")[-1]
+        details = {**{k: hint[k] for k in ("status", "request") if hint.get(k) is not None},
+                   **(hint.get("details") or {})}
+        listener = listeners.get(hint.get("task_id") or "")
+        if listener is not None and kind != NO_ANSWER and passed_at_every_task(check, checks, task_ids):
+            kind, details = "lb_routing", {**details, "listener": listener.to_dict()}
+        failures.append(Failure(kind=kind, check=check,
                                 task_id=hint.get("task_id"), message=hint.get(NO_ANSWER) or hint.get("message", ""),
-                                security=bool(hint.get("security")),
-                                details={**{k: hint[k] for k in ("status", "request") if hint.get(k) is not None},
-                                         **(hint.get("details") or {})},
-                                window=_window_of(hint)))
+                                security=bool(hint.get("security")), details=details,
+                                window=_window_of(hint) if listener is None else None))
     if not resolved.uses_discovery:
         findings.diagnoses = diagnose_all(failures) if failures else []
         return findings
@@ -514,7 +534,8 @@ def analyse(resolved: SmokeConfig, state: RunState, checks: list[verdicts.CheckR
     if failures:
         from ecs_verdict.evidence import collect_evidence  # a failing run's only: not paid by a green one
 
-        task_ids = sorted({f.task_id for f in failures if f.task_id} | {t.task_id for t in state.targets})
+        # A listener is no task: ECS has no task, log stream or stop reason for it.
+        task_ids = sorted(({f.task_id for f in failures if f.task_id} - set(listeners)) | set(task_ids))
         evidence = collect_evidence(ecs=clients.ecs, logs=clients.logs, cluster=cluster, service=service,
                                     task_ids=task_ids, task_definition=definition, container=container or "",
                                     around=datetime.now(timezone.utc), ecr=clients.ecr, seen=state.seen,

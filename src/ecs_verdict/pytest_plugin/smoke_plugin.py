@@ -8,7 +8,9 @@ this module only decides *when* it runs and hands its results to tests:
 - the controller resolves options, discovers and waits once, and passes the
   ``RunState`` to xdist workers through ``workerinput``;
 - every test that asks for ``smoke_target`` runs once per task, with the
-  short task id in its test id;
+  short task id in its test id; a read-only one (not marked ``writes``) also runs
+  through the load balancer's listener (test id ``[lb]``, or ``[lb-test]`` for the
+  blue/green test listener), when the service has one;
 - the exit status says what happened: 0 passed, 1 a check or the deploy
   failed, 6 could not verify, 4 usage error (pytest's own).
 """
@@ -146,9 +148,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not metafunc.config.stash.get(smoke_run_key, False):
         note_unregistered(metafunc.config, metafunc.definition.path)  # exit 6 at the end, never a silent pass
     state = metafunc.config.stash.get(state_key, None)
-    targets = state.targets if state is not None else []
+    targets = list(state.targets) if state is not None else []
+    if state is not None and through_load_balancer(metafunc.definition):
+        targets += state.lb_targets
     # Indirect: the smoke_target fixture follows a task ECS replaced mid-run (ecs_verdict.pytest_plugin.task_fate).
     metafunc.parametrize("smoke_target", targets, ids=[t.short_id for t in targets], indirect=True)
+
+
+WRITES_MARKER = "writes"
+
+
+def through_load_balancer(item: pytest.Item) -> bool:
+    """Read-only checks go through the load balancer too; writes pin a task (the listener picks one per request).
+
+    The same rule as ``--read-only``: a test marked ``writes`` is the one it leaves out.
+    """
+    return item.get_closest_marker(WRITES_MARKER) is None
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -176,7 +191,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         elif could_not_verify(state):
             drop.append(item)
             why[item.nodeid] = "not run: the deployment could not be verified"
-        elif resolved.read_only and item.get_closest_marker("writes") is not None:
+        elif resolved.read_only and not through_load_balancer(item):
             drop.append(item)
             why[item.nodeid] = "skipped by --read-only (they write)"
         else:
@@ -229,6 +244,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         write(f"deployment {d.deployment_id} of {d.cluster}/{d.service} ({d.task_definition_arn})")
     for target in state.targets:
         write(f"  task {target.short_id}: {target.base_url} {target.image_digest or ''}".rstrip())
+    for listener in state.lb_listeners:
+        write(f"  load balancer {listener.target_id}: {listener.base_url} ({listener.describe()})")
     for note in state.notes:
         write(f"note: {note}")
     write(f"waited {state.waited_s:.1f} s for the deployment; {state.aws_calls} AWS calls")
