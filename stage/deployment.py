@@ -296,6 +296,9 @@ class Stage:
             "ECS_CLUSTER": CLUSTER,
             "ECS_SERVICE": SERVICE,
             "SMOKE_SECRET": SMOKE_SECRET,
+            # The listener's DNS name resolves nowhere here: its loopback address is what the harness
+            # checks through, as --lb-url gives a custom domain (the test listener: same host, its own port).
+            **({"SMOKE_LB_URL": self._load_balancer.production_url} if self._load_balancer is not None else {}),
         }
 
     def client(self, name: str) -> Any:

@@ -275,6 +275,10 @@ class StageLoadBalancer:
                 continue
             self._set_rule(listener, self._weights(blue))
 
+    def misroute(self, listener: str) -> None:
+        """Point a listener's rule at the stray target group, in moto and on loopback (a rule edited by hand)."""
+        self._set_rule(listener, [(self._stray_group, 100)])
+
     # -- the moto hook: DescribeTargetHealth ---------------------------------------------------------------
 
     def answer_query(self, operation: str, params: dict[str, str]) -> tuple[int, bytes] | None:

@@ -314,3 +314,76 @@ def test_a_listener_that_sends_traffic_elsewhere_is_lb_routing(shared_stage: Sta
 ], ids=lambda row: row.id)
 def test_a_bad_lb_url_is_one_line_and_exit_4(row: Row, tmp_path: Path) -> None:
     assert_one_clear_line(run_smoke(row.env, tmp_path / "reports", *row.args), row)
+
+
+# -- runs against the stage's load balancer (stage.load_balancer) ---------------------------------------------
+
+
+@on_shared_stage(StagePlan("healthy", load_balancer=True))
+def test_the_stages_production_listener_is_found_and_checked_through(shared_stage: Stage, tmp_path: Path) -> None:
+    balancer = shared_stage.load_balancer
+    run = run_smoke(shared_stage.env, tmp_path, "-v", *READ_ONLY_HEALTH)
+    assert run.exit_code == 0, run.output[-3000:]
+    assert "test_health_answers_healthy[lb] PASSED" in run.output
+    [listener] = run.verdict["listeners"]
+    assert (listener["role"], listener["url"], listener["url_from"]) == ("production", balancer.production_url,
+                                                                         "--lb-url")
+    assert (listener["listener_arn"], listener["rule_arn"]) == (balancer.production_listener_arn,
+                                                                balancer.production_rule_arn)
+    assert listener["forwards_to"] == [balancer.target_group_arn] == [listener["service_target_group"]]
+    assert listener["problem"] is None
+
+
+@on_shared_stage(StagePlan("healthy", load_balancer=True, lb_faults=("wrong_target_group",)))
+def test_wrong_target_group_is_named_lb_routing(shared_stage: Stage, tmp_path: Path) -> None:
+    run = run_smoke(shared_stage.env, tmp_path, *READ_ONLY_HEALTH)
+    assert run.exit_code == 1, run.output[-3000:]
+    assert run.failing().keys() == {("test_health_answers_healthy", "lb")}  # every task passes by address
+    [cause] = run.verdict["causes"]
+    assert (cause["category"], cause["task_ids"]) == ("lb_routing", ["lb"])
+    assert "-> 503" in cause["evidence"]
+    assert "civicforge-board-blue" in cause["evidence"]  # the service's target group, which no rule forwards to
+    assert "why [lb_routing]" in run.output
+
+
+GATE = ("--continue-deployment", "--stable-timeout", "120", *READ_ONLY_HEALTH)
+
+
+def gate_through_both_hooks(stage: Stage, tmp_path: Path) -> dict[str, Any]:
+    """The first gate run: green checked by address at POST_SCALE_UP (the test listener reaches blue still)."""
+    run = run_smoke(stage.env, tmp_path / "first", *GATE)
+    assert run.exit_code == 0, run.output[-3000:]
+    assert "listeners" not in run.verdict
+    gate = run.verdict["deployment_gate"]
+    assert [(a["action"], a["stage"], a["accepted"]) for a in gate["actions"]] == [
+        ("CONTINUE", "POST_SCALE_UP", True)]
+    assert any("POST_TEST_TRAFFIC_SHIFT left AWAITING_ACTION" in note for note in gate["notes"])
+    return run.verdict
+
+
+def test_the_blue_green_gate_checks_green_through_the_test_listener_then_continues(stage_factory: Any,
+                                                                                     tmp_path: Path) -> None:
+    stage = stage_factory("blue_green", load_balancer=True)
+    gate_through_both_hooks(stage, tmp_path)
+    run = run_smoke(stage.env, tmp_path / "second", "-v", *GATE)
+    assert run.exit_code == 0, run.output[-3000:]
+    assert "test_health_answers_healthy[lb-test] PASSED" in run.output
+    [listener] = run.verdict["listeners"]
+    assert (listener["role"], listener["url"]) == ("test", stage.load_balancer.test_url)
+    assert listener["forwards_to"] == [stage.load_balancer.alternate_target_group_arn]  # green's
+    gate = run.verdict["deployment_gate"]
+    assert [(a["action"], a["stage"], a["accepted"]) for a in gate["actions"]] == [
+        ("CONTINUE", "POST_TEST_TRAFFIC_SHIFT", True)]
+
+
+def test_green_failing_only_through_the_test_listener_is_rolled_back(stage_factory: Any, tmp_path: Path) -> None:
+    stage = stage_factory("blue_green", load_balancer=True)
+    gate_through_both_hooks(stage, tmp_path)
+    stage.load_balancer.misroute("test")  # the test listener's rule now sends green's test traffic elsewhere
+    run = run_smoke(stage.env, tmp_path / "second", *GATE)
+    assert run.exit_code == 1, run.output[-3000:]
+    assert run.failing().keys() == {("test_health_answers_healthy", "lb-test")}  # green's tasks pass by address
+    assert [cause["category"] for cause in run.verdict["causes"]] == ["lb_routing"]
+    gate = run.verdict["deployment_gate"]
+    assert [(a["action"], a["accepted"]) for a in gate["actions"]] == [("ROLLBACK", True)]
+    assert gate["final_status"].startswith("ROLLBACK")

@@ -176,6 +176,15 @@ def _lb_routing(failure: Failure) -> Diagnosis:
     answered = f"{details['request']} -> {details.get('status') or 'no status'}; " if details.get("request") else ""
     where = f"{role} listener {listener.get('protocol') or ''}:{listener.get('port') or ''}".replace(" :", " ")
     rule_ref = listener.get("rule_arn") or listener.get("listener_arn")
+    if listener.get("problem"):  # ELB itself says no rule forwards to the service: that is the evidence
+        return make_diagnosis(
+            "lb_routing", failure.task_id,
+            f"check {failure.check or '?'} fails through the load balancer at {listener.get('url') or '?'} but passes "
+            "at every task's address: the load balancer sends this traffic somewhere else",
+            f"{answered}{listener['problem']}",
+            f"Find the listener rule that serves {listener.get('url') or 'this address'} (`aws elbv2 describe-rules "
+            "--listener-arn ARN`) and make it forward to the service's target group"
+            + (f" {short_arn(wanted)}" if wanted else "") + " (`aws elbv2 modify-rule`); then run again.")
     next_step = (f"Check the {where}'s {rule}"
                  + (f" (`aws elbv2 describe-rules --rule-arns {rule_ref}`)" if rule_ref else "")
                  + f": it forwards to {forwards}"

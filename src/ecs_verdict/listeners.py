@@ -52,6 +52,7 @@ class Listener:
     forwards_to: tuple[str, ...] = ()  # target group ARNs its rule forwards to (weight above zero)
     service_target_group: str | None = None  # the service's target group (production) or green's side (test)
     url_from: str = "DNS name"  # or "--lb-url"
+    problem: str | None = None  # what ELB itself says is wrong with the routing (no rule found, say)
 
     @property
     def target_id(self) -> str:
@@ -66,6 +67,8 @@ class Listener:
 
     def routing_note(self) -> str | None:
         """What is wrong with the rule's forwarding, read from ELB itself (None: it forwards to the service)."""
+        if self.problem is not None:
+            return self.problem
         if self.service_target_group is None or not self.rule:
             return None
         if self.service_target_group in self.forwards_to:
@@ -84,7 +87,8 @@ class Listener:
                 "url_from": self.url_from, "protocol": self.protocol, "port": self.port,
                 "listener_arn": self.listener_arn, "load_balancer_arn": self.load_balancer_arn,
                 "dns_name": self.dns_name, "rule_arn": self.rule_arn, "rule": self.rule,
-                "forwards_to": list(self.forwards_to), "service_target_group": self.service_target_group}
+                "forwards_to": list(self.forwards_to), "service_target_group": self.service_target_group,
+                "problem": self.problem}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Listener:
@@ -92,7 +96,8 @@ class Listener:
                    listener_arn=data.get("listener_arn"), load_balancer_arn=data.get("load_balancer_arn"),
                    dns_name=data.get("dns_name"), rule_arn=data.get("rule_arn"), rule=data.get("rule"),
                    forwards_to=tuple(data.get("forwards_to") or ()),
-                   service_target_group=data.get("service_target_group"), url_from=data.get("url_from", "DNS name"))
+                   service_target_group=data.get("service_target_group"), url_from=data.get("url_from", "DNS name"),
+                   problem=data.get("problem"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,9 @@ class ListenerFindings:
 
     listeners: tuple[Listener, ...] = ()
     notes: tuple[str, ...] = ()
+    # Blue/green: a test listener that does not reach green yet; the gate must not continue past the
+    # test-traffic shift for it (a gate run there checks green through it).
+    test_listener_pending: bool = False
 
 
 @dataclass(slots=True)
@@ -153,9 +161,10 @@ def _host(name: str) -> str:
     return f"[{name}]" if ":" in name else name
 
 
-def listener_for_url(url: str) -> Listener:
+def listener_for_url(url: str, problem: str | None = None, service_target_group: str | None = None) -> Listener:
     """The production listener known only by ``--lb-url`` (no load balancer read from AWS)."""
-    return Listener(role="production", base_url=url, url_from="--lb-url")
+    return Listener(role="production", base_url=url, url_from="--lb-url", problem=problem,
+                    service_target_group=service_target_group)
 
 
 def discover_listeners(elbv2: Any, service: Mapping[str, Any], *, container: str | None, lb_url: str | None,
@@ -198,7 +207,7 @@ def _test_listener(elbv2: Any, advanced: Mapping[str, Any], service_group: str, 
     test = next(rule for rule in rules if rule.arn == test_arn)
     production = next((rule for rule in rules if rule.arn == production_arn), None)
     if production is not None and set(test.forwards_to) == set(production.forwards_to):
-        return ListenerFindings(notes=(
+        return ListenerFindings(test_listener_pending=True, notes=(
             f"the test listener's {test.describe()} still forwards where production does "
             f"({', '.join(map(short_arn, test.forwards_to))}): test traffic has not shifted to green yet, so green "
             "is checked at its tasks' addresses only; pause at POST_TEST_TRAFFIC_SHIFT to check it through the test "
@@ -217,8 +226,9 @@ def _production_by_target_group(elbv2: Any, service_group: str, lb_url: str | No
     groups = elbv2.describe_target_groups(TargetGroupArns=[service_group]).get("TargetGroups") or []
     balancers = list(dict.fromkeys(arn for group in groups for arn in group.get("LoadBalancerArns") or []))
     if not balancers:
-        note = f"the service's target group {short_arn(service_group)} is attached to no load balancer"
-        return ListenerFindings((listener_for_url(lb_url),) if lb_url else (), (note,))
+        note = (f"the service's target group {short_arn(service_group)} is attached to no load balancer: no listener "
+                "rule forwards to it")
+        return ListenerFindings((listener_for_url(lb_url, note, service_group),) if lb_url else (), (note,))
     listeners = [item for arn in balancers for item in _listeners_of(elbv2, arn)]
     web = [item for item in listeners if item.get("Protocol") in WEB_PROTOCOLS]
     if not web:

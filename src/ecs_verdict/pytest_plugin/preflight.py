@@ -53,6 +53,8 @@ class RunState:
     timeline: list[dict[str, Any]] = field(default_factory=list)  # timeline.TimelineEvent dicts, as the wait saw them
     # The load balancer's listeners the read-only checks also go through (listeners.Listener.to_dict()).
     listeners: list[dict[str, Any]] = field(default_factory=list)
+    # Blue/green: the test listener does not reach green yet, so the gate leaves the test-traffic hook paused.
+    hold_for_test_listener: bool = False
     # In the controller's process only (never JSON): one client set, and what AWS already answered.
     clients: AwsClients | None = field(default=None, repr=False, compare=False)
     seen: Seen | None = field(default=None, repr=False, compare=False)
@@ -165,12 +167,13 @@ def _find_listeners(state: RunState, config: SmokeConfig, clients: AwsClients, o
     found = discover_listeners(clients.elbv2, observer.last_service or {}, container=container,
                                lb_url=config.lb_url, blue_green_gate=gate)
     state.listeners = [listener.to_dict() for listener in found.listeners]
+    state.hold_for_test_listener = found.test_listener_pending
     state.notes += list(found.notes)
     for listener in found.listeners:
         state.notes.append(f"also checked through the load balancer: {listener.target_id} = {listener.describe()} "
                            f"at {listener.base_url} (from its {listener.url_from})")
         routing = listener.routing_note()
-        if routing is not None:
+        if routing is not None and routing not in state.notes:
             state.notes.append(routing)
 
 

@@ -48,6 +48,7 @@ from ecs_verdict.pytest_plugin.preflight import RunState
 from ecs_verdict.pytest_plugin.stash import retry_budget_key, state_key
 
 SECRETS_OUTPUT_KEY = "smoke_secrets"
+TEST_TRAFFIC_HOOKS = frozenset({"POST_TEST_TRAFFIC_SHIFT"})  # where the test listener first reaches green
 RETRIES_OUTPUT_KEY = "smoke_retries"
 HINT_PROPERTY = "smoke_failure"
 # Carried on each report so the controller knows the check and its task without parsing test ids.
@@ -460,7 +461,7 @@ def act_on_the_service(resolved: SmokeConfig, state: RunState, exit_code: int) -
                                   "circuit breaker and the hook's timeout decide")
             return done
         gate = act_on_hook(state.clients or make_clients(resolved.aws_region), PausedHook.from_dict(state.paused_hook),
-                           exit_code)
+                           exit_code, leave_paused_at=TEST_TRAFFIC_HOOKS if state.hold_for_test_listener else frozenset())
         done.fields["deployment_gate"] = gate.to_dict()
         done.notes += [action.describe() for action in gate.actions] + list(gate.notes)
         refused = gate.refused
