@@ -347,4 +347,6 @@ class _ProgressLine:
         if self._shown:
             self._writer.line("")
         if state.targets and not state.outcome:
-            self._writer.line(f"deployment settled after {state.waited_s:.1f} s: testing {len(state.targets)} task(s)")
+            through = ", ".join(listener.target_id for listener in state.lb_listeners)
+            self._writer.line(f"deployment settled after {state.waited_s:.1f} s: testing {len(state.targets)} task(s)"
+                              + (f" and, read-only, through the load balancer ({through})" if through else ""))
