@@ -79,8 +79,14 @@ def service_with(group: str, **advanced: str) -> dict[str, Any]:
 def test_the_production_listener_is_the_one_whose_rule_forwards_to_the_services_target_group(elb: Elb) -> None:
     elb.listener(8081, elb.other)
     serving_listener = elb.listener(80, elb.blue)
+    calls: list[str] = []
+    elb.client.meta.events.register("before-call", lambda event_name, **_: calls.append(
+        event_name.rsplit(".", 1)[-1]))
     found = discover_listeners(elb.client, service_with(elb.blue), container="board", lb_url=None,
                                blue_green_gate=False)
+    # One call each, one DescribeRules per listener: what a run adds to its AWS budget.
+    assert sorted(calls) == ["DescribeListeners", "DescribeLoadBalancers", "DescribeRules", "DescribeRules",
+                             "DescribeTargetGroups"]
     [listener] = found.listeners
     assert (listener.role, listener.target_id, listener.port, listener.protocol) == ("production", "lb", 80, "HTTP")
     assert listener.base_url == f"http://{elb.dns}:80" and listener.url_from == "DNS name"

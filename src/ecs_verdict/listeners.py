@@ -210,8 +210,8 @@ def _test_listener(elbv2: Any, advanced: Mapping[str, Any], service_group: str, 
         return ListenerFindings(test_listener_pending=True, notes=(
             f"the test listener's {test.describe()} still forwards where production does "
             f"({', '.join(map(short_arn, test.forwards_to))}): test traffic has not shifted to green yet, so green "
-            "is checked at its tasks' addresses only; pause at POST_TEST_TRAFFIC_SHIFT to check it through the test "
-            "listener too",))
+            "is checked at its tasks' addresses only, and the gate leaves the POST_TEST_TRAFFIC_SHIFT hook paused for "
+            "a run there to check it through the test listener too",))
     # Green's side is the target group of the pair that production does not forward to.
     alternate = advanced.get("alternateTargetGroupArn")
     production_groups = set(production.forwards_to) if production is not None else set()
@@ -241,9 +241,9 @@ def _production_by_target_group(elbv2: Any, service_group: str, lb_url: str | No
         # The default rule of the lowest port first: the address most users take.
         rule, chosen = min(serving, key=lambda pair: (not pair[0].is_default, pair[1].get("Port") or 0))
     else:
+        # No rule forwards to the service (a TG listed by a rule of weight 0, say): the lowest port's default rule.
         chosen = min(web, key=lambda item: item.get("Port") or 0)
-        rule = next(rule for rule in rules[chosen["ListenerArn"]] if rule.is_default) if any(
-            r.is_default for r in rules[chosen["ListenerArn"]]) else rules[chosen["ListenerArn"]][0]
+        rule = min(rules[chosen["ListenerArn"]], key=lambda candidate: not candidate.is_default)
     return ListenerFindings((_from_listener(elbv2, "production", chosen, rule, service_group, lb_url),))
 
 
@@ -283,8 +283,8 @@ def _listeners_of(elbv2: Any, balancer_arn: str) -> list[dict[str, Any]]:
 
 
 def _rules_of(elbv2: Any, listener_arn: str) -> list[_Rule]:
-    answer = elbv2.describe_rules(ListenerArn=listener_arn)
-    return [_rule(raw, listener_arn) for raw in answer.get("Rules") or []]
+    pages = elbv2.get_paginator("describe_rules").paginate(ListenerArn=listener_arn)  # a listener may hold 100
+    return [_rule(raw, listener_arn) for page in pages for raw in page.get("Rules") or []]
 
 
 def _rules_by_arn(elbv2: Any, arns: list[str]) -> list[_Rule]:

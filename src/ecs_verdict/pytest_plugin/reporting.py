@@ -460,8 +460,9 @@ def act_on_the_service(resolved: SmokeConfig, state: RunState, exit_code: int) -
                 done.notes.append("--continue-deployment: the deploy failed before it paused at a hook: ECS's own "
                                   "circuit breaker and the hook's timeout decide")
             return done
+        hold = TEST_TRAFFIC_HOOKS if state.hold_for_test_listener else frozenset()  # for a run through the test listener
         gate = act_on_hook(state.clients or make_clients(resolved.aws_region), PausedHook.from_dict(state.paused_hook),
-                           exit_code, leave_paused_at=TEST_TRAFFIC_HOOKS if state.hold_for_test_listener else frozenset())
+                           exit_code, leave_paused_at=hold)
         done.fields["deployment_gate"] = gate.to_dict()
         done.notes += [action.describe() for action in gate.actions] + list(gate.notes)
         refused = gate.refused
