@@ -55,9 +55,12 @@ TARGET_GROUP_NAMES = ("civicforge-board-blue", "civicforge-board-green")
 STRAY_TARGET_GROUP_NAME = "civicforge-board-legacy"  # what wrong_target_group's rule forwards to
 WRONG_HEALTH_CHECK_PATH = "/healthz"  # the stand-in answers 404 there
 ECS_INFRASTRUCTURE_ROLE = f"arn:aws:iam::{moto_quirks.ACCOUNT_ID}:role/ecsInfrastructureRoleForLoadBalancers"
-# The target group's own health check, as a team would write it for this service (ALB defaults
-# but the path); the deregistration delay is ALB's 300 s, x time_scale like every interval.
-HEALTH_CHECK = {"HealthCheckIntervalSeconds": 30, "HealthCheckTimeoutSeconds": 5, "HealthyThresholdCount": 5,
+# The target group's own health check, as a team that wants quick deploys writes it (ALB's
+# smallest interval and thresholds; its defaults are 30 s, 5 s, 5 and 2): what a harness reads
+# from DescribeTargetGroups, e.g. to know how long ELB takes to call a target healthy again.
+# Intervals run x time_scale (floored, see stage.target_health); the deregistration delay is
+# ALB's default 300 s, x time_scale too.
+HEALTH_CHECK = {"HealthCheckIntervalSeconds": 5, "HealthCheckTimeoutSeconds": 2, "HealthyThresholdCount": 2,
                 "UnhealthyThresholdCount": 2, "Matcher": {"HttpCode": "200"}}
 DEREGISTRATION_DELAY_S = 300
 TARGET_CONNECT_TIMEOUT_S = 10  # ALB gives up connecting to a target after 10 s: a 504

@@ -32,6 +32,8 @@ DEFAULT_UNHEALTHY_THRESHOLD = 2
 DEFAULT_DEREGISTRATION_DELAY_S = 300
 # As task_health: a live Python app answers in milliseconds, but not in 50 ms on a busy machine.
 MIN_PROBE_TIMEOUT_S = 1.0
+# 5 s (ALB's least) x 0.01 would be 50 ms: every target probed 20 times a second on a shared runner.
+MIN_PROBE_INTERVAL_S = 0.3
 
 INITIAL, HEALTHY, UNHEALTHY, DRAINING, UNUSED = "initial", "healthy", "unhealthy", "draining", "unused"
 REGISTRATION_IN_PROGRESS = ("Elb.RegistrationInProgress", "Target registration is in progress")
@@ -88,7 +90,7 @@ class TargetGroupCheck:
 
     @property
     def interval_s(self) -> float:
-        return self.interval * self.time_scale
+        return max(MIN_PROBE_INTERVAL_S, self.interval * self.time_scale)
 
     @property
     def timeout_s(self) -> float:

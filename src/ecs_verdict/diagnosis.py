@@ -62,6 +62,8 @@ KINDS = frozenset(
         "task_stopped",
         # A check that fails through the load balancer's listener only (ecs_verdict.listeners).
         "lb_routing",
+        # A task the load balancer calls unhealthy (ecs_verdict.target_health): ELB's reason decides the category.
+        "lb_target_unhealthy",
     }
 )
 LAST_LOG_LINES = 3  # of a crashed task, quoted in its diagnosis
@@ -255,6 +257,8 @@ def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
         )
     if failure.kind == "task_crashed":
         return _task_crashed(failure, evidence)
+    if failure.kind == "lb_target_unhealthy":
+        return _lb_target(failure)
     if failure.kind == "task_stopped":
         stopped = ": ".join(str(details[k]) for k in ("stop_code", "stopped_reason") if details.get(k))
         return make_diagnosis(
@@ -272,6 +276,37 @@ def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
             failure.message or "no membership with role owner",
         )
     return None
+
+
+def _lb_target(failure: Failure) -> Diagnosis:
+    """An unhealthy load-balancer target, named by ELB's reason code; both health paths when they differ."""
+    details = failure.details
+    reason, description = details.get("reason") or "no reason", details.get("description") or ""
+    group = details.get("target_group") or {}
+    name, group_path = group.get("name", "?"), group.get("path", "?")
+    container_path = details.get("container_health_check_path")
+    task = short_id(details.get("task_id") or failure.task_id)
+    settings = (f"{name}: {group.get('protocol', 'HTTP')} GET {group_path} on {group.get('port', 'traffic-port')} "
+                f"every {group.get('interval_s', '?')} s, timeout {group.get('timeout_s', '?')} s, healthy after "
+                f"{group.get('healthy_threshold', '?')}, unhealthy after {group.get('unhealthy_threshold', '?')}, "
+                f"success codes {group.get('matcher', '?')}")
+    elb = f"ELB {details.get('target', '?')}: {reason}: {description}; target group {settings}"
+    task_id = details.get("task_id") or failure.task_id
+    if reason == "Target.ResponseCodeMismatch" and "[4" in description:
+        served = (f"; the task's container health check probes {container_path}" if container_path
+                  and container_path != group_path else "")
+        codes = description.partition("[")[2].rstrip("]")
+        return make_diagnosis(
+            "lb_health_path_mismatch", task_id,
+            f"target group {name} probes {group_path}, which task {task} answers with {codes}{served}", elb)
+    if reason == "Target.Timeout":
+        return make_diagnosis(
+            "lb_target_timeout", task_id,
+            f"the load balancer's health checks to task {task} time out ({details.get('target', '?')}, target group "
+            f"{name}): it cannot reach the task",
+            elb)
+    return make_diagnosis("lb_target_unhealthy", task_id,
+                          f"task {task} is unhealthy in target group {name}: {reason}: {description}".rstrip(": "), elb)
 
 
 def _task_crashed(failure: Failure, evidence: Evidence) -> Diagnosis:
