@@ -64,6 +64,7 @@ RESOURCE_STAR: dict[str, str] = {
     "cloudwatch:PutMetricData": "no resource-level permissions; narrowed by the cloudwatch:namespace condition",
     # ELB's Describe* calls take no resource-level permissions (the Service Authorization Reference).
     "elasticloadbalancing:DescribeTargetGroups": "no resource-level permissions",
+    "elasticloadbalancing:DescribeTargetHealth": "no resource-level permissions",
     "elasticloadbalancing:DescribeLoadBalancers": "no resource-level permissions",
     "elasticloadbalancing:DescribeListeners": "no resource-level permissions",
     "elasticloadbalancing:DescribeRules": "no resource-level permissions",
@@ -96,7 +97,8 @@ SCENARIOS = [
     Scenario("rolled_back", (), ("--read-only", "--canary"), 1,
              "a circuit-breaker rollback: the service's deployment record and its revision"),
     Scenario("healthy", (), ("--read-only", "--canary"), 0,
-             "behind a load balancer: the listener found from the target group, checks through it", True),
+             "behind a load balancer: target health in the wait, the listener found from the target group, checks "
+             "through it", True),
 ]
 
 

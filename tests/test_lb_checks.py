@@ -96,6 +96,15 @@ def test_the_production_listener_is_the_one_whose_rule_forwards_to_the_services_
     assert (target.task_id, target.source, target.is_task) == ("lb", "lb", False)
 
 
+def test_what_the_target_health_wait_read_is_not_read_again(elb: Elb) -> None:
+    elb.listener(80, elb.blue)
+    calls: list[str] = []
+    elb.client.meta.events.register("before-call", lambda event_name, **_: calls.append(event_name.rsplit(".", 1)[-1]))
+    [listener] = discover_listeners(elb.client, service_with(elb.blue), container="board", lb_url=None,
+                                    blue_green_gate=False, load_balancers_of={elb.blue: (elb.arn,)}).listeners
+    assert listener.port == 80 and "DescribeTargetGroups" not in calls
+
+
 def test_lb_url_overrides_the_dns_name(elb: Elb) -> None:
     elb.listener(443, elb.blue)
     [listener] = discover_listeners(elb.client, service_with(elb.blue), container="board",

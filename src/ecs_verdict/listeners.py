@@ -12,9 +12,9 @@ get right. From the service's target group this module finds:
 
 Each becomes a ``Target`` (``lb`` for production, ``lb-test`` for the test listener) beside
 the tasks; the suite's read-only checks run through it. ``--lb-url`` names the address to use
-(a custom domain whose certificate matches), overriding the DNS name ELB reports. Four read
-calls, each batched: ``elasticloadbalancing:DescribeTargetGroups``, ``DescribeLoadBalancers``,
-``DescribeListeners`` and ``DescribeRules``.
+(a custom domain whose certificate matches), overriding the DNS name ELB reports. Read calls:
+``elasticloadbalancing:DescribeTargetGroups`` (unless the target-health wait read it already),
+``DescribeLoadBalancers``, ``DescribeListeners`` and one ``DescribeRules`` per HTTP(S) listener.
 """
 
 from __future__ import annotations
@@ -168,8 +168,12 @@ def listener_for_url(url: str, problem: str | None = None, service_target_group:
 
 
 def discover_listeners(elbv2: Any, service: Mapping[str, Any], *, container: str | None, lb_url: str | None,
-                       blue_green_gate: bool) -> ListenerFindings:
+                       blue_green_gate: bool, load_balancers_of: Mapping[str, Sequence[str]] | None = None
+                       ) -> ListenerFindings:
     """The listeners to check through for ``service`` (a DescribeServices entry); no call without a load balancer.
+
+    ``load_balancers_of``: target group ARN -> its ``LoadBalancerArns``, as the target-health
+    wait already read them (``StableResult.load_balancers_of``): no second DescribeTargetGroups.
 
     ``blue_green_gate``: the run tests green at a paused blue/green deployment. Production
     still reaches blue then, so only the test listener is checked, and only when its rule
@@ -188,7 +192,7 @@ def discover_listeners(elbv2: Any, service: Mapping[str, Any], *, container: str
     if advanced.get("productionListenerRule"):
         [rule] = _rules_by_arn(elbv2, [advanced["productionListenerRule"]])
         return ListenerFindings((_listener(elbv2, "production", rule, service_group, lb_url),))
-    return _production_by_target_group(elbv2, service_group, lb_url)
+    return _production_by_target_group(elbv2, service_group, lb_url, load_balancers_of or {})
 
 
 def _load_balancer_entry(entries: Sequence[Mapping[str, Any]], container: str | None) -> Mapping[str, Any] | None:
@@ -222,9 +226,13 @@ def _test_listener(elbv2: Any, advanced: Mapping[str, Any], service_group: str, 
                              "checked; green is checked through the test listener",))
 
 
-def _production_by_target_group(elbv2: Any, service_group: str, lb_url: str | None) -> ListenerFindings:
-    groups = elbv2.describe_target_groups(TargetGroupArns=[service_group]).get("TargetGroups") or []
-    balancers = list(dict.fromkeys(arn for group in groups for arn in group.get("LoadBalancerArns") or []))
+def _production_by_target_group(elbv2: Any, service_group: str, lb_url: str | None,
+                                load_balancers_of: Mapping[str, Sequence[str]]) -> ListenerFindings:
+    if service_group in load_balancers_of:
+        balancers = list(load_balancers_of[service_group])
+    else:
+        groups = elbv2.describe_target_groups(TargetGroupArns=[service_group]).get("TargetGroups") or []
+        balancers = list(dict.fromkeys(arn for group in groups for arn in group.get("LoadBalancerArns") or []))
     if not balancers:
         note = (f"the service's target group {short_arn(service_group)} is attached to no load balancer: no listener "
                 "rule forwards to it")

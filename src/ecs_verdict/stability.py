@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -108,6 +108,8 @@ class StableResult:
     light_polls: int = 0  # polls that were one describe_services call
     health_path: str = DEFAULT_HEALTH_PATH
     health_path_source: str = HEALTH_PATH_FROM_DEFAULT
+    # Target group ARN -> the load balancers forwarding to it, as the target-health wait read them (none: no wait).
+    load_balancers_of: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class NotSettled(Exception):
@@ -223,6 +225,9 @@ class _Wait:
 
     def elapsed(self) -> float:
         return self.clock() - self.started
+
+    def load_balancers_of(self) -> dict[str, tuple[str, ...]]:
+        return self._target_reader.load_balancers_of if self._target_reader is not None else {}
 
     @property
     def in_health_phase(self) -> bool:
@@ -558,6 +563,7 @@ def wait_until_stable(
         notes=tuple(state.notes),
         health_path=state.health_path()[0],
         health_path_source=state.health_path()[1],
+        load_balancers_of=state.load_balancers_of(),
     )
 
 

@@ -84,6 +84,8 @@ class TargetGroupSettings:
     healthy_threshold: int
     unhealthy_threshold: int
     matcher: str
+    # The load balancers with a rule forwarding to it (ecs_verdict.listeners finds the listener from them).
+    load_balancer_arns: tuple[str, ...] = ()
 
     @classmethod
     def from_elb(cls, group: dict[str, Any]) -> TargetGroupSettings:
@@ -99,6 +101,7 @@ class TargetGroupSettings:
             unhealthy_threshold=int(group.get("UnhealthyThresholdCount") or 2),
             matcher=str((group.get("Matcher") or {}).get("HttpCode") or (group.get("Matcher") or {}).get("GrpcCode")
                         or "200"),
+            load_balancer_arns=tuple(dict.fromkeys(group.get("LoadBalancerArns") or ())),
         )
 
     @property
@@ -163,6 +166,11 @@ class TargetHealthReader:
     def __init__(self, clients: AwsClients) -> None:
         self._clients = clients
         self._settings: dict[str, TargetGroupSettings] = {}
+
+    @property
+    def load_balancers_of(self) -> dict[str, tuple[str, ...]]:
+        """Target group ARN -> the load balancers forwarding to it, as the settings' one read found them."""
+        return {arn: settings.load_balancer_arns for arn, settings in self._settings.items()}
 
     def read(self, group_arns: Iterable[str]) -> TargetReading:
         arns = list(dict.fromkeys(group_arns))

@@ -24,7 +24,7 @@ from ecs_verdict.evidence import Seen
 from ecs_verdict.http import get_tolerating_one_reset, keepalive_limits, shared_ssl_context
 from ecs_verdict.health_probe import DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEFAULT
 from ecs_verdict.listeners import Listener, discover_listeners, listener_for_url
-from ecs_verdict.stability import Progress, wait_until_stable
+from ecs_verdict.stability import Progress, StableResult, wait_until_stable
 from ecs_verdict.targets import Target
 from ecs_verdict.timeline import TimelineRecorder, wait_event
 from ecs_verdict.pytest_plugin.options import SmokeConfig
@@ -134,7 +134,7 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
         state.notes += list(result.notes)
         if config.health_path is None:
             state.health_path, state.health_path_source = result.health_path, result.health_path_source
-        _find_listeners(state, config, clients, observer, result.deployment.container)
+        _find_listeners(state, config, clients, observer, result)
     except (BotoCoreError, ClientError) as error:
         # Anything the core did not translate (a credential provider failing, say) is still
         # "could not verify" with one line, never a pytest INTERNALERROR.
@@ -161,11 +161,11 @@ def run_preflight(config: SmokeConfig, on_progress: Callable[[Progress], None] |
 
 
 def _find_listeners(state: RunState, config: SmokeConfig, clients: AwsClients, observer: ServiceObserver,
-                    container: str | None) -> None:
+                    result: StableResult) -> None:
     """The listeners the read-only checks also go through (none without a load balancer or --lb-url)."""
     gate = config.continue_deployment and paused_hook_of(observer.record) is not None
-    found = discover_listeners(clients.elbv2, observer.last_service or {}, container=container,
-                               lb_url=config.lb_url, blue_green_gate=gate)
+    found = discover_listeners(clients.elbv2, observer.last_service or {}, container=result.deployment.container,
+                               lb_url=config.lb_url, blue_green_gate=gate, load_balancers_of=result.load_balancers_of)
     state.listeners = [listener.to_dict() for listener in found.listeners]
     state.hold_for_test_listener = found.test_listener_pending
     state.notes += list(found.notes)
