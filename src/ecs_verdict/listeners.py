@@ -60,10 +60,10 @@ class Listener:
 
     def describe(self) -> str:
         """``production listener HTTP:80 (default rule -> targetgroup/board/1a2b)``."""
-        where = f"{self.protocol}:{self.port}" if self.protocol and self.port else self.base_url
+        where = f" {self.protocol}:{self.port}" if self.protocol and self.port else ""
         rule = f"{self.rule} -> {', '.join(short_arn(arn) for arn in self.forwards_to) or 'no target group'}" \
             if self.rule else "its rules unknown"
-        return f"{self.role} listener {where} ({rule})"
+        return f"{self.role} listener{where} ({rule})"
 
     def routing_note(self) -> str | None:
         """What is wrong with the rule's forwarding, read from ELB itself (None: it forwards to the service)."""

@@ -536,11 +536,12 @@ def _listeners_section(verdict: Verdict) -> list[str]:
     listeners = verdict.get("listeners") or []  # type: ignore[typeddict-item]
     lines = [""] if listeners else []
     for item in listeners:
-        where = f"{item.get('protocol')}:{item.get('port')}" if item.get("protocol") else item["url"]
+        where = f" {item.get('protocol')}:{item.get('port')}" if item.get("protocol") else ""
         forwards = ", ".join(_code(arn.split(":", 5)[-1]) for arn in item.get("forwards_to") or [])
         rule = f", {_md(item['rule'])} forwarding to {forwards or 'nothing'}" if item.get("rule") else ""
-        lines.append(f"- {_code(item['target_id'])}: through the load balancer's {item['role']} listener "
-                     f"{_md(where)} at {_md(item['url'])} ({_md(item.get('url_from') or '')}){rule}; "
+        problem = f"; ⚠️ {_md(item['problem'])}" if item.get("problem") else ""
+        lines.append(f"- {_code(item['target_id'])}: through the load balancer's {item['role']} listener"
+                     f"{_md(where)} at {_md(item['url'])} ({_md(item.get('url_from') or '')}){rule}{problem}; "
                      "read-only checks only")
     return lines
 
