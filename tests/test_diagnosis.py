@@ -133,7 +133,45 @@ def failed_500(check: str, request: str = "", **details: object) -> Failure:
     )
 
 
+def lb_unhealthy(reason: str, description: str) -> Failure:
+    """An unhealthy load-balancer target as ecs_verdict.target_health reports it."""
+    group = {"name": "web-tg", "protocol": "HTTP", "path": "/healthz", "port": "traffic-port", "interval_s": 30,
+             "timeout_s": 5, "healthy_threshold": 5, "unhealthy_threshold": 2, "matcher": "200"}
+    return Failure("lb_target_unhealthy", "deployment", None, f"task {TASK[:8]} is unhealthy in target group web-tg",
+                   details={"task_id": TASK, "target": "10.0.1.23:8000", "reason": reason, "description": description,
+                            "target_group": group, "container_health_check_path": "/health"})
+
+
 CASES = [
+    Case(
+        "the target group probes a path the task answers 404",
+        lb_unhealthy("Target.ResponseCodeMismatch", "Health checks failed with these codes: [404]"),
+        Evidence(),
+        "lb_health_path_mismatch",
+        "ELB 10.0.1.23:8000: Target.ResponseCodeMismatch: Health checks failed with these codes: [404]; target group "
+        "web-tg: HTTP GET /healthz on traffic-port every 30 s",
+        summary_has="target group web-tg probes /healthz, which task 3f2a9c0d answers with 404; the task's container "
+                    "health check probes /health",
+        step_has="--health-check-path",
+    ),
+    Case(
+        "the load balancer's health checks time out",
+        lb_unhealthy("Target.Timeout", "Request timed out"),
+        Evidence(),
+        "lb_target_timeout",
+        "Target.Timeout: Request timed out; target group web-tg",
+        summary_has="the load balancer's health checks to task 3f2a9c0d time out",
+        step_has="--source-group ALB_SG",
+    ),
+    Case(
+        "a target fails the load balancer's health checks",
+        lb_unhealthy("Target.FailedHealthChecks", "Health checks failed"),
+        Evidence(),
+        "lb_target_unhealthy",
+        "Target.FailedHealthChecks: Health checks failed",
+        summary_has="is unhealthy in target group web-tg: Target.FailedHealthChecks",
+        step_has="describe-target-health",
+    ),
     Case(
         "health path 404 while /api/health answers",
         Failure(

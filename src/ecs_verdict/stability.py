@@ -29,6 +29,12 @@ describe_services call. Polls back off from 0.25 s to a
 0.6–0.75 s gap, so a long wait costs about 2 AWS calls a second, and the moment ECS
 settles is seen within 0.75 s. The health streak that follows is HTTP only, 0.25 s
 apart, every task at once.
+
+Behind a load balancer (the service's ``loadBalancers`` name target groups), settled also
+means every new task ``healthy`` in its target groups and the old targets draining
+(``ecs_verdict.target_health``): DescribeTargetGroups once, then one DescribeTargetHealth
+per target group per read, reads at least 2 s apart and none once the task set was judged
+serving, so a wait on targets adds at most half a call a second per target group.
 """
 
 from __future__ import annotations
