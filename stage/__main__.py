@@ -1,8 +1,8 @@
-"""``python -m stage up --scenario NAME [--fault F]... [--app-cmd CMD]``: a local ECS in the foreground.
+"""``python -m stage up --scenario NAME [--fault F]... [--load-balancer] [--lb-fault F]... [--app-cmd CMD]``.
 
-Prints ``export KEY=VALUE`` lines for a harness, then ``stage ready``, on stdout;
-on stderr, first, how the health checks are counted (``stage: health checks every
-...``). Ctrl-C or SIGTERM stops everything it started. Bad input: one line on
+A local ECS in the foreground. Prints ``export KEY=VALUE`` lines for a harness, then
+``stage ready``, on stdout; on stderr, first, how the health checks are counted
+(``stage: health checks every ...``), and with a load balancer its listeners. Ctrl-C or SIGTERM stops everything it started. Bad input: one line on
 stderr, exit 2.
 """
 
@@ -18,6 +18,7 @@ from stage.deployment import (DEFAULT_START_PERIOD_SCALE, DEFAULT_TIME_SCALE, St
                               task_count)
 from stage.seed import DESIRED_COUNT
 from stage.faults import ALL_FAULTS
+from stage.load_balancer import LB_FAULTS
 from stage.scenarios import SCENARIOS
 from stage.errors import StageError
 
@@ -33,6 +34,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help=f"the service's desired count: tasks per deployment (default {DESIRED_COUNT})")
     up.add_argument("--fault", action="append", default=[], metavar="NAME[=N]",
                     help="repeatable; one of: " + ", ".join(ALL_FAULTS))
+    up.add_argument("--load-balancer", action="store_true",
+                    help="an Application Load Balancer in front of the service (target groups, listeners on loopback)")
+    up.add_argument("--lb-fault", action="append", default=[], metavar="NAME",
+                    help="repeatable, implies --load-balancer; one of: " + ", ".join(LB_FAULTS))
     up.add_argument("--health-check-path", default="/health", help="path the task definition's health check probes")
     up.add_argument("--app-cmd", help="run this instead of the stand-in, e.g. 'myapp --bind {host}:{port}'")
     up.add_argument("--app-version", help="version string the stand-in reports in its health body")
@@ -58,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             app_cmd=args.app_cmd, app_version=args.app_version, moto_port=args.moto_port,
             rolling_delay_s=args.rolling_delay, time_scale=clock_factor("--time-scale", args.time_scale),
             start_period_scale=clock_factor("--start-period-scale", args.start_period_scale),
+            load_balancer=args.load_balancer or bool(args.lb_fault), lb_faults=tuple(args.lb_fault),
         )
         stage = Stage(options)
         stage.start()
@@ -69,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for key, value in stage.env.items():
             print(f"export {key}={shlex.quote(value)}")
+        if options.load_balancer:
+            balancer = stage.load_balancer
+            listeners = f"production listener {balancer.production_url}"
+            if balancer.test_url:
+                listeners += f", test listener {balancer.test_url}"
+            print(f"stage: load balancer {balancer.dns_name}: {listeners}", file=sys.stderr, flush=True)
         print("stage ready", flush=True)
         while not stopping.wait(0.5):
             pass

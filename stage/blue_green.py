@@ -11,8 +11,9 @@ holds the deployment there: ECS gives the hook an id and shows it ``AWAITING_ACT
 ROLLBACK (back to blue, green stopped), or its ``timeoutConfiguration`` runs out and its
 ``action`` is taken.
 
-What the stage leaves out: it has no load balancer, so the traffic shifts are stages and
-service events only (every task is reached at its own address); it runs PAUSE hooks only
+With ``StageOptions(load_balancer=True)`` green's tasks join the alternate target group and
+the traffic shifts move the test, then the production listener rule to it
+(``stage.load_balancer``); without, the shifts are stages and service events only. It runs PAUSE hooks only
 (an ``AWS_LAMBDA`` hook is never invoked), and only on the POST_* stages, which come after
 green's tasks started. Times run on the stage's clock: a hook's ``timeoutInMinutes`` and the
 ``bakeTimeInMinutes`` are multiplied by its time scale (x 0.01: 10 minutes is 6 s).
@@ -126,6 +127,8 @@ def advance(scheduler: Scheduler, green: Deployment) -> None:
             _pause(scheduler, green, stage)
             return
         elif stage in SHIFT_EVENTS:
+            if scheduler.load_balancer is not None:
+                scheduler.load_balancer.shift(SHIFT_EVENTS[stage], green.id)
             scheduler.record_event(f"(service {SERVICE}) (deployment {green.id}) {SHIFT_EVENTS[stage]} traffic "
                              "shifted to the new service revision.")
         elif stage == "BAKE_TIME":
@@ -174,6 +177,8 @@ def roll_back(scheduler: Scheduler, green: Deployment, why: str) -> None:
     green.rollout_reason = f"ECS deployment rolled back: {why}."
     green.updated_at = _now()
     scheduler.record_event(f"(service {SERVICE}) (deployment {green.id}) deployment failed: {why}.")
+    if scheduler.load_balancer is not None:
+        scheduler.load_balancer.roll_back(green.id)
     if blue is None:
         return
     green.status, green.desired = "ACTIVE", 0
@@ -188,7 +193,7 @@ def _next(stage: str) -> str:
 
 
 def _green_ready(scheduler: Scheduler, green: Deployment) -> bool:
-    ready = [task for task in scheduler.live_tasks(green) if task.status == "RUNNING"
+    ready = [task for task in scheduler.live_tasks(green) if task.status == "RUNNING" and scheduler.in_service(task)
              and (task.health == "HEALTHY" or scheduler.health_check(green.task_definition_arn) is None)]
     return len(ready) >= green.desired
 

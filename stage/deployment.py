@@ -27,6 +27,7 @@ import boto3
 from stage import scenarios
 from stage.canary import CanaryResources, install_canary
 from stage.deployment_records import DeploymentRecords
+from stage.load_balancer import StageLoadBalancer, parse_lb_faults
 from stage.faults import FaultError, parse_faults
 from stage.moto_quirks import ACCOUNT_ID, MotoServer
 from stage.errors import StageError
@@ -74,6 +75,10 @@ class StageOptions:
     # A fault-injecting proxy (stage.faultproxy) between the harness and every task address, and in
     # front of stage.env's AWS_ENDPOINT_URL. None: the harness reaches tasks and moto directly.
     network_faults: NetworkFaults | None = None
+    # An Application Load Balancer in front of the service (stage.load_balancer): target groups whose
+    # health checks probe the tasks, listeners on loopback, registration and draining as ECS does them.
+    load_balancer: bool = False
+    lb_faults: tuple[str, ...] = ()  # stage.load_balancer.LB_FAULTS; they need load_balancer=True
 
 
 def clock_factor(flag: str, value: str | float) -> float:
@@ -118,6 +123,9 @@ class Stage:
             if options.network_faults is not None:
                 raise StageError("network faults need the stand-in app (its port moves behind the proxy); "
                                  "drop --app-cmd or the network faults")
+        self.lb_faults = parse_lb_faults(options.lb_faults)
+        if self.lb_faults and not options.load_balancer:
+            raise StageError("load balancer faults need the load balancer: add --load-balancer")
         clock_factor("--time-scale", options.time_scale)
         clock_factor("--start-period-scale", options.start_period_scale)
         task_count("--tasks", options.tasks)
@@ -132,6 +140,7 @@ class Stage:
         self.seeded: Seeded | None = None
         self.canary: CanaryResources | None = None  # the canary stack, when the scenario installs it
         self._deferred: StageDeployment | None = None  # the roll-out a scenario begins rolling_delay_s after ready
+        self._load_balancer: StageLoadBalancer | None = None
 
     # -- life ------------------------------------------------------------------------------------
 
@@ -163,7 +172,7 @@ class Stage:
             host, port = self._proxy.open("127.0.0.1", 0, upstream=(moto_host, int(moto_port)), side=AWS)
             self._aws_endpoint = f"http://{host}:{port}"
         session = boto3.session.Session(region_name=REGION, **_session_credentials())
-        for name in ("ecs", "ec2", "ecr", "logs", "secretsmanager", "cloudwatch"):
+        for name in ("ecs", "ec2", "ecr", "logs", "secretsmanager", "cloudwatch", "elbv2"):
             self._clients[name] = session.client(name, endpoint_url=self._moto.endpoint)
         self.seeded = seed(self._clients, health_check_path=options.health_check_path,
                            curl_health_check="curl_health_check" in self.faults, secret_key=secret_key,
@@ -187,6 +196,13 @@ class Stage:
         self._moto.hook = DeploymentRecords(self._scheduler, self.seeded, network=network,
                                             enabled=options.deployment_records)
         plan = scenarios.build(options.scenario, self.faults, self.seeded)
+        if options.load_balancer:
+            self._load_balancer = StageLoadBalancer(
+                self._clients, self.seeded, blue_green=plan.blue_green, faults=self.lb_faults,
+                time_scale=options.time_scale, health_check_path=options.health_check_path)
+            self._load_balancer.create()
+            self._scheduler.load_balancer = self._load_balancer
+            self._moto.query_hook = self._load_balancer
         if plan.canary_alarm:
             self.canary = self._guard_with_canary()
         if plan.blue_green:
@@ -246,6 +262,9 @@ class Stage:
         if self._scheduler is not None:
             self._scheduler.shutdown()
             self._scheduler = None
+        if self._load_balancer is not None:
+            self._load_balancer.close()
+            self._load_balancer = None
         if self._proxy is not None:
             self._proxy.stop()
             self._proxy = None
@@ -277,6 +296,9 @@ class Stage:
             "ECS_CLUSTER": CLUSTER,
             "ECS_SERVICE": SERVICE,
             "SMOKE_SECRET": SMOKE_SECRET,
+            # The listener's DNS name resolves nowhere here: its loopback address is what the harness
+            # checks through, as --lb-url gives a custom domain (the test listener: same host, its own port).
+            **({"SMOKE_LB_URL": self._load_balancer.production_url} if self._load_balancer is not None else {}),
         }
 
     def client(self, name: str) -> Any:
@@ -329,6 +351,13 @@ class Stage:
         """The fault proxy between the harness and the deployment (``network_faults`` given)."""
         assert self._proxy is not None, "the stage runs without network faults"
         return self._proxy
+
+    @property
+    def load_balancer(self) -> StageLoadBalancer:
+        """The service's load balancer (``load_balancer=True``): listener URLs, target group and rule ARNs,
+        the service's ``loadBalancers`` and what ``DescribeTargetHealth`` answers (``stage.load_balancer``)."""
+        assert self._load_balancer is not None, "the stage runs without a load balancer (load_balancer=True)"
+        return self._load_balancer
 
     @property
     def moto(self) -> MotoServer:

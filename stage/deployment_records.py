@@ -242,7 +242,8 @@ class DeploymentRecords:
             "launchType": "FARGATE",
             "platformVersion": "1.4.0",
             "platformFamily": "Linux",
-            "loadBalancers": [],
+            "loadBalancers": list(self._scheduler.load_balancer.service_load_balancers
+                                  if self._scheduler.load_balancer is not None else []),
             "serviceRegistries": [],
             "networkConfiguration": self._network,
             "containerImages": [

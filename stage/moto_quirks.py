@@ -41,6 +41,13 @@ class OperationHook(Protocol):
         """moto's JSON answer amended (None: unchanged); called for every answered JSON operation."""
 
 
+class QueryHook(Protocol):
+    """Answers a query-protocol (XML) operation moto gets wrong, e.g. ``elbv2.DescribeTargetHealth``."""
+
+    def answer_query(self, operation: str, params: dict[str, str]) -> tuple[int, bytes] | None:
+        """(HTTP status, XML body) for an operation the hook answers itself; None: moto answers."""
+
+
 class MotoServer:
     """moto's WSGI app on a loopback port, in a thread of this process.
 
@@ -60,6 +67,8 @@ class MotoServer:
         # moto 5.2.5 has no service deployments or revisions (through the server: HTTP 500):
         # stage.deployment_records answers them, and adds currentServiceDeployment to DescribeServices.
         self.hook: OperationHook | None = None
+        # moto answers `healthy` for every ELB target: stage.load_balancer answers target health from its probes.
+        self.query_hook: QueryHook | None = None
         self._lock = threading.Lock()
 
     @property
@@ -90,6 +99,10 @@ class MotoServer:
                 return _json_answer(start_response, *answer)
             if self.hook is not None and environ.get("HTTP_X_AMZ_TARGET"):
                 return self._hooked(self.hook, operation, environ, start_response)
+            if self.query_hook is not None and not environ.get("HTTP_X_AMZ_TARGET"):
+                answer_xml = self.query_hook.answer_query(operation, _query_params(environ))
+                if answer_xml is not None:
+                    return _xml_answer(start_response, *answer_xml)
         return self._app(environ, start_response)
 
     def _hooked(self, hook: OperationHook, operation: str, environ: dict[str, Any],
@@ -126,6 +139,23 @@ def _json_answer(start_response: Callable[..., Any], status: int, body: dict[str
     return [payload]
 
 
+def _xml_answer(start_response: Callable[..., Any], status: int, body: bytes) -> list[bytes]:
+    start_response(f"{status} OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _query_params(environ: dict[str, Any]) -> dict[str, str]:
+    """A query-protocol call's form parameters (the body is put back for moto)."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return {key: values[0] for key, values in urllib.parse.parse_qs(body.decode(errors="replace")).items()}
+
+
+# Query-protocol services by their SigV4 signing name, where it differs from the operation prefix used here.
+QUERY_SERVICES = {"elasticloadbalancing": "elbv2"}
+
+
 class _QuietHandler(MotoRequestHandler):
     """moto's handler without a stderr line per request (it drowns the harness's output)."""
 
@@ -134,7 +164,8 @@ class _QuietHandler(MotoRequestHandler):
 
 
 def _operation_of(environ: dict[str, Any]) -> str:
-    """'ecs.DescribeServices' for JSON-protocol calls, 'ec2.DescribeAddresses' for query calls."""
+    """'ecs.DescribeServices' for JSON-protocol calls, 'ec2.DescribeAddresses' or 'elbv2.DescribeTargetHealth'
+    for query calls (every query call but ELB's is counted under ec2, as before ELB was played)."""
     if environ.get("PATH_INFO", "").startswith("/moto-api"):
         return ""
     target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -149,7 +180,9 @@ def _operation_of(environ: dict[str, Any]) -> str:
     body = environ["wsgi.input"].read(length) if length else b""
     environ["wsgi.input"] = io.BytesIO(body)
     action = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", ["unknown"])[0]
-    return f"ec2.{action}"
+    scope = environ.get("HTTP_AUTHORIZATION", "").partition("Credential=")[2].split(",")[0].split("/")
+    service = QUERY_SERVICES.get(scope[3], "ec2") if len(scope) > 3 else "ec2"
+    return f"{service}.{action}"
 
 
 # The stage's own calls to moto's control API (freeze transitions, reset). A reset of every backend, in a
@@ -247,6 +280,11 @@ def publish_service_state(
     svc.running_count = running
     svc.pending_count = pending
     svc.task_definition = task_definition_arn
+
+
+def set_service_load_balancers(region: str, cluster: str, service: str, load_balancers: list[dict[str, Any]]) -> None:
+    """The service's ``loadBalancers`` (with blue/green's advancedConfiguration), as if created with them."""
+    find_service(region, cluster, service).load_balancers = load_balancers
 
 
 # Fields moto needs that real AWS would not: a Fargate container without

@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from stage import blue_green, moto_quirks
 from stage.errors import StageError
@@ -41,6 +41,9 @@ from stage.task_health import HealthCheck
 from stage.task_logs import LogShipper
 from stage.task_network import PRIVATE_NETWORK, AddressPool
 from stage.task_stops import TaskStop
+
+if TYPE_CHECKING:
+    from stage.load_balancer import StageLoadBalancer
 
 HEALTH_CHECK_FAILED = "Task failed container health checks"
 EXEC_FORMAT_REASON = (
@@ -197,6 +200,9 @@ class Scheduler:
         self._next_start: dict[str, float] = {}
         # By deployment id: what every later task of it does instead of its plan (a replacement that never gets healthy).
         self._replacement_plans: dict[str, TaskPlan] = {}
+        # The service's load balancer (StageOptions.load_balancer): tasks register in its target groups,
+        # and a deployment rolls on only once its targets are healthy there, as on ECS.
+        self.load_balancer: StageLoadBalancer | None = None
 
     # -- public -------------------------------------------------------------------------------
 
@@ -352,7 +358,7 @@ class Scheduler:
         if alarms and self._roll_back_on_alarm(primary, alarms):
             return
         healthy = [t for t in self.live_tasks(primary) if t.health == "HEALTHY" or self._health_check(t) is None]
-        running = [t for t in healthy if t.status == "RUNNING"]
+        running = [t for t in healthy if t.status == "RUNNING" and self.in_service(t)]
         if len(running) < primary.desired:
             return
         old = [d for d in self.deployments if d is not primary and d.rollout_state != "FAILED"]
@@ -369,6 +375,16 @@ class Scheduler:
             if time.monotonic() < primary.bake_until:
                 return
         self.finish_rollout(primary, retired=old)
+
+    def in_service(self, task: StageTask) -> bool:
+        """Healthy in its target group, where the service has a load balancer (ECS waits for that too)."""
+        return self.load_balancer is None or self.load_balancer.healthy(task.id)
+
+    def _green(self, deployment: Deployment) -> bool:
+        """A blue/green deployment still rolling out: its tasks join the alternate target group."""
+        return (self._configuration(deployment).get("strategy") == blue_green.BLUE_GREEN
+                and deployment.status == "PRIMARY" and deployment.rollout_state == "IN_PROGRESS"
+                and not deployment.rolling_back)
 
     def finish_rollout(self, primary: Deployment, *, retired: list[Deployment]) -> None:
         """The roll-out is done: the retired deployments leave the list and the PRIMARY is COMPLETED."""
@@ -493,6 +509,9 @@ class Scheduler:
             connectivity="CONNECTED", connectivity_at=stamp,
         )
         moto_quirks.set_container_fields(ecs_task, last_status="RUNNING")
+        if self.load_balancer is not None:
+            # ECS registers a Fargate task's private IP and container port (target type ip).
+            self.load_balancer.register(deployment.id, task.id, task.private_ip, green=self._green(deployment))
         threading.Thread(target=self._watch_health, args=(task,), name=f"health-{task.short}", daemon=True).start()
         return task
 
@@ -615,6 +634,8 @@ class Scheduler:
                       container_reason: str | None = None) -> None:
         task.status = "STOPPED"
         task.stop_reason = reason
+        if self.load_balancer is not None:
+            self.load_balancer.deregister(task.id)
         stamp = now()
         ecs_task = moto_quirks.find_task(REGION, CLUSTER, task.arn)
         moto_quirks.set_task_fields(

@@ -69,18 +69,23 @@ class StagePlan:
     health_check_path: str = "/health"
     rolling_delay_s: float = SHARED_ROLLING_DELAY_S
     shared: bool = True
+    load_balancer: bool = False  # an ALB in front of the service (stage.load_balancer)
+    lb_faults: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
         parts = [self.scenario, *self.faults]
         if self.health_check_path != "/health":
             parts.append(f"probe{self.health_check_path.replace('/', '_')}")
+        if self.load_balancer:
+            parts += ["alb", *self.lb_faults]
         return "-".join(parts)
 
     def options(self) -> StageOptions:
         return StageOptions(scenario=self.scenario, faults=self.faults, health_check_path=self.health_check_path,
                             rolling_delay_s=self.rolling_delay_s, restart_delay_s=TEST_RESTART_DELAY_S,
-                            start_period_scale=TEST_START_PERIOD_SCALE)
+                            start_period_scale=TEST_START_PERIOD_SCALE, load_balancer=self.load_balancer,
+                            lb_faults=self.lb_faults)
 
 
 class SharedStages:

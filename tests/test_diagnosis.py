@@ -134,7 +134,45 @@ def failed_500(check: str, request: str = "", **details: object) -> Failure:
     )
 
 
+def lb_unhealthy(reason: str, description: str) -> Failure:
+    """An unhealthy load-balancer target as ecs_verdict.target_health reports it."""
+    group = {"name": "web-tg", "protocol": "HTTP", "path": "/healthz", "port": "traffic-port", "interval_s": 30,
+             "timeout_s": 5, "healthy_threshold": 5, "unhealthy_threshold": 2, "matcher": "200"}
+    return Failure("lb_target_unhealthy", "deployment", None, f"task {TASK[:8]} is unhealthy in target group web-tg",
+                   details={"task_id": TASK, "target": "10.0.1.23:8000", "reason": reason, "description": description,
+                            "target_group": group, "container_health_check_path": "/health"})
+
+
 CASES = [
+    Case(
+        "the target group probes a path the task answers 404",
+        lb_unhealthy("Target.ResponseCodeMismatch", "Health checks failed with these codes: [404]"),
+        Evidence(),
+        "lb_health_path_mismatch",
+        "ELB 10.0.1.23:8000: Target.ResponseCodeMismatch: Health checks failed with these codes: [404]; target group "
+        "web-tg: HTTP GET /healthz on traffic-port every 30 s",
+        summary_has="target group web-tg probes /healthz, which task 3f2a9c0d answers with 404; the task's container "
+                    "health check probes /health",
+        step_has="--health-check-path",
+    ),
+    Case(
+        "the load balancer's health checks time out",
+        lb_unhealthy("Target.Timeout", "Request timed out"),
+        Evidence(),
+        "lb_target_timeout",
+        "Target.Timeout: Request timed out; target group web-tg",
+        summary_has="the load balancer's health checks to task 3f2a9c0d time out",
+        step_has="--source-group ALB_SG",
+    ),
+    Case(
+        "a target fails the load balancer's health checks",
+        lb_unhealthy("Target.FailedHealthChecks", "Health checks failed"),
+        Evidence(),
+        "lb_target_unhealthy",
+        "Target.FailedHealthChecks: Health checks failed",
+        summary_has="is unhealthy in target group web-tg: Target.FailedHealthChecks",
+        step_has="describe-target-health",
+    ),
     Case(
         "health path 404 while /api/health answers",
         Failure(
@@ -518,6 +556,22 @@ CASES = [
         "last seen: no new task of the PRIMARY deployment is RUNNING and HEALTHY yet",
         summary_has="stopped mid-run by ECS (SpotInterruption: Your Spot Task was interrupted.) and no replacement",
         step_has="raise --stable-timeout",
+    ),
+    Case(
+        "a check fails through the load balancer's listener only (ecs_verdict.listeners)",
+        Failure("lb_routing", "test_health_answers_healthy", "lb", "404", details={
+            "status": 404, "request": "GET http://127.0.0.60:80/health", "listener": {
+                "role": "production", "protocol": "HTTP", "port": 80, "rule": "default rule",
+                "rule_arn": "arn:aws:elasticloadbalancing:r:1:listener-rule/app/lb/1/2/3",
+                "forwards_to": ["arn:aws:elasticloadbalancing:r:1:targetgroup/other/9"],
+                "service_target_group": "arn:aws:elasticloadbalancing:r:1:targetgroup/board/8"}}),
+        Evidence(),
+        "lb_routing",
+        "GET http://127.0.0.60:80/health -> 404; default rule forwards to targetgroup/other/9, the service's target "
+        "group is targetgroup/board/8",
+        task_id="lb",
+        summary_has="fails through the production listener HTTP:80 but passes at every task's address",
+        step_has="it must forward to the service's target group targetgroup/board/8",
     ),
 ]
 

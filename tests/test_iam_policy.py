@@ -40,7 +40,9 @@ POLICY = ROOT / "infra" / "iam-policy.json"
 GATE_POLICY = ROOT / "infra" / "iam-gate-policy.json"
 ACTING_CALLS = {"ecs:ContinueServiceDeployment", "ecs:UpdateService"}
 TEMPLATE = ROOT / "infra" / "canary.yaml"
-HARNESS_CODE = [ROOT / "conftest.py", *sorted((ROOT / "src" / "ecs_verdict").rglob("*.py")), *sorted((ROOT / "plugins").rglob("*.py"))]
+# The harness package (src/) as well as CivicForge's plugin: the calls live in both since the layout changed.
+HARNESS_CODE = [ROOT / "conftest.py", *sorted((ROOT / "plugins").rglob("*.py")),
+                *sorted((ROOT / "src").rglob("*.py"))]
 CSM_CLIENT_ID = "smoke-harness-under-test"
 RUN_TIMEOUT_S = 240
 # CSM names a service by its botocore service id; IAM by its action prefix.
@@ -51,6 +53,7 @@ IAM_PREFIX = {
     "ECR": "ecr",
     "Secrets Manager": "secretsmanager",
     "CloudWatch": "cloudwatch",  # its endpoint and signing name are "monitoring"; IAM says cloudwatch
+    "Elastic Load Balancing v2": "elasticloadbalancing",  # boto3's elbv2
 }
 # Granted although no recorded run called it. Each needs a reason; none is needed today.
 NEVER_RECORDED: dict[str, str] = {}
@@ -60,6 +63,11 @@ RESOURCE_STAR: dict[str, str] = {
     "ec2:DescribeNetworkInterfaces": "no resource-level permissions",
     "ecs:ListTasks": "narrowed by the ecs:cluster condition",
     "cloudwatch:PutMetricData": "no resource-level permissions; narrowed by the cloudwatch:namespace condition",
+    "elasticloadbalancing:DescribeTargetGroups": "ELB's Describe actions have no resource-level permissions",
+    "elasticloadbalancing:DescribeTargetHealth": "ELB's Describe actions have no resource-level permissions",
+    "elasticloadbalancing:DescribeLoadBalancers": "ELB's Describe actions have no resource-level permissions",
+    "elasticloadbalancing:DescribeListeners": "ELB's Describe actions have no resource-level permissions",
+    "elasticloadbalancing:DescribeRules": "ELB's Describe actions have no resource-level permissions",
 }
 PSEUDO_PARAMETERS = {"AWS::Partition", "AWS::Region", "AWS::AccountId"}
 
@@ -71,6 +79,11 @@ class Scenario:
     args: tuple[str, ...]  # "{expected_digest}" is the digest the stage's deploy pushed
     exit_code: int
     reaches: str
+    load_balancer: bool = False  # the stage's ALB in front of the service
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}+alb" if self.load_balancer else self.name
 
 
 SCENARIOS = [
@@ -83,6 +96,9 @@ SCENARIOS = [
              "tasks on another digest than the one pushed"),
     Scenario("rolled_back", (), ("--read-only", "--canary"), 1,
              "a circuit-breaker rollback: the service's deployment record and its revision"),
+    Scenario("healthy", (), ("--read-only", "--canary"), 0,
+             "a service behind a load balancer: its target groups' settings and target health, the listener found "
+             "from the target group and the read-only checks through it", load_balancer=True),
 ]
 
 
@@ -134,23 +150,23 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
     found = Recording()
     for scenario in SCENARIOS:
         stage = Stage(StageOptions(scenario=scenario.name, faults=scenario.faults,
-                                   start_period_scale=TEST_START_PERIOD_SCALE))
+                                   start_period_scale=TEST_START_PERIOD_SCALE, load_balancer=scenario.load_balancer))
         stage.start()
         try:
-            folder = tmp_path_factory.mktemp(scenario.name)
+            folder = tmp_path_factory.mktemp(scenario.key)
             args = [a.replace("{expected_digest}", stage.expected_image_digest) for a in scenario.args]
             code, datagrams = _run_recording_calls(smoke_command(folder / "reports", *args), smoke_env(stage.env),
                                                    folder / "output.txt")
         finally:
             stage.stop()
-        found.exit_codes[scenario.name] = code
-        found.outputs[scenario.name] = (folder / "output.txt").read_text(encoding="utf-8")
+        found.exit_codes[scenario.key] = code
+        found.outputs[scenario.key] = (folder / "output.txt").read_text(encoding="utf-8")
         for datagram in datagrams:
             if datagram.get("Type") != "ApiCall":  # one ApiCall per call; ApiCallAttempt per try
                 continue
             found.client_ids.add(datagram.get("ClientId", ""))
             prefix = IAM_PREFIX.get(datagram["Service"], f"<no IAM prefix for {datagram['Service']}>")
-            found.calls.setdefault(f"{prefix}:{datagram['Api']}", set()).add(scenario.name)
+            found.calls.setdefault(f"{prefix}:{datagram['Api']}", set()).add(scenario.key)
     yield found
 
 
@@ -199,7 +215,7 @@ def test_the_policy_stays_within_what_the_matcher_understands() -> None:
 
 def test_each_recorded_run_ended_as_its_scenario_does(recording: Recording) -> None:
     for scenario in SCENARIOS:
-        assert recording.exit_codes[scenario.name] == scenario.exit_code, recording.outputs[scenario.name][-3000:]
+        assert recording.exit_codes[scenario.key] == scenario.exit_code, recording.outputs[scenario.key][-3000:]
     assert recording.client_ids == {CSM_CLIENT_ID}  # every datagram came from the harness process
 
 
@@ -221,7 +237,7 @@ def _operations_named_in(paths: list[Path]) -> set[str]:
     """IAM actions for the boto3 client methods the code calls (``ecs.describe_services(``...)."""
     session = botocore.session.get_session()
     found = set()
-    for client_name in ("ecs", "ec2", "logs", "ecr", "secretsmanager", "cloudwatch"):
+    for client_name in ("ecs", "ec2", "logs", "ecr", "secretsmanager", "cloudwatch", "elbv2"):
         model = session.get_service_model(client_name)
         by_method = {botocore.xform_name(operation): operation for operation in model.operation_names}
         prefix = IAM_PREFIX[model.service_id]

@@ -156,6 +156,10 @@ class AwsClients:
     def cloudwatch(self) -> Any:
         return self.client("cloudwatch")
 
+    @property
+    def elbv2(self) -> Any:
+        return self.client("elbv2")
+
 
 def make_clients(
     region: str | None,

@@ -10,8 +10,10 @@ addresses before any user traffic reaches them, and then acts on the hook with
 
 - exit 0: CONTINUE. A second PAUSE hook that follows (POST_TEST_TRAFFIC_SHIFT) is continued
   by the same run: the verdict is about green's tasks, and the test-traffic shift changes
-  which listener reaches them, not the tasks; a team that tests through the test listener
-  gives that hook to another job and leaves it out of this run's reach by running it first.
+  which listener reaches them, not the tasks. Except when the service has a test listener
+  the run could not check green through yet (``leave_paused_at``): that hook is left
+  AWAITING_ACTION for the gate run there, which checks green through the test listener too
+  (``ecs_verdict.listeners``); its own timeout action decides if no run comes.
 - exit 1: ROLLBACK: ECS returns to blue, which never stopped serving, and stops green.
 - exit 6 (could not verify): nothing. The hook stays paused and its own timeout action decides.
 
@@ -199,8 +201,10 @@ class _Follow:
 
 
 def act_on_hook(clients: AwsClients, hook: PausedHook, exit_code: int, *, follow_s: float = DEFAULT_FOLLOW_S,
-                sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> GateRecord:
-    """CONTINUE on exit 0 (and the PAUSE hooks that follow), ROLLBACK on exit 1, nothing otherwise."""
+                sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                leave_paused_at: frozenset[str] = frozenset()) -> GateRecord:
+    """CONTINUE on exit 0 (and the PAUSE hooks that follow, but at a stage of ``leave_paused_at``), ROLLBACK on
+    exit 1, nothing otherwise."""
     if exit_code not in (0, 1):
         return GateRecord(hook.service_deployment_arn, hook, notes=(hook.left_paused(
             f"the run could not verify the green revision (exit {exit_code})"),))
@@ -219,6 +223,10 @@ def act_on_hook(clients: AwsClients, hook: PausedHook, exit_code: int, *, follow
             break
         record = _follow_until(follow, deadline, sleep, clock, notes)
         current = paused_hook_of(record) if action == CONTINUE and record is not None else None
+        if current is not None and current.stage in leave_paused_at:
+            notes.append(current.left_paused("this run could not check green through the test listener (it reached "
+                                             "blue until this hook): run the gate again now to check it there"))
+            break
         if current is not None:
             notes.append(f"{current.describe()} continued by the same run: the verdict covers the green tasks, "
                          "which the test-traffic shift does not change")

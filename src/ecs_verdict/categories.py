@@ -40,7 +40,14 @@ CATEGORIES: dict[str, str] = {
     "deployment_rolled_back": "The deployment failed and ECS rolled it back",
     "target_unreachable": "The task could not be reached over the network",
     "not_stable": "The service did not become stable before the deadline",
+    "lb_health_path_mismatch": "The load balancer's target group health check probes a path the task answers with "
+    "an error code (e.g. 404)",
+    "lb_target_timeout": "The load balancer cannot reach the tasks: its health checks time out (security group, "
+    "port or network ACL)",
+    "lb_target_unhealthy": "The tasks fail the load balancer's target group health checks",
     "contract_violation": "A response broke the API contract",
+    "lb_routing": "A check fails through the load balancer's listener but passes at every task's address: the "
+    "listener's rule sends the traffic elsewhere (another target group, a host or path condition)",
     # Could not verify: nothing is known about the release; each cause has its own fix.
     "no_credentials": "The harness found no usable AWS credentials",
     "aws_access_denied": "AWS refused a call the harness needs (IAM)",
@@ -93,8 +100,22 @@ NEXT_STEPS: dict[str, str] = {
     "RUNNING and that its security group allows the port from this runner.",
     "not_stable": "Wait for the service to settle (`aws ecs wait services-stable`; a deployment takes 5-7 minutes) or "
     "raise the deadline; if it never settles, read the service events and stopped tasks.",
+    "lb_health_path_mismatch": "Make the target group's health check probe the path the app serves (the one its "
+    "container health check probes): `aws elbv2 modify-target-group --target-group-arn ARN --health-check-path "
+    "/health`, or serve the path; ECS replaces tasks that fail ELB health checks once healthCheckGracePeriodSeconds "
+    "ends.",
+    "lb_target_timeout": "Let the load balancer in: allow the container port in the tasks' security group from the "
+    "load balancer's security group (`aws ec2 authorize-security-group-ingress --group-id TASK_SG --protocol tcp "
+    "--port PORT --source-group ALB_SG`), check the subnets' network ACLs, and that the app listens on 0.0.0.0 on "
+    "the target group's health check port.",
+    "lb_target_unhealthy": "Read ELB's reason (`aws elbv2 describe-target-health --target-group-arn ARN`), compare "
+    "the target group's health check port, path and success codes with what the task serves, and read the task's "
+    "logs; fix and redeploy.",
     "contract_violation": "Compare the response with the API contract; fix the service, or update the contract if the "
     "change was intended.",
+    "lb_routing": "Check the listener rule named in the evidence (`aws elbv2 describe-rules`): it must forward to the "
+    "service's target group and match the host and path users send; fix it with `aws elbv2 modify-rule`, then run "
+    "again.",
     "no_credentials": "Give the job AWS credentials: OIDC (aws-actions/configure-aws-credentials), AWS_PROFILE, or "
     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; check with `aws sts get-caller-identity`.",
     "aws_access_denied": "Grant the identity the harness runs as the ECS, EC2 and logs read calls it needs "

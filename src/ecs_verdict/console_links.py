@@ -37,6 +37,7 @@ from typing import Any, TypedDict
 from urllib.parse import quote, quote_plus
 
 from ecs_verdict.lint import find_container
+from ecs_verdict.listeners import LISTENER_TARGET_IDS
 
 # The log window a link opens: from a little before the run to a little after it (the
 # evidence reads DEFAULT_LOG_WINDOW_S either side of the failure, the same margin).
@@ -153,6 +154,8 @@ def task_links(context: ConsoleContext, task_ids: Iterable[str]) -> list[LinkRec
     region, cluster = context.region or "", context.cluster or ""
     links: list[LinkRecord] = []
     for task_id in task_ids:
+        if task_id in LISTENER_TARGET_IDS:
+            continue  # a load balancer's listener: no log stream, no task page
         short = task_id[:8]
         if context.log_group and context.log_stream_prefix and context.container:
             stream = log_stream_name(context.log_stream_prefix, context.container, task_id)

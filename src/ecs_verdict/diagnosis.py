@@ -12,7 +12,8 @@ Rule order (first match wins):
    ``no_answer`` - the check's request got no HTTP answer after its retries: nothing the
    service said, so never a contract violation (could not verify that check on that task).
 2. ``arch_mismatch`` - "exec format error" in a stop reason or the logs.
-3. What the failure kind already proves: ``health_path_mismatch`` (health path 404 while
+3. What the failure kind already proves: ``lb_routing`` (a check that fails through the load
+   balancer's listener but passes at every task's address), ``health_path_mismatch`` (health path 404 while
    another answers), ``stale_image`` (digest or task definition mismatch),
    ``task_crashed`` (a task stopped mid-run on its own: exit code, reason, last log lines) and
    ``task_stopped`` (stopped from outside and never replaced in time: could not verify); then a
@@ -42,6 +43,7 @@ from typing import Any
 from ecs_verdict.categories import CATEGORIES, NEXT_STEPS, NO_ANSWER, Diagnosis, make_diagnosis, short_id
 from ecs_verdict.evidence import Evidence, stop_texts
 from ecs_verdict.kinds import Kind
+from ecs_verdict.listeners import short_arn
 from ecs_verdict.lint import external_tool_in, url_path_in
 from ecs_verdict.log_clues import (ALARM_ROLLBACK, CURSOR_ATTRIBUTE, EXEC_FORMAT, HEALTH_STOP,
                                     MISSING_TABLE, PYTHON_ERROR, ROLLBACK_EVENT, SHARED_CONNECTION, answered_404,
@@ -64,6 +66,10 @@ KINDS = frozenset(
         # A task stopped mid-run (ecs_verdict.task_fate): crashed, or stopped and never replaced in time.
         "task_crashed",
         "task_stopped",
+        # A check that fails through the load balancer's listener only (ecs_verdict.listeners).
+        "lb_routing",
+        # A task the load balancer calls unhealthy (ecs_verdict.target_health): ELB's reason decides the category.
+        "lb_target_unhealthy",
     }
 )
 LAST_LOG_LINES = 3  # of a crashed task, quoted in its diagnosis
@@ -171,8 +177,46 @@ def _arch(failure: Failure, evidence: Evidence) -> Diagnosis | None:
     )
 
 
+def _lb_routing(failure: Failure) -> Diagnosis:
+    """Failed through the listener, passed at every task: the listener's rule, named with its target groups."""
+    details = failure.details
+    listener = details.get("listener") or {}
+    role = listener.get("role") or "production"
+    rule = listener.get("rule") or "its rule"
+    forwards = ", ".join(short_arn(arn) for arn in listener.get("forwards_to") or []) or "no target group"
+    wanted = listener.get("service_target_group")
+    answered = f"{details['request']} -> {details.get('status') or 'no status'}; " if details.get("request") else ""
+    where = f"{role} listener {listener.get('protocol') or ''}:{listener.get('port') or ''}".replace(" :", " ")
+    rule_ref = listener.get("rule_arn") or listener.get("listener_arn")
+    if listener.get("problem"):  # ELB itself says no rule forwards to the service: that is the evidence
+        return make_diagnosis(
+            "lb_routing", failure.task_id,
+            f"check {failure.check or '?'} fails through the load balancer at {listener.get('url') or '?'} but passes "
+            "at every task's address: the load balancer sends this traffic somewhere else",
+            f"{answered}{listener['problem']}",
+            f"Find the listener rule that serves {listener.get('url') or 'this address'} (`aws elbv2 describe-rules "
+            "--listener-arn ARN`) and make it forward to the service's target group"
+            + (f" {short_arn(wanted)}" if wanted else "") + " (`aws elbv2 modify-rule`); then run again.")
+    next_step = (f"Check the {where}'s {rule}"
+                 + (f" (`aws elbv2 describe-rules --rule-arns {rule_ref}`)" if rule_ref else "")
+                 + f": it forwards to {forwards}"
+                 + (f"; it must forward to the service's target group {short_arn(wanted)}" if wanted else "")
+                 + (" (`aws elbv2 modify-rule`), and its conditions (host, path) must match the requests users send"
+                    if wanted else "; check the load balancer behind --lb-url routes to this service")
+                 + "; then run again.")
+    return make_diagnosis(
+        "lb_routing", failure.task_id,
+        f"check {failure.check or '?'} fails through the {where.strip()} but passes at every task's address: "
+        "the load balancer sends this traffic somewhere else",
+        f"{answered}{rule} forwards to {forwards}" + (f", the service's target group is {short_arn(wanted)}"
+                                                      if wanted else ""),
+        next_step)
+
+
 def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
     details = failure.details
+    if failure.kind == "lb_routing":
+        return _lb_routing(failure)
     if failure.kind == "health_path_404":
         path = details.get("path", "?")
         working = details.get("answering") or details.get("working_paths") or []
@@ -223,6 +267,8 @@ def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
         )
     if failure.kind == "task_crashed":
         return _task_crashed(failure, evidence)
+    if failure.kind == "lb_target_unhealthy":
+        return _lb_target(failure)
     if failure.kind == "task_stopped":
         stopped = ": ".join(str(details[k]) for k in ("stop_code", "stopped_reason") if details.get(k))
         return make_diagnosis(
@@ -249,6 +295,37 @@ def _named_by_the_check(failure: Failure, suite: SuiteProfile) -> Diagnosis | No
     return make_diagnosis("contract_violation", failure.task_id,
                           f"check {failure.check or '?'} failed (it names category {failure.category!r}, which "
                           f"no cause of suite {suite.name!r} declares)", evidence)
+
+
+def _lb_target(failure: Failure) -> Diagnosis:
+    """An unhealthy load-balancer target, named by ELB's reason code; both health paths when they differ."""
+    details = failure.details
+    reason, description = details.get("reason") or "no reason", details.get("description") or ""
+    group = details.get("target_group") or {}
+    name, group_path = group.get("name", "?"), group.get("path", "?")
+    container_path = details.get("container_health_check_path")
+    task = short_id(details.get("task_id") or failure.task_id)
+    settings = (f"{name}: {group.get('protocol', 'HTTP')} GET {group_path} on {group.get('port', 'traffic-port')} "
+                f"every {group.get('interval_s', '?')} s, timeout {group.get('timeout_s', '?')} s, healthy after "
+                f"{group.get('healthy_threshold', '?')}, unhealthy after {group.get('unhealthy_threshold', '?')}, "
+                f"success codes {group.get('matcher', '?')}")
+    elb = f"ELB {details.get('target', '?')}: {reason}: {description}; target group {settings}"
+    task_id = details.get("task_id") or failure.task_id
+    if reason == "Target.ResponseCodeMismatch" and "[4" in description:
+        served = (f"; the task's container health check probes {container_path}" if container_path
+                  and container_path != group_path else "")
+        codes = description.partition("[")[2].rstrip("]")
+        return make_diagnosis(
+            "lb_health_path_mismatch", task_id,
+            f"target group {name} probes {group_path}, which task {task} answers with {codes}{served}", elb)
+    if reason == "Target.Timeout":
+        return make_diagnosis(
+            "lb_target_timeout", task_id,
+            f"the load balancer's health checks to task {task} time out ({details.get('target', '?')}, target group "
+            f"{name}): it cannot reach the task",
+            elb)
+    return make_diagnosis("lb_target_unhealthy", task_id,
+                          f"task {task} is unhealthy in target group {name}: {reason}: {description}".rstrip(": "), elb)
 
 
 def _task_crashed(failure: Failure, evidence: Evidence) -> Diagnosis:

@@ -56,7 +56,7 @@ EXIT_MEANING = {
 SECURITY_CATEGORIES = frozenset({"permission_regression"})
 DEPLOY_CATEGORIES = frozenset({
     "deployment_rolled_back", "task_restarting", "stale_image", "arch_mismatch", "health_path_mismatch",
-    "health_check_command", "not_stable",
+    "health_check_command", "not_stable", "lb_health_path_mismatch", "lb_target_timeout", "lb_target_unhealthy",
 })
 SECURITY_MARK = "SECURITY"
 RANK_SECURITY, RANK_DEPLOYMENT, RANK_TASK, RANK_CHECK = range(4)

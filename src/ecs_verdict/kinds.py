@@ -47,6 +47,8 @@ class Kind(StrEnum):
     CHECK_FAILED = "check_failed"
     NO_ANSWER = "no_answer"  # no HTTP answer after the retries: that check could not be verified on that task
     UNREACHABLE = "unreachable"
+    LB_TARGET_UNHEALTHY = "lb_target_unhealthy"  # a new task unhealthy in a target group of the service
+    LB_ROUTING = "lb_routing"  # a check failed through the listener but passed at every task
     TASK_CRASHED = "task_crashed"  # a task under test stopped mid-run on its own
     TASK_STOPPED = "task_stopped"  # stopped from outside, and no replacement was healthy in time
 

@@ -26,8 +26,9 @@ from ecs_verdict.evidence import Seen
 from ecs_verdict.http import get_tolerating_one_reset, keepalive_limits, shared_ssl_context
 from ecs_verdict.health_probe import DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEFAULT
 from ecs_verdict.kinds import Kind
+from ecs_verdict.listeners import Listener, discover_listeners, listener_for_url
 from ecs_verdict.settings import Settings
-from ecs_verdict.stability import Progress, WaitOptions, wait_for_deployment
+from ecs_verdict.stability import Progress, StableResult, WaitOptions, wait_for_deployment
 from ecs_verdict.targets import Target
 from ecs_verdict.timeline import TimelineRecorder, wait_event
 
@@ -53,6 +54,10 @@ class Preflight:
     task_definition: dict[str, Any] | None = None  # the PRIMARY's, as discovery read it
     paused_hook: dict[str, Any] | None = None  # --continue-deployment: blue_green.PausedHook.to_dict()
     timeline: tuple[dict[str, Any], ...] = ()  # timeline.TimelineEvent dicts, as the wait saw them
+    # The load balancer's listeners the read-only checks also go through (listeners.Listener.to_dict()).
+    listeners: tuple[dict[str, Any], ...] = ()
+    # Blue/green: the test listener does not reach green yet, so the gate leaves the test-traffic hook paused.
+    hold_for_test_listener: bool = False
     # In the controller's process only (never JSON): one client set, and what AWS already answered.
     clients: AwsClients | None = field(default=None, repr=False, compare=False)
     seen: Seen | None = field(default=None, repr=False, compare=False)
@@ -64,6 +69,7 @@ class Preflight:
         data["targets"] = [target.to_dict() for target in self.targets]
         data["outcome"] = self.outcome.to_dict() if self.outcome is not None else None
         data["notes"], data["timeline"] = list(self.notes), list(self.timeline)
+        data["listeners"] = list(self.listeners)
         return data
 
     @classmethod
@@ -71,7 +77,8 @@ class Preflight:
         data = dict(data)
         deployment_data, outcome_data = data.pop("deployment", None), data.pop("outcome", None)
         return cls(**{**data, "targets": tuple(Target.from_dict(item) for item in data.get("targets", ())),
-                      "notes": tuple(data.get("notes", ())), "timeline": tuple(data.get("timeline", ()))},
+                      "notes": tuple(data.get("notes", ())), "timeline": tuple(data.get("timeline", ())),
+                      "listeners": tuple(data.get("listeners", ()))},
                    deployment=Deployment.from_dict(deployment_data) if deployment_data else None,
                    outcome=HarnessOutcome.from_dict(outcome_data) if outcome_data else None)
 
@@ -156,6 +163,23 @@ class RunState:
         return self.preflight.clients
 
     @property
+    def listeners(self) -> tuple[dict[str, Any], ...]:
+        return self.preflight.listeners
+
+    @property
+    def hold_for_test_listener(self) -> bool:
+        return self.preflight.hold_for_test_listener
+
+    @property
+    def lb_listeners(self) -> list[Listener]:
+        return [Listener.from_dict(item) for item in self.preflight.listeners]
+
+    @property
+    def lb_targets(self) -> list[Target]:
+        """The listeners as targets (``lb``, ``lb-test``): never a task, so not in ``targets``."""
+        return [listener.target() for listener in self.lb_listeners]
+
+    @property
     def seen(self) -> Seen | None:
         return self.preflight.seen
 
@@ -196,6 +220,8 @@ def run_preflight(config: Settings, on_progress: Callable[[Progress], None] | No
     began = time.monotonic()
     if config.targets:
         found["notes"] = (f"targets given by URL ({len(config.targets)}); ECS discovery skipped",)
+        if config.lb_url is not None:
+            found["listeners"] = (listener_for_url(config.lb_url).to_dict(),)
         return Preflight(**found, targets=config.targets, outcome=probe_targets(config.targets, health_path),
                          waited_s=0.0)
     clients = observer = None
@@ -214,6 +240,7 @@ def run_preflight(config: Settings, on_progress: Callable[[Progress], None] | No
         found["notes"] = tuple(result.notes)
         if config.health_path is None:
             found["health_path"], found["health_path_source"] = result.health_path, result.health_path_source
+        found.update(_found_listeners(config, clients, observer, result, found["notes"]))
     except (BotoCoreError, ClientError) as error:
         # Anything the core did not translate (a credential provider failing, say) is still
         # "could not verify" with one line, never a pytest INTERNALERROR.
@@ -237,6 +264,23 @@ def run_preflight(config: Settings, on_progress: Callable[[Progress], None] | No
             found["task_definition"] = observer.cached_task_definition(
                 _primary_task_definition(observer.last_service))
     return Preflight(**found, outcome=outcome, waited_s=waited_s)
+
+
+def _found_listeners(config: Settings, clients: AwsClients, observer: ServiceObserver, result: StableResult,
+                     notes: tuple[str, ...]) -> dict[str, Any]:
+    """The listeners the read-only checks also go through (none without a load balancer or --lb-url)."""
+    gate = config.continue_deployment and paused_hook_of(observer.record) is not None
+    found = discover_listeners(clients.elbv2, observer.last_service or {}, container=result.deployment.container,
+                               lb_url=config.lb_url, blue_green_gate=gate, load_balancers_of=result.load_balancers_of)
+    more = list(found.notes)
+    for listener in found.listeners:
+        more.append(f"also checked through the load balancer: {listener.target_id} = {listener.describe()} "
+                    f"at {listener.base_url} (from its {listener.url_from})")
+        routing = listener.routing_note()
+        if routing is not None and routing not in [*notes, *more]:
+            more.append(routing)
+    return {"listeners": tuple(listener.to_dict() for listener in found.listeners),
+            "hold_for_test_listener": found.test_listener_pending, "notes": (*notes, *more)}
 
 
 def _primary_task_definition(service: dict[str, Any] | None) -> str | None:

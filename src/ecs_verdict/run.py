@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,11 +36,14 @@ from ecs_verdict.findings import ContractViolation
 from ecs_verdict.http import NoAnswer, RetryCounts, describe_error
 from ecs_verdict.kinds import Kind
 from ecs_verdict.lint import health_check_path, lint_task_definition
+from ecs_verdict.listeners import passed_at_every_task
 from ecs_verdict.preflight import RunState, wait_options
 from ecs_verdict.rollback import not_rolled_back, roll_back
 from ecs_verdict.settings import Settings
 from ecs_verdict.stability import StableResult, WaitOptions, wait_for_deployment
 from ecs_verdict.suite import NO_SUITE, SuiteProfile
+
+TEST_TRAFFIC_HOOKS = frozenset({"POST_TEST_TRAFFIC_SHIFT"})  # where the test listener first reaches green
 
 # -- a failed check, as a value ---------------------------------------------------------------------
 
@@ -156,10 +159,16 @@ class RunFindings:
     container: str | None = None
 
 
-def failures_of(state: RunState, failed_checks: dict[str, CheckFailure]) -> list[Failure]:
-    """The preflight's outcome (when the evidence must say why) and every failed check, as ``Failure`` values."""
+def failures_of(state: RunState, failed_checks: dict[str, CheckFailure],
+                checks: list[verdicts.CheckRecord] = ()) -> list[Failure]:  # type: ignore[assignment]
+    """The preflight's outcome (when the evidence must say why) and every failed check, as ``Failure`` values.
+
+    A check that failed through a load balancer's listener but passed at every task is ``lb_routing``.
+    """
     failures: list[Failure] = []
     outcome = state.outcome
+    listeners = {listener.target_id: listener for listener in state.lb_listeners}
+    task_ids = [target.task_id for target in state.targets]
     if outcome is not None and (not outcome.could_not_verify or outcome.kind is Kind.DEADLINE):
         # A failed deploy, or a wait that ran out: the evidence says why. Every other
         # could-not-verify outcome names its own cause (verdict.decide).
@@ -168,15 +177,23 @@ def failures_of(state: RunState, failed_checks: dict[str, CheckFailure]) -> list
     for nodeid, failed in failed_checks.items():
         if outcome is not None and failed.deployment_check:
             continue  # the same failure as the preflight outcome above, already diagnosed
-        failures.append(failed.failure(nodeid.split("::")[-1]))
+        failure = failed.failure(nodeid.split("::")[-1])
+        listener = listeners.get(failure.task_id or "")
+        if listener is not None:  # no task behind it: no log window, and a routing fault when the tasks pass
+            routed = (failure.kind is not Kind.NO_ANSWER
+                      and passed_at_every_task(failure.check, list(checks), task_ids))
+            failure = replace(failure, window=None, kind=Kind.LB_ROUTING if routed else failure.kind,
+                              details={**failure.details, "listener": listener.to_dict()} if routed
+                              else failure.details)
+        failures.append(failure)
     return failures
 
 
 def analyse(settings: Settings, state: RunState, failed_checks: dict[str, CheckFailure],
-            suite: SuiteProfile = NO_SUITE) -> RunFindings:
+            suite: SuiteProfile = NO_SUITE, checks: list[verdicts.CheckRecord] = ()) -> RunFindings:  # type: ignore[assignment]
     """Diagnose every failure and lint the task definition (also on a green run)."""
     findings = RunFindings()
-    failures = failures_of(state, failed_checks)
+    failures = failures_of(state, failed_checks, checks)
     selector = settings.selector
     if selector is None:
         findings.diagnoses = diagnose_all(failures, suite=suite) if failures else []
@@ -198,7 +215,10 @@ def analyse(settings: Settings, state: RunState, failed_checks: dict[str, CheckF
     if failures:
         from ecs_verdict.evidence import collect_evidence  # a failing run's only: not paid by a green one
 
-        task_ids = sorted({f.task_id for f in failures if f.task_id} | {t.task_id for t in state.targets})
+        # A listener is no task: ECS has no task, log stream or stop reason for it.
+        listener_ids = {listener.target_id for listener in state.lb_listeners}
+        task_ids = sorted(({f.task_id for f in failures if f.task_id} - listener_ids)
+                          | {t.task_id for t in state.targets})
         evidence = collect_evidence(ecs=clients.ecs, logs=clients.logs, cluster=selector.cluster,
                                     service=selector.service, task_ids=task_ids, task_definition=definition,
                                     container=container or "", around=datetime.now(timezone.utc), ecr=clients.ecr,
@@ -261,6 +281,16 @@ def acts_on_the_service(settings: Settings) -> bool:
     return settings.continue_deployment or settings.on_fail != "none"
 
 
+def _unchecked_listener_notes(state: RunState, checks: list[verdicts.CheckRecord]) -> list[str]:
+    """A listener no check went through: said, since the tasks' checks alone decide the verdict then."""
+    if state.outcome is not None:
+        return []
+    checked = {check["task_id"] for check in checks if check["outcome"] != "skipped"}
+    return [f"no check ran through the load balancer's {listener.describe()}: only read-only checks go through it "
+            "(writes pin a task), and none was selected" for listener in state.lb_listeners
+            if listener.target_id not in checked]
+
+
 def act_on_the_service(settings: Settings, state: RunState, exit_code: int) -> ServiceActions:
     """``--continue-deployment``: act on the paused hook; ``--on-fail rollback``: roll a failed gate back."""
     done = ServiceActions()
@@ -270,8 +300,9 @@ def act_on_the_service(settings: Settings, state: RunState, exit_code: int) -> S
                 done.notes.append("--continue-deployment: the deploy failed before it paused at a hook: ECS's own "
                                   "circuit breaker and the hook's timeout decide")
             return done
+        hold = TEST_TRAFFIC_HOOKS if state.hold_for_test_listener else frozenset()  # for a run through the test listener
         gate = act_on_hook(state.clients or make_clients(settings.aws_region), PausedHook.from_dict(state.paused_hook),
-                           exit_code)
+                           exit_code, leave_paused_at=hold)
         done.fields["deployment_gate"] = gate.to_dict()
         done.notes += [action.describe() for action in gate.actions] + list(gate.notes)
         refused = gate.refused
@@ -320,7 +351,7 @@ def conclude(settings: Settings, state: RunState, checks: list[verdicts.CheckRec
     """
     began = time.monotonic()
     try:
-        findings = analyse(settings, state, failed_checks, suite)
+        findings = analyse(settings, state, failed_checks, suite, checks)
     except Exception as error:  # noqa: BLE001 - the verdict must be written whatever diagnosis hit
         findings = RunFindings(notes=[f"diagnosis failed ({type(error).__name__}: {error}); see the checks"])
     findings.duration_s = time.monotonic() - began
@@ -363,9 +394,12 @@ def conclude(settings: Settings, state: RunState, checks: list[verdicts.CheckRec
         decision=decision,
         warnings=[*findings.warnings,
                   *(f"note: {note}" for note in [*state.notes, *findings.notes, *actions.notes,
-                                                 *retry_notes, *left_out_notes])],
+                                                 *retry_notes, *left_out_notes,
+                                                 *_unchecked_listener_notes(state, checks)])],
     )
     verdict.update(actions.fields)  # type: ignore[typeddict-item]
+    if state.listeners:
+        verdict["listeners"] = list(state.listeners)  # type: ignore[typeddict-unknown-key]
     if settings.canary:
         from ecs_verdict.metrics import publish_verdict_metrics  # a canary's only: not paid by every run
 

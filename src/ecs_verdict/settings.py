@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ecs_verdict.deployment import ADDRESSES, Address, ServiceSelector, TaskDefinitionRef, parse_task_definition_ref
+from ecs_verdict.listeners import parse_lb_url
 from ecs_verdict.rollout_checks import parse_image_digest
 from ecs_verdict.suite import DEFAULT_METRICS_NAMESPACE, NO_SUITE, SuiteProfile
 from ecs_verdict.targets import Target, targets_from_urls
@@ -169,6 +170,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                None, parse_port),
     OptionSpec("address", "--address", "SMOKE_ADDRESS", "public|private: which task IP to test", "public",
                parse_address),
+    OptionSpec("lb_url", "--lb-url", "SMOKE_LB_URL",
+               "the load balancer's address to check through (a custom domain; default: its DNS name, when the "
+               "service has a load balancer)", None, parse_lb_url, metavar="URL"),
     OptionSpec("health_path", "--health-path", "SMOKE_HEALTH_PATH",
                f"the service's health path (default: the path the task definition's health check probes, "
                f"else {DEFAULT_HEALTH_PATH})", None, parse_path),
@@ -221,6 +225,7 @@ class Settings:
     ecs_container: str | None = None
     target_port: int | None = None
     address: Address = "public"
+    lb_url: str | None = None  # http(s)://host:port; None: the load balancer's DNS name, if it has one
     health_path: str | None = None  # None: what the task definition's health check probes
     expect_image_digest: str | None = None
     expect_task_definition: TaskDefinitionRef | None = None

@@ -29,13 +29,19 @@ describe_services call. Polls back off from 0.25 s to a
 0.6–0.75 s gap, so a long wait costs about 2 AWS calls a second, and the moment ECS
 settles is seen within 0.75 s. The health streak that follows is HTTP only, 0.25 s
 apart, every task at once.
+
+Behind a load balancer (the service's ``loadBalancers`` name target groups), settled also
+means every new task ``healthy`` in its target groups and the old targets draining
+(``ecs_verdict.target_health``): DescribeTargetGroups once, then one DescribeTargetHealth
+per target group per read, reads at least 2 s apart and none once the task set was judged
+serving, so a wait on targets adds at most half a call a second per target group.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -48,7 +54,7 @@ from ecs_verdict.containers import ContainerChoice, choose_container
 from ecs_verdict.deployment import Address, Deployment, ServiceSelector, TaskDefinitionRef
 from ecs_verdict.discovery import (Addressing, ServiceObserver, address_tasks, deployment_from, no_address,
                                     public_ip_disabled)
-from ecs_verdict.errors import CouldNotVerify, DeployFailed
+from ecs_verdict.errors import CouldNotVerify, DeployFailed, HarnessOutcome
 from ecs_verdict.http import keepalive_limits
 from ecs_verdict.health_probe import (DEFAULT_HEALTH_PATH, HEALTH_PATH_FROM_DEFAULT, HEALTH_PATH_FROM_TASK_DEFINITION,
                                        HEALTH_TIMEOUT, get_health_all, health_path_missing)
@@ -56,6 +62,8 @@ from ecs_verdict.kinds import Kind
 from ecs_verdict.observation import DeploymentInfo, Observation, TaskInfo
 from ecs_verdict.rollout_checks import (check_image, check_rollback, check_tasks_stopping, ready_primary_tasks,
                                          require_desired, require_primary, stop_evidence, tasks_not_ready)
+from ecs_verdict.target_health import (READ_GAP_S, TargetHealthReader, TargetJudgement, judge_targets,
+                                       service_load_balancers)
 from ecs_verdict.targets import Target
 from ecs_verdict.timeline import TimelineRecorder
 
@@ -107,6 +115,8 @@ class StableResult:
     light_polls: int = 0  # polls that were one describe_services call
     health_path: str = DEFAULT_HEALTH_PATH
     health_path_source: str = HEALTH_PATH_FROM_DEFAULT
+    # Target group ARN -> the load balancers forwarding to it, as the target-health wait read them (none: no wait).
+    load_balancers_of: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class NotSettled(Exception):
@@ -126,6 +136,17 @@ class AddressPending(NotSettled):
         super().__init__(f"{gap} (seen RUNNING without it on {looks} look(s); looking again)")
         self.gap = gap
         self.looks = looks
+
+
+class TargetsNotServing(NotSettled):
+    """ECS has settled but the load balancer does not serve every new task yet (see ``ecs_verdict.target_health``).
+
+    ``unhealthy``: a target ELB calls unhealthy, not decided yet; the finding if the deadline comes first.
+    """
+
+    def __init__(self, waiting_on: str, unhealthy: DeployFailed | None) -> None:
+        super().__init__(waiting_on)
+        self.unhealthy = unhealthy
 
 
 def poll_gap(attempt: int, rng: random.Random) -> float:
@@ -202,9 +223,17 @@ class _Wait:
     unaddressed: dict[str, int] = field(default_factory=dict)
     _look_again: bool = False  # a task was first seen without its address: read the tasks afresh next poll
     _pending: tuple[frozenset[str], int, AddressPending] | None = None  # (ready set, full poll, outcome)
+    # The load balancer's view (a service with loadBalancers): read at most every READ_GAP_S.
+    _target_reader: TargetHealthReader | None = None
+    _targets_serving: tuple[frozenset[str], bool] | None = None  # (ready task set, old drained) judged serving
+    _target_read: tuple[float, tuple[frozenset[str], bool], TargetJudgement] | None = None
+    _unhealthy_since: dict[str, float] = field(default_factory=dict)
 
     def elapsed(self) -> float:
         return self.clock() - self.started
+
+    def load_balancers_of(self) -> dict[str, tuple[str, ...]]:
+        return self._target_reader.load_balancers_of if self._target_reader is not None else {}
 
     @property
     def in_health_phase(self) -> bool:
@@ -250,16 +279,51 @@ class _Wait:
                 # The new tasks are up while ECS still drains the old ones: start their health
                 # streak now, so the run can begin as soon as ECS says settled.
                 self._choice = choice
+                try:
+                    # ECS rolls on only once the load balancer calls them healthy: an unhealthy one is the finding.
+                    self._require_targets_serving(observation, choice, old_must_drain=False)
+                except TargetsNotServing as targets:
+                    raise TargetsNotServing(f"{waiting_on}; {targets}", targets.unhealthy) from None
                 self._check_health(self._resolve(observation, choice), choice)
             else:
                 self.ok_streak = 0
                 if choice.task_has_health_check:
                     self._probe_starting(observation, choice)
             raise NotSettled(waiting_on)
+        # Blue/green paused at a hook: blue serves production by design, so its targets stay registered.
+        self._require_targets_serving(observation, choice, old_must_drain=not self.options.at_paused_hook)
         if self.aws_settled_at is None:
             self.aws_settled_at = self.elapsed()
         self._choice = choice
         return self._finish(observation, self._resolve(observation, choice))
+
+    def _require_targets_serving(self, observation: Observation, choice: ContainerChoice, *,
+                                 old_must_drain: bool) -> None:
+        """With a load balancer, every new task ``healthy`` in its target groups (and no old target registered).
+
+        Raises ``TargetsNotServing`` (wait on) or the unhealthy target's ``DeployFailed``.
+        """
+        balancers = service_load_balancers(self.observer.last_service)
+        if not balancers:
+            return
+        ready = ready_primary_tasks(observation, needs_health=choice.task_has_health_check)
+        key = (frozenset(task.task_arn for task in ready), old_must_drain)
+        if self._targets_serving == key:
+            return  # judged serving: the health streak that follows is HTTP only
+        now = self.clock()
+        if self._target_read is not None and self._target_read[1] == key and now - self._target_read[0] < READ_GAP_S:
+            judgement = self._target_read[2]  # ELB re-judges every interval (5 s at least): no new read yet
+        else:
+            self._target_reader = self._target_reader or TargetHealthReader(self.observer.clients)
+            reading = self._target_reader.read(arn for balancer in balancers for arn in balancer.target_group_arns)
+            judgement = judge_targets(reading, balancers, ready, container_health_path=choice.health_check_path,
+                                      unhealthy_since=self._unhealthy_since, now=now, old_must_drain=old_must_drain)
+            self._target_read = (now, key, judgement)
+        if judgement.finding is not None:
+            raise judgement.finding
+        if judgement.waiting_on:
+            raise TargetsNotServing(judgement.waiting_on, judgement.unhealthy)
+        self._targets_serving = key
 
     def _finish(self, observation: Observation, targets: tuple[Target, ...]) -> Deployment:
         assert self._choice is not None
@@ -515,6 +579,7 @@ def wait_for_deployment(
         notes=tuple(state.notes),
         health_path=state.health_path()[0],
         health_path_source=state.health_path()[1],
+        load_balancers_of=state.load_balancers_of(),
     )
 
 
@@ -524,8 +589,11 @@ def aws_hiccups_note(hiccups: dict[str, int]) -> str:
     return f"AWS failed {sum(hiccups.values())} poll(s) transiently ({counts}); the wait polled again"
 
 
-def deadline_passed(state: _Wait, timeout_s: float, last: BaseException | None) -> CouldNotVerify:
+def deadline_passed(state: _Wait, timeout_s: float, last: BaseException | None) -> HarnessOutcome:
     """The deadline outcome, carrying the last observed state.
+
+    A target the load balancer still called unhealthy is that finding (the service's doing: exit 1);
+    one still ``initial`` is "not stable" like any other wait that ran out.
 
     AWS still failing when the deadline came is AWS's could-not-verify (its own category,
     the last error named), not the deployment's "not stable"; a task still without its
@@ -533,6 +601,10 @@ def deadline_passed(state: _Wait, timeout_s: float, last: BaseException | None) 
     """
     if isinstance(last, AddressPending):
         return address_never_came(state, timeout_s, last)
+    if isinstance(last, TargetsNotServing) and last.unhealthy is not None:
+        finding = last.unhealthy
+        finding.evidence.append(f"still unhealthy when the {timeout_s:.0f} s wait ended")
+        return finding
     if is_aws_hiccup(last):
         assert isinstance(last, CouldNotVerify)
         evidence = [f"transient AWS failures during the wait: {aws_hiccups_note(state.aws_hiccups)}"]

@@ -1,8 +1,10 @@
 """A verified address of one running copy of the service, and how it travels.
 
 A ``Target`` is made either by discovery (``source="ecs"``: one task of the
-service's PRIMARY deployment) or from a URL the user gave (``source="url"``). It
-crosses process boundaries to xdist workers as a plain ``TargetDict``.
+service's PRIMARY deployment), from a URL the user gave (``source="url"``), or from
+a load balancer's listener (``source="lb"``, ``ecs_verdict.listeners``: not a task,
+the way users reach the tasks). It crosses process boundaries to xdist workers as a
+plain ``TargetDict``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal, TypedDict
 from urllib.parse import urlsplit
 
-TargetSource = Literal["ecs", "url"]
+TargetSource = Literal["ecs", "url", "lb"]
 
 # ECS task ids are 32 hex characters; 8 of them are unique within one service in
 # practice and short enough for test ids ("test_health[3f2a1b2c]").
@@ -54,6 +56,8 @@ class Target:
 
     def __repr__(self) -> str:
         # Short: it is the test parameter Allure and pytest show next to every check.
+        if self.source == "lb":
+            return f"Target(load balancer {self.short_id} at {self.base_url})"
         return f"Target(task {self.short_id} at {self.base_url})"
 
     def to_dict(self) -> TargetDict:
@@ -91,10 +95,17 @@ class Target:
             source=data["source"],
         )
 
+    @property
+    def is_task(self) -> bool:
+        """False for a load balancer's listener: no task, log stream or ECS fate behind it."""
+        return self.source != "lb"
+
     def describe(self) -> str:
         """One line for headers and evidence: ``task 3f2a1b2c at http://1.2.3.4:8000``."""
         if self.source == "url":
             return f"target {self.base_url}"
+        if self.source == "lb":
+            return f"load balancer {self.short_id} at {self.base_url}"
         return f"task {self.short_id} at {self.base_url}"
 
 

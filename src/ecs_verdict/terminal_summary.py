@@ -26,6 +26,8 @@ def preflight_lines(state: RunState) -> Iterator[Line]:
         yield f"deployment {d.deployment_id} of {d.cluster}/{d.service} ({d.task_definition_arn})", {}
     for target in state.targets:
         yield f"  task {target.short_id}: {target.base_url} {target.image_digest or ''}".rstrip(), {}
+    for listener in state.lb_listeners:
+        yield f"  load balancer {listener.target_id}: {listener.base_url} ({listener.describe()})", {}
     for note in state.notes:
         yield f"note: {note}", {}
     yield f"waited {state.waited_s:.1f} s for the deployment; {state.aws_calls} AWS calls", {}

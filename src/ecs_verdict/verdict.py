@@ -19,6 +19,13 @@ verdict.json fields
   ``duration_s``, ``message`` (why it failed; empty when it passed), and for a check that
   could not be verified for a known reason its ``category`` (``"no_answer"``: a request got no
   HTTP answer after its retries; the row's outcome is then ``"error"``).
+- ``listeners`` (only for a service behind a load balancer, or with ``--lb-url``): each listener
+  the read-only checks also went through, a target of its own in ``checks`` (``task_id`` ``"lb"``
+  for production, ``"lb-test"`` for the blue/green test listener): ``target_id``, ``kind`` (``"load
+  balancer"``), ``role`` (``production`` or ``test``), ``url`` and ``url_from`` (its DNS name or
+  ``--lb-url``), ``protocol``, ``port``, ``listener_arn``, ``load_balancer_arn``, ``dns_name``,
+  ``rule_arn``, ``rule`` (``"default rule"``, ``"rule 10 (path-pattern /api/*)"``), ``forwards_to``
+  (target group ARNs) and ``service_target_group`` (where it should forward). ``null`` where unknown.
 - ``diagnoses``: one entry per named cause and task: ``category`` (see ``categories.CATEGORIES``),
   ``task_id``, ``summary``, ``evidence`` (one line), ``next_step``.
 - ``causes``: the diagnoses merged, one entry per cause (``causes.cause_key``: same category,
@@ -432,7 +439,8 @@ def render_summary(verdict: Verdict, limit_bytes: int = SUMMARY_LIMIT_BYTES) -> 
     Within ``limit_bytes`` (UTF-8): failures are left out from the end first, with a note.
     """
     head = [*_deployment_section(verdict), *_causes_section(verdict), *_gate_section(verdict),
-            *_rollback_section(verdict), "", "### Checks", "", *_grid(verdict), *_tasks_section(verdict)]
+            *_rollback_section(verdict), "", "### Checks", "", *_grid(verdict), *_listeners_section(verdict),
+            *_tasks_section(verdict)]
     if verdict["warnings"]:
         head += ["", "### Warnings", ""]
         head += [f"- ⚠️ {_md(w)}" for w in verdict["warnings"]]
@@ -557,6 +565,21 @@ def _rollback_section(verdict: Verdict) -> list[str]:
             f"{_code(failed.get('task_definition') or '?')}",
             f"- back to: deployment {_code(to.get('deployment_id') or '?')}, "
             f"{_code(to.get('task_definition') or '?')}"]
+
+
+def _listeners_section(verdict: Verdict) -> list[str]:
+    """Which grid columns are a load balancer's listeners, and where each one forwards."""
+    listeners = verdict.get("listeners") or []  # type: ignore[typeddict-item]
+    lines = [""] if listeners else []
+    for item in listeners:
+        where = f" {item.get('protocol')}:{item.get('port')}" if item.get("protocol") else ""
+        forwards = ", ".join(_code(arn.split(":", 5)[-1]) for arn in item.get("forwards_to") or [])
+        rule = f", {_md(item['rule'])} forwarding to {forwards or 'nothing'}" if item.get("rule") else ""
+        problem = f"; ⚠️ {_md(item['problem'])}" if item.get("problem") else ""
+        lines.append(f"- {_code(item['target_id'])}: through the load balancer's {item['role']} listener"
+                     f"{_md(where)} at {_md(item['url'])} ({_md(item.get('url_from') or '')}){rule}{problem}; "
+                     "read-only checks only")
+    return lines
 
 
 def _tasks_section(verdict: Verdict) -> list[str]:

@@ -36,6 +36,7 @@ from ecs_verdict.pytest_plugin.stash import (check_events_key, checks_key, conso
                                              retry_budget_key, state_key, verdict_key)
 
 SECRETS_OUTPUT_KEY = "smoke_secrets"
+TEST_TRAFFIC_HOOKS = frozenset({"POST_TEST_TRAFFIC_SHIFT"})  # where the test listener first reaches green
 RETRIES_OUTPUT_KEY = "smoke_retries"
 HINT_PROPERTY = "smoke_failure"
 # Carried on each report so the controller knows the check and its task without parsing test ids.

@@ -8,7 +8,9 @@ this module only decides *when* it runs and hands its results to tests:
 - the controller resolves options, discovers and waits once, and passes the
   ``RunState`` to xdist workers through ``workerinput``;
 - every test that asks for ``smoke_target`` runs once per task, with the
-  short task id in its test id;
+  short task id in its test id; a read-only one (not marked ``writes``) also runs
+  through the load balancer's listener (test id ``[lb]``, or ``[lb-test]`` for the
+  blue/green test listener), when the service has one;
 - the exit status says what happened: 0 passed, 1 a check or the deploy
   failed, 6 could not verify, 4 usage error (pytest's own).
 """
@@ -147,9 +149,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not metafunc.config.stash.get(smoke_run_key, False):
         note_unregistered(metafunc.config, metafunc.definition.path)  # exit 6 at the end, never a silent pass
     state = metafunc.config.stash.get(state_key, None)
-    targets = state.targets if state is not None else []
+    targets = list(state.targets) if state is not None else []
+    if state is not None and through_load_balancer(metafunc.definition):
+        targets += state.lb_targets
     # Indirect: the smoke_target fixture follows a task ECS replaced mid-run (ecs_verdict.pytest_plugin.task_fate).
     metafunc.parametrize("smoke_target", targets, ids=[t.short_id for t in targets], indirect=True)
+
+
+WRITES_MARKER = "writes"
+
+
+def through_load_balancer(item: pytest.Item) -> bool:
+    """Read-only checks go through the load balancer too; writes pin a task (the listener picks one per request).
+
+    The same rule as ``--read-only``: a test marked ``writes`` is the one it leaves out.
+    """
+    return item.get_closest_marker(WRITES_MARKER) is None
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -169,7 +184,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for item in items:
         reason = why_not_run(state, harness_failed=harness_error_key in config.stash, read_only=resolved.read_only,
                              deployment_check=item.get_closest_marker(DEPLOYMENT_CHECK) is not None,
-                             writes=item.get_closest_marker("writes") is not None)
+                             writes=not through_load_balancer(item))
         if reason is None:
             keep.append(item)
         else:
@@ -300,4 +315,6 @@ class _ProgressLine:
         if self._shown:
             self._writer.line("")
         if state.targets and state.outcome is None:
-            self._writer.line(f"deployment settled after {state.waited_s:.1f} s: testing {len(state.targets)} task(s)")
+            through = ", ".join(listener.target_id for listener in state.lb_listeners)
+            self._writer.line(f"deployment settled after {state.waited_s:.1f} s: testing {len(state.targets)} task(s)"
+                              + (f" and, read-only, through the load balancer ({through})" if through else ""))
