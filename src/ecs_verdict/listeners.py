@@ -59,7 +59,7 @@ class Listener:
         return TARGET_IDS[self.role]
 
     def describe(self) -> str:
-        """``production listener HTTP:80 (default rule -> targetgroup/board/1a2b)``."""
+        """``production listener HTTP:80 (default rule -> targetgroup/web/1a2b)``."""
         where = f" {self.protocol}:{self.port}" if self.protocol and self.port else ""
         rule = f"{self.rule} -> {', '.join(short_arn(arn) for arn in self.forwards_to) or 'no target group'}" \
             if self.rule else "its rules unknown"
@@ -129,7 +129,7 @@ class _Rule:
 
 
 def short_arn(arn: str) -> str:
-    """``targetgroup/board/1a2b3c`` of a target group ARN (the part a person recognises)."""
+    """``targetgroup/web/1a2b3c`` of a target group ARN (the part a person recognises)."""
     return arn.split(":", 5)[-1] if arn.count(":") >= 5 else arn
 
 
