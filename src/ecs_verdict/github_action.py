@@ -2,7 +2,9 @@
 
 ``python -m ecs_verdict.github_action`` reads the action's inputs from ``INPUT_*`` environment
 variables (``action.yml`` maps each ``${{ inputs.x }}`` there, never into a script), runs
-``pytest smoke`` with them as the harness's options, and then, whatever happened:
+``pytest smoke`` with them as the harness's options (with ``run-in-vpc: true``,
+``python -m ecs_verdict.remote``, which runs it as a one-off Fargate task in the service's VPC and
+brings its reports back: docs/private-gate.md), and then, whatever happened:
 
 - writes the outputs ``verdict``, ``exit-code``, ``deployment-id`` and ``report-dir`` to
   ``$GITHUB_OUTPUT``;
@@ -83,6 +85,9 @@ class ActionInputs:
     canary: bool = False
     report_dir: str = DEFAULT_REPORT_DIR
     pytest_args: tuple[str, ...] = ()
+    run_in_vpc: bool = False  # the private-service gate: the harness runs as a Fargate task in the service's VPC
+    results_uri: str = ""
+    task_definition: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ActionInputs:
@@ -95,12 +100,20 @@ class ActionInputs:
             pytest_args = tuple(shlex.split(text("pytest-args")))
         except ValueError as error:
             raise InputError(f"input pytest-args: {error}; quote it as a shell command line would") from None
+        run_in_vpc = _boolean("run-in-vpc", text("run-in-vpc"))
+        for name in ("results-uri", "task-definition"):
+            if text(name) and not run_in_vpc:
+                raise InputError(f"input {name} is for the private-service gate: set run-in-vpc: true, or drop it")
+        if run_in_vpc and not text("results-uri"):
+            raise InputError("input results-uri is required with run-in-vpc: true; give the S3 prefix the in-VPC run "
+                             "uploads its reports to (the canary stack's output ResultsUri), e.g. s3://BUCKET/board")
         return cls(
             cluster=text("cluster"), service=text("service"), region=text("region"),
             expect_image_digest=text("expect-image-digest"), expect_task_definition=text("expect-task-definition"),
             environment=text("environment"), smoke_secret=text("smoke-secret"),
             read_only=_boolean("read-only", text("read-only")), canary=_boolean("canary", text("canary")),
             report_dir=text("report-dir") or DEFAULT_REPORT_DIR, pytest_args=pytest_args,
+            run_in_vpc=run_in_vpc, results_uri=text("results-uri"), task_definition=text("task-definition"),
         )
 
 
@@ -121,10 +134,22 @@ def resolve_report_dir(report_dir: str, environ: Mapping[str, str]) -> Path:
 
 def harness_command(inputs: ActionInputs, report_dir: Path, *, python: str = sys.executable,
                     ledger: Path | None = None) -> list[str]:
-    """``python -m pytest smoke`` with one option per given input; ``pytest-args`` last, so they win."""
-    command = [python, "-m", "pytest", "smoke", "--report-dir", str(report_dir)]
-    for flag, value in (("--ecs-cluster", inputs.cluster), ("--ecs-service", inputs.service),
-                        ("--aws-region", inputs.region), ("--expect-image-digest", inputs.expect_image_digest),
+    """``python -m pytest smoke`` with one option per given input; ``pytest-args`` last, so they win.
+
+    With ``run-in-vpc``: ``python -m ecs_verdict.remote`` with the target, the results and the task
+    definition, then ``--`` and the rest, which the in-VPC ``pytest smoke`` gets (no ledger: the
+    task keeps its own).
+    """
+    target = (("--ecs-cluster", inputs.cluster), ("--ecs-service", inputs.service), ("--aws-region", inputs.region))
+    if inputs.run_in_vpc:
+        command = [python, "-m", "ecs_verdict.remote", "--report-dir", str(report_dir)]
+        remote = (*target, ("--results-uri", inputs.results_uri), ("--task-definition", inputs.task_definition))
+        command += [part for flag, value in remote if value for part in (flag, value)]
+        command.append("--")
+        target, ledger = (), None
+    else:
+        command = [python, "-m", "pytest", "smoke", "--report-dir", str(report_dir)]
+    for flag, value in (*target, ("--expect-image-digest", inputs.expect_image_digest),
                         ("--expect-task-definition", inputs.expect_task_definition),
                         ("--environment", inputs.environment), ("--smoke-secret", inputs.smoke_secret)):
         if value:
@@ -410,7 +435,8 @@ def run_gate(environ: Mapping[str, str], *, out: Any = None) -> int:
     _forget_last_run(report_dir)
     ledger = Path(environ["RUNNER_TEMP"]) / "civicforge-smoke" / "ledger.jsonl" if environ.get("RUNNER_TEMP") else None
     command = harness_command(inputs, report_dir, ledger=ledger)
-    print("smoke gate: " + shlex.join(["pytest", *command[3:]]), file=out, flush=True)
+    shown = ["ecs-verdict-remote", *command[3:]] if inputs.run_in_vpc else ["pytest", *command[3:]]
+    print("smoke gate: " + shlex.join(shown), file=out, flush=True)
     # Evidence quotes the service's own log lines: none of them may be taken for a workflow command.
     token = secrets.token_hex(16)
     print(f"::stop-commands::{token}", file=out, flush=True)
