@@ -371,16 +371,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"ecs-verdict-remote: error: {error}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except CouldNotVerify as error:
-        outcome = RemoteOutcome(EXIT_NOT_VERIFIED, f"could not verify: {error}")
-        write_no_verdict_summary(request.report_dir, outcome)
-        print(f"{PREFIX}: {outcome.line}", file=out, flush=True)
-        return outcome.exit_code
+        return _without_verdict(request, RemoteOutcome(EXIT_NOT_VERIFIED, f"could not verify: {error}"), out)
+    except Exception as error:  # noqa: BLE001 - a bug here proves nothing about the release: one line, exit 6
+        return _without_verdict(request, RemoteOutcome(EXIT_NOT_VERIFIED,
+                                                       f"harness error: {type(error).__name__}: {error}"), out)
     if outcome.verdict is not None:
         for cause in outcome.verdict.get("causes") or []:
             gate.say(f"why [{cause.get('category')}]: {cause.get('summary')}")
-    else:
-        write_no_verdict_summary(request.report_dir, outcome)
-    gate.say(f"{outcome.line}; reports in {request.report_dir}")
+        gate.say(f"{outcome.line}; reports in {request.report_dir}")
+        return outcome.exit_code
+    return _without_verdict(request, outcome, out)
+
+
+def _without_verdict(request: RemoteRequest, outcome: RemoteOutcome, out: Any) -> int:
+    write_no_verdict_summary(request.report_dir, outcome)
+    print(f"{PREFIX}: {outcome.line}; summary in {request.report_dir / 'summary.md'}", file=out, flush=True)
     return outcome.exit_code
 
 
