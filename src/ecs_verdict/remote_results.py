@@ -10,6 +10,7 @@ would have left them. Why S3 and not CloudWatch Logs: docs/private-gate.md.
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,6 +19,7 @@ S3_SCHEME = "s3://"
 # S3's rule for a new bucket's name (general purpose buckets): 3-63 of these, starting and ending alnum.
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 SKIPPED_FILES = frozenset({".smoke-write-probe"})
+TRANSFER_THREADS = 8  # under botocore's 10 pooled connections per client
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +56,16 @@ def parse_results_uri(value: str) -> ResultsLocation:
 
 
 def upload_reports(s3: Any, report_dir: Path, location: ResultsLocation) -> list[str]:
-    """Every file under ``report_dir`` to ``location``, by its relative path; the keys written."""
-    keys = []
-    for path in sorted(p for p in report_dir.rglob("*") if p.is_file() and p.name not in SKIPPED_FILES):
+    """Every file under ``report_dir`` to ``location``, by its relative path, TRANSFER_THREADS at a time; the keys."""
+    files = sorted(p for p in report_dir.rglob("*") if p.is_file() and p.name not in SKIPPED_FILES)
+
+    def put(path: Path) -> str:
         key = location.prefix + path.relative_to(report_dir).as_posix()
-        s3.upload_file(str(path), location.bucket, key)
-        keys.append(key)
-    return keys
+        s3.put_object(Bucket=location.bucket, Key=key, Body=path.read_bytes())  # small files: one PutObject each
+        return key
+
+    with ThreadPoolExecutor(max_workers=TRANSFER_THREADS) as pool:  # boto3 clients are thread-safe
+        return list(pool.map(put, files))
 
 
 def upload_run_reports(report_dir: Path, location: ResultsLocation, region: str | None) -> str | None:
@@ -70,8 +75,8 @@ def upload_run_reports(report_dir: Path, location: ResultsLocation, region: str 
     try:
         clients = make_clients(region)
         upload_reports(clients.client("s3"), report_dir, location)
-    except Exception as error:  # noqa: BLE001 - boto3's S3Transfer wraps errors of its own; the caller sees none
-        cause = translate_aws_error(getattr(error, "last_exception", None) or error, region=region)
+    except Exception as error:  # noqa: BLE001 - whatever stopped it (AWS, the disk), the caller sees no verdict
+        cause = translate_aws_error(error, region=region)
         return f"the reports were not uploaded to {location.uri}: {cause}"
     return None
 
@@ -81,22 +86,27 @@ def download_reports(s3: Any, location: ResultsLocation, report_dir: Path) -> li
 
     A key that would land outside ``report_dir`` (``..``, an absolute path) is skipped: the
     bucket is the caller's, but what an in-VPC run wrote is not trusted to name paths here.
+    A run leaves a hundred small files or more (allure-results): they come TRANSFER_THREADS at a time.
     """
-    written = []
     root = report_dir.resolve()
+    wanted: list[tuple[str, Path]] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.prefix):
         for item in page.get("Contents", []):
             relative = PurePosixPath(item["Key"][len(location.prefix):])
             if not relative.parts or relative.is_absolute() or ".." in relative.parts:
                 continue
             target = (root / Path(*relative.parts)).resolve()
-            if root not in target.parents:
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            body = s3.get_object(Bucket=location.bucket, Key=item["Key"])["Body"]
-            try:
-                target.write_bytes(body.read())
-            finally:
-                body.close()
-            written.append(target)
-    return written
+            if root in target.parents:
+                wanted.append((item["Key"], target))
+
+    def fetch(key: str, target: Path) -> Path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        body = s3.get_object(Bucket=location.bucket, Key=key)["Body"]
+        try:
+            target.write_bytes(body.read())
+        finally:
+            body.close()
+        return target
+
+    with ThreadPoolExecutor(max_workers=TRANSFER_THREADS) as pool:  # boto3 clients are thread-safe
+        return list(pool.map(lambda pair: fetch(*pair), wanted))
