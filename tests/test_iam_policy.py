@@ -208,7 +208,10 @@ def caller_recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recor
                        "--results-uri", f"s3://{RESULTS_BUCKET}/gate", "--report-dir", str(folder / "reports"),
                        "--poll-interval", "0.2", "--", *harness_args]
             code, datagrams = _run_recording_calls(command, smoke_env(stage.env), folder / "output.txt")
-            _add_calls(found, label, code, (folder / "output.txt").read_text(encoding="utf-8"), datagrams)
+            played = [(run.task_arn.rsplit("/", 1)[-1][:8], run.run.exit_code if run.run else None)
+                      for run in stage.harness_tasks.runs]  # type: ignore[union-attr]
+            output = (folder / "output.txt").read_text(encoding="utf-8") + f"\n(tasks the stage played: {played})"
+            _add_calls(found, label, code, output, datagrams)
     finally:
         stage.stop()
     yield found

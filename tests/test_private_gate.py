@@ -209,6 +209,20 @@ def test_a_run_that_uploads_no_verdict_is_could_not_verify_quoting_its_log(
     assert "the reports were not uploaded" in outcome.line  # the task's own last line, from its log stream
 
 
+def test_arguments_the_in_vpc_run_refuses_are_bad_input_quoting_its_own_line(
+    gated_stage: Callable[..., Stage], tmp_path: Path
+) -> None:
+    stage = gated_stage()
+
+    run = gate(tmp_path, stage, "--ecs-cluster", CLUSTER, "--ecs-service", SERVICE, "--", "--no-such-option")
+
+    assert run.exit_code == 4, run.output
+    [played] = stage.harness_tasks.runs  # type: ignore[union-attr]
+    assert played.run is not None and played.run.exit_code == 4  # pytest's usage error, in the task
+    assert "the in-VPC harness refused its arguments (exit 4): " in run.output
+    assert "unrecognized arguments: --no-such-option" in run.output  # its line, from the task's log stream
+
+
 # -- bad input: exit 4, one line --------------------------------------------------------------------
 
 
@@ -251,7 +265,7 @@ def test_bad_input_is_exit_4_in_one_line(stage_factory: StageFactory, tmp_path: 
     (["--ecs-cluster", "c", "--ecs-service", "s", "--results-uri", RESULTS, "--", "--target-url", "http://x:1"],
      "--target-url skips discovery"),
     (["--ecs-cluster", "c", "--ecs-service", "s", "--results-uri", RESULTS, "--", "--report-dir", "x"],
-     "--report-dir was given twice"),
+     "--report-dir is this command's own"),
 ])
 def test_arguments_it_cannot_use_are_one_line(args: list[str], line: str) -> None:
     with pytest.raises(remote.UsageError) as caught:

@@ -44,6 +44,7 @@ DEFAULT_RUN_TIMEOUT_S = 1800.0  # the in-VPC run's own wait (--stable-timeout, 6
 DEFAULT_POLL_INTERVAL_S = 6.0
 STARTED_BY = "ecs-verdict-remote"  # ECS shows it on the task: who started this one-off task
 LOG_TAIL_LINES = 3
+USAGE_SEARCH_LINES = 10  # pytest's usage error: the error line, then its inifile and rootdir lines
 PREFIX = "private gate"
 REPORT_FILES = ("verdict.json", "summary.md", "junit.xml")
 
@@ -121,7 +122,8 @@ def parse_request(argv: Sequence[str], environ: Mapping[str, str]) -> RemoteRequ
                          "e.g. s3://my-smoke-results/board (docs/private-gate.md)")
     for flag in ("--report-dir", "--results-uri"):
         if any(arg == flag or arg.startswith(flag + "=") for arg in rest):
-            raise UsageError(f"{flag} was given twice (once after --); give it once, before the harness's arguments")
+            raise UsageError(f"{flag} is this command's own (the in-VPC run's reports come back to --report-dir, "
+                             f"its --results-uri is set per run): give it before the harness's arguments")
     if any(arg == "--target-url" or arg.startswith("--target-url=") for arg in rest):
         raise UsageError("--target-url skips discovery; the in-VPC run tests the service's tasks")
     report_dir = parsed("--report-dir", given(known.report_dir, "SMOKE_REPORT_DIR") or DEFAULT_REPORT_DIR,
@@ -303,7 +305,7 @@ class PrivateGate:
                                  f"ran ({stopped}); nothing was verified", task_arn)
         if exit_code == EXIT_USAGE:
             return RemoteOutcome(EXIT_USAGE, f"the in-VPC harness refused its arguments (exit 4): "
-                                 f"{self.log_tail(harness, task_arn, 1)}", task_arn)
+                                 f"{self.usage_error_line(harness, task_arn)}", task_arn)
         verdict = self._read_verdict()
         if verdict is None:
             return RemoteOutcome(EXIT_NOT_VERIFIED, f"the harness task {_short(task_arn)} exited {exit_code} and left "
@@ -319,6 +321,19 @@ class PrivateGate:
 
     def log_tail(self, harness: HarnessTask, task_arn: str, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines of the task's output (its awslogs stream), for a cause the verdict cannot give."""
+        found = self._log_lines(harness, task_arn, lines)
+        return " | ".join(found) if isinstance(found, list) and found else found or "(no output)"
+
+    def usage_error_line(self, harness: HarnessTask, task_arn: str) -> str:
+        """pytest's own ``error:`` line of a refused command line (its inifile and rootdir lines follow it)."""
+        found = self._log_lines(harness, task_arn, USAGE_SEARCH_LINES)
+        if not isinstance(found, list):
+            return found
+        errors = [line for line in found if "error" in line.lower()]
+        return (errors or found or ["(no output)"])[-1]
+
+    def _log_lines(self, harness: HarnessTask, task_arn: str, lines: int) -> list[str] | str:
+        """The task's last ``lines`` non-empty output lines, or one line saying why they cannot be read."""
         stream = harness.log_stream(_short(task_arn, full=True))
         if stream is None:
             return "(the task definition sends its output to no awslogs group)"
@@ -327,8 +342,7 @@ class PrivateGate:
                                                       limit=lines, startFromHead=False)["events"]
         except ClientError as error:
             return f"(its log {harness.log_group}/{stream} could not be read: {error_code(error)})"
-        text = " | ".join(e["message"].strip() for e in events if e["message"].strip())
-        return text or "(no output)"
+        return [e["message"].strip() for e in events if e["message"].strip()]
 
     def _read_verdict(self) -> dict[str, Any] | None:
         try:
