@@ -11,6 +11,10 @@ answers, RUNNING once the process is up, STOPPED with the container's exit code 
 
 ``refuse_start`` plays a task that never starts (an image ECS cannot pull, a subnet out of
 addresses): STOPPED at once, ``TaskFailedToStart``, that reason, no exit code.
+
+Each change of a task is one step under a lock, and DescribeTasks answers are made to agree
+with the last step: moto builds an answer field by field while the task's thread may be moving
+it, and a caller must never read STOPPED with the exit code of before.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from stage.canary import CanaryRun, CanaryTask, ClientFactory, run_task_definiti
 from stage.seed import REGION
 
 RUN_TASK = "ecs.RunTask"
+DESCRIBE_TASKS = "ecs.DescribeTasks"
 DEFAULT_TIMEOUT_S = 300.0
 EXITED = "Essential container in task exited"
 
@@ -54,6 +59,7 @@ class HarnessTasks:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._request = threading.local()  # answer() and rewrite() of one call run on the same server thread
+        self._states: dict[str, dict[str, Any]] = {}  # task ARN -> its ECS fields as last set (lock held)
 
     # -- the hook ------------------------------------------------------------------------------------
 
@@ -71,35 +77,56 @@ class HarnessTasks:
     def rewrite(self, operation: str, response: dict[str, Any]) -> dict[str, Any] | None:
         request = getattr(self._request, "pending", None)
         self._request.pending = None
+        if operation == DESCRIBE_TASKS:
+            return self._as_last_set(response)
         if operation != RUN_TASK or request is None:
             return None
         for task in response.get("tasks", []):
-            task.update(self._start(task, request))
-        return response
+            self._start(task, request)
+        return self._as_last_set(response)
+
+    def _as_last_set(self, response: dict[str, Any]) -> dict[str, Any] | None:
+        with self._lock:
+            ours = [(task, self._states[task.get("taskArn")]) for task in response.get("tasks", [])
+                    if task.get("taskArn") in self._states]
+            for task, state in ours:
+                task.update({key: value for key, value in state.items() if key != "exitCode"})
+                for container in task.get("containers", []):
+                    container["exitCode"] = state.get("exitCode")
+                    container["lastStatus"] = state["lastStatus"]
+        return response if ours else None
+
+    def _set(self, ecs_task: Any, arn: str, *, exit_code: int | None = None, **fields: Any) -> None:
+        """One step of a task's life, in moto and in what DescribeTasks answers, together."""
+        names = {"last_status": "lastStatus", "desired_status": "desiredStatus", "stop_code": "stopCode",
+                 "stopped_reason": "stoppedReason"}
+        with self._lock:
+            moto_quirks.set_container_fields(ecs_task, exit_code=exit_code,
+                                             last_status=fields.get("last_status", "PENDING"))
+            moto_quirks.set_task_fields(ecs_task, **fields)
+            state = self._states.setdefault(arn, {})
+            state.update({names[key]: value for key, value in fields.items() if key in names})
+            state["exitCode"] = exit_code
 
     # -- one task ------------------------------------------------------------------------------------
 
-    def _start(self, task: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    def _start(self, task: dict[str, Any], request: dict[str, Any]) -> None:
         arn = task["taskArn"]
         cluster = str(request.get("cluster") or "default").rsplit("/", 1)[-1]
         ecs_task = moto_quirks.find_task(REGION, cluster, arn)
         if self.refuse_start is not None:
             stamp = datetime.now(timezone.utc)
-            moto_quirks.set_task_fields(ecs_task, last_status="STOPPED", desired_status="STOPPED",
-                                        stop_code="TaskFailedToStart", stopped_reason=self.refuse_start,
-                                        stopping_at=stamp, stopped_at=stamp)
-            moto_quirks.set_container_fields(ecs_task, exit_code=None, last_status="STOPPED")  # moto's default: 0
+            self._set(ecs_task, arn, last_status="STOPPED", desired_status="STOPPED", stop_code="TaskFailedToStart",
+                      stopped_reason=self.refuse_start, stopping_at=stamp, stopped_at=stamp)  # no exit code
             with self._lock:
                 self.runs.append(PlayedRun(arn, request, None))
-            return {"lastStatus": "STOPPED", "desiredStatus": "STOPPED", "stopCode": "TaskFailedToStart",
-                    "stoppedReason": self.refuse_start}
-        moto_quirks.set_task_fields(ecs_task, last_status="PROVISIONING", desired_status="RUNNING")
+            return
+        self._set(ecs_task, arn, last_status="PROVISIONING", desired_status="RUNNING")
         thread = threading.Thread(target=self._play, args=(arn, cluster, request), name=f"harness-{arn[-8:]}",
                                   daemon=True)
         with self._lock:
             self._threads.append(thread)
         thread.start()
-        return {"lastStatus": "PROVISIONING", "desiredStatus": "RUNNING"}
 
     def _play(self, arn: str, cluster: str, request: dict[str, Any]) -> None:
         ecs_task = moto_quirks.find_task(REGION, cluster, arn)
@@ -112,17 +139,15 @@ class HarnessTasks:
                                            report_dir=self._workdir / task_id, command=command, task_id=task_id)
             with self._lock:
                 self._live.append(launched)
-            moto_quirks.set_task_fields(ecs_task, last_status="RUNNING", started_at=datetime.now(timezone.utc))
+            self._set(ecs_task, arn, last_status="RUNNING", started_at=datetime.now(timezone.utc))
             run = launched.wait(self._timeout_s)
-            moto_quirks.set_container_fields(ecs_task, exit_code=run.exit_code, last_status="STOPPED")
             reason, code = EXITED, "EssentialContainerExited"
         except Exception as error:  # noqa: BLE001 - whatever went wrong, the task must reach STOPPED
             reason, code = f"stage: the harness task could not run: {error}"[:255], "TaskFailedToStart"
-            if run is None:
-                moto_quirks.set_container_fields(ecs_task, exit_code=None, last_status="STOPPED")
         stamp = datetime.now(timezone.utc)
-        moto_quirks.set_task_fields(ecs_task, last_status="STOPPED", desired_status="STOPPED", stop_code=code,
-                                    stopped_reason=reason, stopping_at=stamp, stopped_at=stamp)
+        self._set(ecs_task, arn, exit_code=run.exit_code if run else None, last_status="STOPPED",
+                  desired_status="STOPPED", stop_code=code, stopped_reason=reason, stopping_at=stamp,
+                  stopped_at=stamp)
         with self._lock:
             self.runs.append(PlayedRun(arn, request, run))
 
