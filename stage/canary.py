@@ -292,6 +292,11 @@ class CanaryTask:
         self._ship(output)
         return run
 
+    def kill(self) -> None:
+        """The task stopped from outside (the stage shutting down): its process goes at once."""
+        if self._process.poll() is None:
+            self._process.kill()  # wait(), in the thread playing the task, collects it
+
     def _ship(self, output: str) -> None:
         """The task's output into its awslogs stream, as the awslogs driver would."""
         if self._log_group is None or self._log_stream is None:
@@ -323,18 +328,24 @@ def task_environment(container: Mapping[str, Any], image: ImageConfig, aws_env: 
 
 
 def run_task_definition(client: ClientFactory, task_definition_arn: str, *, aws_env: Mapping[str, str],
-                        report_dir: Path, image: ImageConfig | None = None) -> CanaryTask:
-    """Start the task definition's one container as a process on this machine (RunTask, played)."""
+                        report_dir: Path, image: ImageConfig | None = None, command: Sequence[str] | None = None,
+                        task_id: str | None = None) -> CanaryTask:
+    """Start the task definition's one container as a process on this machine (RunTask, played).
+
+    ``command``: RunTask's containerOverrides command, which replaces the task definition's;
+    ``task_id``: the id ECS gave the task (its log stream is named after it).
+    """
     ecs = client("ecs")
     definition = ecs.describe_task_definition(taskDefinition=task_definition_arn)["taskDefinition"]
     [container] = definition["containerDefinitions"]
     image = image or ImageConfig.from_dockerfile()
     report_dir.mkdir(parents=True, exist_ok=True)
-    task_id = uuid.uuid4().hex
+    task_id = task_id or uuid.uuid4().hex
     options = container.get("logConfiguration", {}).get("options", {})
     awslogs = container.get("logConfiguration", {}).get("logDriver") == "awslogs"
     stream = f"{options.get('awslogs-stream-prefix')}/{container['name']}/{task_id}" if awslogs else None
-    return CanaryTask(task_id=task_id, argv=image.argv(container.get("command", [])),
+    command = container.get("command", []) if command is None else command
+    return CanaryTask(task_id=task_id, argv=image.argv(command),
                       env=task_environment(container, image, aws_env, report_dir), report_dir=report_dir,
                       logs=client("logs"), log_group=options.get("awslogs-group") if awslogs else None,
                       log_stream=stream)

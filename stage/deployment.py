@@ -29,7 +29,8 @@ from stage.canary import CanaryResources, install_canary
 from stage.deployment_records import DeploymentRecords
 from stage.load_balancer import StageLoadBalancer, parse_lb_faults
 from stage.faults import FaultError, parse_faults
-from stage.moto_quirks import ACCOUNT_ID, MotoServer
+from stage.harness_tasks import HarnessTasks
+from stage.moto_quirks import ACCOUNT_ID, HookChain, MotoServer
 from stage.errors import StageError
 from stage.faultproxy import AWS, FaultProxy, NetworkFaults
 from stage.processes import WarmPool
@@ -139,6 +140,7 @@ class Stage:
         self._aws_endpoint: str | None = None  # the proxy's, in front of moto (None: moto's own)
         self.seeded: Seeded | None = None
         self.canary: CanaryResources | None = None  # the canary stack, when the scenario installs it
+        self.harness_tasks: HarnessTasks | None = None  # one-off RunTask of the harness image, played
         self._deferred: StageDeployment | None = None  # the roll-out a scenario begins rolling_delay_s after ready
         self._load_balancer: StageLoadBalancer | None = None
 
@@ -193,8 +195,10 @@ class Stage:
             start_period_scale=options.start_period_scale, warm=self._warm, app_version=options.app_version,
             bake_time_s=options.bake_time_s, proxy=self._proxy,
         )
-        self._moto.hook = DeploymentRecords(self._scheduler, self.seeded, network=network,
-                                            enabled=options.deployment_records)
+        # A one-off RunTask (the private-service gate's) runs the harness image as a process, as the canary does.
+        self.harness_tasks = HarnessTasks(self.client, aws_env=self.aws_env, workdir=self._workdir / "harness-tasks")
+        self._moto.hook = HookChain(self.harness_tasks, DeploymentRecords(
+            self._scheduler, self.seeded, network=network, enabled=options.deployment_records))
         plan = scenarios.build(options.scenario, self.faults, self.seeded)
         if options.load_balancer:
             self._load_balancer = StageLoadBalancer(
@@ -259,6 +263,9 @@ class Stage:
         return lines[-1] if lines else "no output"
 
     def stop(self) -> None:
+        if self.harness_tasks is not None:
+            self.harness_tasks.shutdown()
+            self.harness_tasks = None
         if self._scheduler is not None:
             self._scheduler.shutdown()
             self._scheduler = None

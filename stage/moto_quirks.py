@@ -48,6 +48,27 @@ class QueryHook(Protocol):
         """(HTTP status, XML body) for an operation the hook answers itself; None: moto answers."""
 
 
+class HookChain:
+    """Several hooks on one server: the first that answers an operation wins; every rewrite applies in turn."""
+
+    def __init__(self, *hooks: OperationHook) -> None:
+        self.hooks = hooks
+
+    def answer(self, operation: str, request: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        for hook in self.hooks:
+            answer = hook.answer(operation, request)
+            if answer is not None:
+                return answer
+        return None
+
+    def rewrite(self, operation: str, response: dict[str, Any]) -> dict[str, Any] | None:
+        changed = None
+        for hook in self.hooks:
+            rewritten = hook.rewrite(operation, response if changed is None else changed)
+            changed = rewritten if rewritten is not None else changed
+        return changed
+
+
 class MotoServer:
     """moto's WSGI app on a loopback port, in a thread of this process.
 
@@ -290,3 +311,16 @@ def set_service_load_balancers(region: str, cluster: str, service: str, load_bal
 # Fields moto needs that real AWS would not: a Fargate container without
 # container-level memory, or a VPC without DNS hostnames, crash moto's run_task.
 CONTAINER_MEMORY_MIB = 512
+
+
+def give_containers_memory(region: str, task_definition: str) -> None:
+    """Container-level memory for a task definition that has only the task's (valid on Fargate).
+
+    moto's run_task adds up container-level memory and crashes without it (HTTP 500): each
+    container without any is given the task's memory, before its first RunTask.
+    """
+    definition = ecs_backend(region).describe_task_definition(task_definition)
+    for container in definition.container_definitions:
+        if not any(key in container for key in ("memory", "memoryReservation", "Memory", "MemoryReservation")):
+            container["memory"] = int(definition.memory or CONTAINER_MEMORY_MIB)
+

@@ -217,6 +217,21 @@ def test_the_reports_mount_is_the_images_report_folder() -> None:
     assert volume == [mount["ContainerPath"]] == [image.envs["SMOKE_REPORT_DIR"]]
 
 
+def test_the_results_bucket_is_private_and_keeps_reports_as_long_as_the_log(canary_stack: CreatedStack) -> None:
+    """The private gate's reports (docs/private-gate.md): this stack's bucket, private, expiring with the log."""
+    bucket = canary_stack.physical["ResultsBucket"]
+    s3 = canary_stack.client("s3")
+    s3.head_bucket(Bucket=bucket)  # moto made it
+    assert canary_stack.outputs["ResultsUri"] == f"s3://{bucket}/"
+    # moto's CloudFormation drops these properties: checked on the template.
+    properties = _one("AWS::S3::Bucket")
+    assert properties["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True)
+    [rule] = properties["LifecycleConfiguration"]["Rules"]
+    assert (rule["Status"], rule["ExpirationInDays"]) == ("Enabled", 30)
+    assert _template()["Resources"]["ResultsBucket"]["DeletionPolicy"] == "Retain"  # never deleted with reports in it
+
+
 def test_the_log_group_keeps_the_canary_output_for_30_days(canary_stack: CreatedStack) -> None:
     name = canary_stack.physical["HarnessLogGroup"]
     [group] = canary_stack.client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"]
@@ -255,7 +270,8 @@ def render_policy(values: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_task_role_policy_is_iam_policy_json_with_the_parameters_filled_in(canary_stack: CreatedStack) -> None:
     role, document = _role(canary_stack, "TaskRole")
-    assert document == render_policy(stack_values(PARAMETERS, PSEUDO))
+    bucket = {"ResultsBucket": canary_stack.physical["ResultsBucket"]}  # the private gate's, made by the stack
+    assert document == render_policy(stack_values(PARAMETERS, PSEUDO, bucket))
     # moto validates a policy put through the API (CloudFormation's path skips that): it must pass.
     canary_stack.client("iam").put_role_policy(RoleName=role["RoleName"], PolicyName="validated",
                                                PolicyDocument=json.dumps(document))

@@ -35,7 +35,7 @@ EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 COMMAND = re.compile(r"^::(error|warning|notice)( [^:]*)?::", re.MULTILINE)
 INPUTS = {"cluster", "service", "region", "expect-image-digest", "expect-task-definition", "environment",
           "smoke-secret", "read-only", "canary", "report-dir", "pytest-args", "html-report", "python-version",
-          "suite", "suite-requirements"}
+          "suite", "suite-requirements", "run-in-vpc", "results-uri", "task-definition"}
 OTHER_STEPS_INPUTS = {"python-version", "html-report", "suite-requirements"}  # not the gate's
 # The one step condition the action has: the HTML report, after the gate, also when the gate failed.
 HTML_REPORT_CONDITION = "${{ always() && inputs.html-report == 'true' && steps.gate.outputs.report-dir != '' }}"
@@ -252,6 +252,30 @@ def test_a_suite_that_is_not_in_the_checkout_is_a_usage_error_before_any_run(tmp
     assert len(errors) == 1 and message in errors[0], errors
     assert "::stop-commands::" not in out.getvalue()  # the harness never started
     assert parse_github_output((tmp_path / "output").read_text())["exit-code"] == "4"
+
+
+def test_run_in_vpc_runs_the_private_gate_and_hands_the_rest_to_the_in_vpc_run(tmp_path: Path) -> None:
+    environ = {"INPUT_CLUSTER": "c", "INPUT_SERVICE": "s", "INPUT_REGION": "eu-west-1", "INPUT_READ_ONLY": "true",
+               "INPUT_SMOKE_SECRET": "smoke/accounts", "INPUT_RUN_IN_VPC": "true",
+               "INPUT_RESULTS_URI": "s3://results/board", "INPUT_PYTEST_ARGS": "--stable-timeout 30"}
+    inputs = gate.ActionInputs.from_env(environ)
+    assert gate.harness_command(inputs, tmp_path, python="py", ledger=tmp_path / "ledger.jsonl") == [
+        "py", "-m", "ecs_verdict.remote", "--report-dir", str(tmp_path), "--ecs-cluster", "c", "--ecs-service", "s",
+        "--aws-region", "eu-west-1", "--results-uri", "s3://results/board",
+        "--", "--smoke-secret", "smoke/accounts", "--read-only", "--stable-timeout", "30"]
+    named = gate.ActionInputs.from_env({**environ, "INPUT_TASK_DEFINITION": "board-smoke:3"})
+    command = gate.harness_command(named, tmp_path, python="py")
+    assert command[command.index("--task-definition") + 1] == "board-smoke:3" and command.index("--") > 11
+
+
+@pytest.mark.parametrize(("environ", "line"), [
+    ({"INPUT_RUN_IN_VPC": "true"}, "input results-uri is required with run-in-vpc: true"),
+    ({"INPUT_RESULTS_URI": "s3://results/board"}, "input results-uri is for the private-service gate"),
+    ({"INPUT_TASK_DEFINITION": "board-smoke"}, "input task-definition is for the private-service gate"),
+])
+def test_private_gate_inputs_without_each_other_are_usage_errors(environ: dict[str, str], line: str) -> None:
+    with pytest.raises(gate.InputError, match=re.escape(line)):
+        gate.ActionInputs.from_env(environ)
 
 
 def test_a_bad_input_is_a_usage_error_with_outputs_and_summary_and_no_harness_run(tmp_path: Path) -> None:
@@ -592,3 +616,27 @@ def test_a_harness_that_writes_no_verdict_still_gives_outputs_and_a_summary(tmp_
     errors = commands(run.log, "error")
     assert len(errors) == 1 and "exit code 4: usage error" in errors[0]
     assert run.summary.count("## ") == 1 and "exit code 4" in run.summary
+
+
+def test_the_action_gates_a_private_service_from_outside_its_vpc(stage_factory: Any, tmp_path: Path) -> None:
+    """run-in-vpc: the gate starts the harness task, waits, and publishes the in-VPC run's verdict as its own."""
+    stage = stage_factory("healthy", faults=["participant_can_invite"])
+    stage.install_canary()
+    stage.client("s3").create_bucket(Bucket="civicforge-smoke-results")
+    env, inputs = _stage_inputs(stage)
+    run = run_action(tmp_path, env, {**inputs, "read-only": "true", "run-in-vpc": "true",
+                                     "results-uri": "s3://civicforge-smoke-results/board",
+                                     "pytest-args": "--stable-timeout 120"})
+    report_dir = run.workspace / "smoke-reports"
+    assert run.exit_code == 1, run.log[-4000:]
+    verdict = _assert_published_once(run, report_dir)
+    assert run.outputs["verdict"] == "fail" and run.outputs["exit-code"] == "1"
+    assert "smoke gate: ecs-verdict-remote --report-dir" in run.log
+    assert "private gate: verdict fail (exit 1) from task" in run.log
+    errors = commands(run.log, "error")
+    assert errors and "test_participant_cannot_create_invites" in errors[0], errors
+    # The in-VPC run tested the tasks at their private addresses with the inputs it was handed.
+    [played] = stage.harness_tasks.runs
+    assert played.run is not None and "--stable-timeout" in played.run.argv and "--smoke-secret" in played.run.argv
+    assert verdict["tasks"] and all(task["ip"].startswith("127.1.") for task in verdict["tasks"])
+

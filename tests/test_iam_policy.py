@@ -7,7 +7,10 @@ and the metrics, with botocore's client-side monitoring on for that process only
 own clients live in this process, without CSM, so only the harness's calls arrive.
 
 Every recorded call must be allowed, and the policy may grant nothing that was never called
-except the listed exceptions, each with its reason. "Allowed" is decided by a small matcher:
+except the listed exceptions, each with its reason. The private-service gate's caller
+(``python -m ecs_verdict.remote``) is recorded the same way, a run that passes and one whose
+in-VPC harness refuses its arguments (its log is read): its calls beyond the read-only policy
+are exactly what the gate policy (infra/iam-gate-policy.json) adds for it. "Allowed" is decided by a small matcher:
 an Allow statement that names the action exactly (the policy uses no wildcards, no NotAction,
 no Deny). Resource scoping is checked statement by statement, since CSM does not report ARNs.
 """
@@ -19,6 +22,7 @@ import re
 import selectors
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +34,7 @@ import pytest
 from cfnlint.decode import decode_str
 
 from stage import Stage, StageOptions
+from stage.seed import CLUSTER, SERVICE, SMOKE_SECRET
 from tests.conftest import TEST_START_PERIOD_SCALE
 from tests.smoke_runs import smoke_command, smoke_env
 
@@ -39,10 +44,20 @@ POLICY = ROOT / "infra" / "iam-policy.json"
 # the canary's read-only task role does not get it.
 GATE_POLICY = ROOT / "infra" / "iam-gate-policy.json"
 ACTING_CALLS = {"ecs:ContinueServiceDeployment", "ecs:UpdateService"}
+# What the private-service gate's caller needs beside POLICY (docs/private-gate.md), also in GATE_POLICY.
+REMOTE_CALLS = {"ecs:RunTask", "iam:PassRole", "s3:ListBucket", "s3:GetObject", "logs:GetLogEvents"}
+# The caller's calls POLICY already allows, on the resources the caller uses them on.
+COVERED_BY_POLICY = {
+    "ecs:DescribeServices": "the service's network: POLICY's statement on this service",
+    "ecs:DescribeTaskDefinition": "the harness task definition: POLICY grants it on *",
+    "ecs:DescribeTasks": "the harness task runs in the service's cluster: POLICY's task/${ClusterName}/*",
+}
+# Granted to the caller although no recorded run called it, each with its reason.
+GATE_NEVER_RECORDED = {"iam:PassRole": "no API call of its own: ecs:RunTask checks it when it hands the task its roles"}
+RESULTS_BUCKET = "civicforge-smoke-results"
 TEMPLATE = ROOT / "infra" / "canary.yaml"
-# The harness package (src/) as well as CivicForge's plugin: the calls live in both since the layout changed.
 HARNESS_CODE = [ROOT / "conftest.py", *sorted((ROOT / "plugins").rglob("*.py")),
-                *sorted((ROOT / "src").rglob("*.py"))]
+                *sorted((ROOT / "src" / "ecs_verdict").rglob("*.py"))]
 CSM_CLIENT_ID = "smoke-harness-under-test"
 RUN_TIMEOUT_S = 240
 # CSM names a service by its botocore service id; IAM by its action prefix.
@@ -54,7 +69,10 @@ IAM_PREFIX = {
     "Secrets Manager": "secretsmanager",
     "CloudWatch": "cloudwatch",  # its endpoint and signing name are "monitoring"; IAM says cloudwatch
     "Elastic Load Balancing v2": "elasticloadbalancing",  # boto3's elbv2
+    "S3": "s3",
 }
+# API calls with no IAM action of their own, and the action that authorises them.
+AUTHORISED_BY = {"s3:HeadBucket": "s3:ListBucket", "s3:ListObjectsV2": "s3:ListBucket"}
 # Granted although no recorded run called it. Each needs a reason; none is needed today.
 NEVER_RECORDED: dict[str, str] = {}
 # "Resource": "*" only where IAM has nothing narrower; a condition narrows it where one exists.
@@ -80,10 +98,11 @@ class Scenario:
     exit_code: int
     reaches: str
     load_balancer: bool = False  # the stage's ALB in front of the service
+    label: str = ""  # when one stage scenario is recorded twice
 
     @property
     def key(self) -> str:
-        return f"{self.name}+alb" if self.load_balancer else self.name
+        return self.label or (f"{self.name}+alb" if self.load_balancer else self.name)
 
 
 SCENARIOS = [
@@ -99,6 +118,8 @@ SCENARIOS = [
     Scenario("healthy", (), ("--read-only", "--canary"), 0,
              "a service behind a load balancer: its target groups' settings and target health, the listener found "
              "from the target group and the read-only checks through it", load_balancer=True),
+    Scenario("healthy", (), ("--read-only", "--results-uri", f"s3://{RESULTS_BUCKET}/runs/1/"), 0,
+             "the in-VPC run of the private gate: its reports uploaded", label="healthy_results_uploaded"),
 ]
 
 
@@ -154,19 +175,55 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
         stage.start()
         try:
             folder = tmp_path_factory.mktemp(scenario.key)
+            stage.client("s3").create_bucket(Bucket=RESULTS_BUCKET)
             args = [a.replace("{expected_digest}", stage.expected_image_digest) for a in scenario.args]
             code, datagrams = _run_recording_calls(smoke_command(folder / "reports", *args), smoke_env(stage.env),
                                                    folder / "output.txt")
         finally:
             stage.stop()
-        found.exit_codes[scenario.key] = code
-        found.outputs[scenario.key] = (folder / "output.txt").read_text(encoding="utf-8")
-        for datagram in datagrams:
-            if datagram.get("Type") != "ApiCall":  # one ApiCall per call; ApiCallAttempt per try
-                continue
-            found.client_ids.add(datagram.get("ClientId", ""))
-            prefix = IAM_PREFIX.get(datagram["Service"], f"<no IAM prefix for {datagram['Service']}>")
-            found.calls.setdefault(f"{prefix}:{datagram['Api']}", set()).add(scenario.key)
+        _add_calls(found, scenario.key, code, (folder / "output.txt").read_text(encoding="utf-8"), datagrams)
+    yield found
+
+
+def _add_calls(found: Recording, key: str, code: int, output: str, datagrams: list[dict[str, Any]]) -> None:
+    found.exit_codes[key] = code
+    found.outputs[key] = output
+    for datagram in datagrams:
+        if datagram.get("Type") != "ApiCall":  # one ApiCall per call; ApiCallAttempt per try
+            continue
+        found.client_ids.add(datagram.get("ClientId", ""))
+        prefix = IAM_PREFIX.get(datagram["Service"], f"<no IAM prefix for {datagram['Service']}>")
+        action = f"{prefix}:{datagram['Api']}"
+        found.calls.setdefault(AUTHORISED_BY.get(action, action), set()).add(key)
+
+
+# The private gate's caller: (label, the in-VPC run's arguments, the caller's exit code).
+CALLER_RUNS = [
+    ("passes", ("--read-only", "--smoke-secret", SMOKE_SECRET), 0),
+    ("refused_arguments", ("--no-such-option",), 4),  # the in-VPC pytest exits 4: the caller quotes its log
+]
+
+
+@pytest.fixture(scope="module")
+def caller_recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
+    found = Recording()
+    stage = Stage(StageOptions(scenario="healthy", start_period_scale=TEST_START_PERIOD_SCALE))
+    stage.start()
+    try:
+        stage.install_canary()
+        stage.client("s3").create_bucket(Bucket=RESULTS_BUCKET)
+        for label, harness_args, _ in CALLER_RUNS:
+            folder = tmp_path_factory.mktemp(label)
+            command = [sys.executable, "-m", "ecs_verdict.remote", "--ecs-cluster", CLUSTER, "--ecs-service", SERVICE,
+                       "--results-uri", f"s3://{RESULTS_BUCKET}/gate", "--report-dir", str(folder / "reports"),
+                       "--poll-interval", "0.2", "--", *harness_args]
+            code, datagrams = _run_recording_calls(command, smoke_env(stage.env), folder / "output.txt")
+            played = [(run.task_arn.rsplit("/", 1)[-1][:8], run.run.exit_code if run.run else None)
+                      for run in stage.harness_tasks.runs]  # type: ignore[union-attr]
+            output = (folder / "output.txt").read_text(encoding="utf-8") + f"\n(tasks the stage played: {played})"
+            _add_calls(found, label, code, output, datagrams)
+    finally:
+        stage.stop()
     yield found
 
 
@@ -253,17 +310,67 @@ def test_every_call_the_code_names_is_granted() -> None:
     """A second net for calls on paths no scenario reached: the client methods the code names."""
     named = _operations_named_in(HARNESS_CODE)
     assert "ecs:DescribeServices" in named and "cloudwatch:PutMetricData" in named  # the scan finds calls
-    assert named - granted_actions(_policy()) == ACTING_CALLS  # the acting gate's, granted by GATE_POLICY only
+    # The acting gate's and the private gate's RunTask: granted by GATE_POLICY only.
+    assert named - granted_actions(_policy()) == ACTING_CALLS | {"ecs:RunTask"}
 
 
-def test_the_acting_gate_policy_grants_only_the_two_calls_that_change_the_service() -> None:
-    gate = json.loads(GATE_POLICY.read_text(encoding="utf-8"))
-    assert granted_actions(gate) == ACTING_CALLS
+def _gate_policy() -> dict[str, Any]:
+    return json.loads(GATE_POLICY.read_text(encoding="utf-8"))
+
+
+def test_the_acting_gate_policy_grants_the_two_calls_that_change_the_service_and_the_private_gates() -> None:
+    gate = _gate_policy()
+    assert granted_actions(gate) == ACTING_CALLS | REMOTE_CALLS
     assert not ACTING_CALLS & granted_actions(_policy())  # the read-only role cannot continue or roll back
     [cont] = statements_granting(gate, "ecs:ContinueServiceDeployment")
     assert cont["Resource"].endswith(":service-deployment/${ClusterName}/${ServiceName}/*")
     [update] = statements_granting(gate, "ecs:UpdateService")
     assert update["Resource"].endswith(":service/${ClusterName}/${ServiceName}")
+
+
+# -- the private gate's caller ------------------------------------------------------------------------
+
+
+def test_each_recorded_caller_run_ended_as_it_does(caller_recording: Recording) -> None:
+    for label, _, exit_code in CALLER_RUNS:
+        assert caller_recording.exit_codes[label] == exit_code, caller_recording.outputs[label][-3000:]
+    assert caller_recording.client_ids == {CSM_CLIENT_ID}  # the caller's calls only, not the in-VPC run's
+
+
+def test_every_call_the_private_gate_caller_made_is_allowed(caller_recording: Recording) -> None:
+    both = {"Statement": [*_policy()["Statement"], *_gate_policy()["Statement"]]}
+    denied = {action: sorted(runs) for action, runs in caller_recording.calls.items() if not allows(both, action)}
+    assert denied == {}, f"recorded but allowed by neither {POLICY.name} nor {GATE_POLICY.name}: {denied}"
+
+
+def test_the_gate_policy_adds_exactly_what_the_caller_called_beyond_the_read_only_policy(
+    caller_recording: Recording,
+) -> None:
+    called = set(caller_recording.calls)
+    assert set(COVERED_BY_POLICY) <= called and all(allows(_policy(), action) for action in COVERED_BY_POLICY)
+    assert REMOTE_CALLS == (called - set(COVERED_BY_POLICY)) | set(GATE_NEVER_RECORDED)
+    assert not set(GATE_NEVER_RECORDED) & called
+    assert caller_recording.calls["logs:GetLogEvents"] == {"refused_arguments"}  # only a run without a verdict
+
+
+def test_the_private_gates_statements_name_the_harness_task_its_roles_and_its_bucket() -> None:
+    gate = _gate_policy()
+    [run] = statements_granting(gate, "ecs:RunTask")
+    assert run["Resource"].endswith(":task-definition/${ServiceName}-smoke-canary:*")
+    assert run["Condition"] == {"ArnEquals": {"ecs:cluster": "arn:${AWS::Partition}:ecs:${AWS::Region}:"
+                                                             "${AWS::AccountId}:cluster/${ClusterName}"}}
+    [pass_role] = statements_granting(gate, "iam:PassRole")
+    assert pass_role["Resource"] == ["${HarnessTaskRoleArn}", "${HarnessExecutionRoleArn}"]  # the stack's outputs
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    [listing] = statements_granting(gate, "s3:ListBucket")
+    [reading] = statements_granting(gate, "s3:GetObject")
+    assert (listing["Resource"], reading["Resource"]) == ("arn:${AWS::Partition}:s3:::${ResultsBucket}",
+                                                          "arn:${AWS::Partition}:s3:::${ResultsBucket}/*")
+    [log] = statements_granting(gate, "logs:GetLogEvents")
+    assert log["Resource"].endswith(":log-group:/ecs/${ServiceName}-smoke-canary:*")  # the stack's HarnessLogGroup
+    outputs = _template()["Outputs"]
+    assert outputs["HarnessTaskRoleArn"]["Value"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
+    assert outputs["HarnessExecutionRoleArn"]["Value"] == {"Fn::GetAtt": ["ExecutionRole", "Arn"]}
 
 
 # -- scoping ------------------------------------------------------------------------------------------
@@ -289,7 +396,8 @@ def test_every_resource_wildcard_has_its_reason() -> None:
     for statement in _policy()["Statement"]:
         for resource in _as_list(statement["Resource"]):
             assert resource == "*" or resource == "${SmokeSecretArn}" or (
-                resource.startswith("arn:${AWS::Partition}:") and "${AWS::AccountId}" in resource), resource
+                resource.startswith("arn:${AWS::Partition}:") and "${AWS::AccountId}" in resource) or (
+                resource == "arn:${AWS::Partition}:s3:::${ResultsBucket}/*"), resource  # S3 ARNs name no account
 
 
 # -- the stack grants the same ---------------------------------------------------------------------
@@ -321,7 +429,8 @@ def test_the_stacks_task_role_grants_exactly_this_policy() -> None:
 
 def test_every_placeholder_is_a_stack_parameter() -> None:
     placeholders = set(re.findall(r"\$\{([\w:.]+)\}", POLICY.read_text(encoding="utf-8")))
-    assert placeholders - PSEUDO_PARAMETERS <= set(_template()["Parameters"]), placeholders
+    template = _template()
+    assert placeholders - PSEUDO_PARAMETERS <= {*template["Parameters"], *template["Resources"]}, placeholders
     assert {"SmokeSecretArn", "MetricsNamespace", "ClusterName", "ServiceName"} <= placeholders
 
 

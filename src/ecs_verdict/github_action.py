@@ -2,7 +2,9 @@
 
 ``python -m ecs_verdict.github_action`` reads the action's inputs from ``INPUT_*`` environment
 variables (``action.yml`` maps each ``${{ inputs.x }}`` there, never into a script), runs
-the suite with them as the harness's options, and then, whatever happened:
+the suite with them as the harness's options (with ``run-in-vpc: true``,
+``python -m ecs_verdict.remote``, which runs the image's suite as a one-off Fargate task in the
+service's VPC and brings its reports back: docs/private-gate.md), and then, whatever happened:
 
 - writes the outputs ``verdict``, ``exit-code``, ``deployment-id`` and ``report-dir`` to
   ``$GITHUB_OUTPUT``;
@@ -91,6 +93,9 @@ class ActionInputs:
     report_dir: str = DEFAULT_REPORT_DIR
     pytest_args: tuple[str, ...] = ()
     suite: str = ""  # empty: the action's own suite (its checkout's smoke/); else a path in the caller's workspace
+    run_in_vpc: bool = False  # the private-service gate: the harness runs as a Fargate task in the service's VPC
+    results_uri: str = ""
+    task_definition: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ActionInputs:
@@ -103,12 +108,20 @@ class ActionInputs:
             pytest_args = tuple(shlex.split(text("pytest-args")))
         except ValueError as error:
             raise InputError(f"input pytest-args: {error}; quote it as a shell command line would") from None
+        run_in_vpc = _boolean("run-in-vpc", text("run-in-vpc"))
+        for name in ("results-uri", "task-definition"):
+            if text(name) and not run_in_vpc:
+                raise InputError(f"input {name} is for the private-service gate: set run-in-vpc: true, or drop it")
+        if run_in_vpc and not text("results-uri"):
+            raise InputError("input results-uri is required with run-in-vpc: true; give the S3 prefix the in-VPC run "
+                             "uploads its reports to (the canary stack's output ResultsUri), e.g. s3://BUCKET/board")
         return cls(
             cluster=text("cluster"), service=text("service"), region=text("region"),
             expect_image_digest=text("expect-image-digest"), expect_task_definition=text("expect-task-definition"),
             environment=text("environment"), smoke_secret=text("smoke-secret"),
             read_only=_boolean("read-only", text("read-only")), canary=_boolean("canary", text("canary")),
             report_dir=text("report-dir") or DEFAULT_REPORT_DIR, pytest_args=pytest_args, suite=text("suite"),
+            run_in_vpc=run_in_vpc, results_uri=text("results-uri"), task_definition=text("task-definition"),
         )
 
 
@@ -141,6 +154,9 @@ def resolve_suite(inputs: ActionInputs, environ: Mapping[str, str]) -> SuiteRun:
     if not inputs.suite:
         action_path = environ.get("GITHUB_ACTION_PATH")
         return SuiteRun(DEFAULT_SUITE, Path(action_path) if action_path else None, own=True)
+    if inputs.run_in_vpc:
+        raise InputError("input suite: the private-service gate (run-in-vpc) runs the suite its task definition's "
+                         "image holds; drop suite, or build the image with your suite (docs/adopting.md)")
     workspace = Path(environ.get("GITHUB_WORKSPACE") or os.getcwd())
     if inputs.suite.startswith("-"):  # pytest would read it as an option
         raise InputError(f"input suite: {inputs.suite!r} is an option, not a path; give the suite's folder, e.g. smoke")
@@ -152,10 +168,22 @@ def resolve_suite(inputs: ActionInputs, environ: Mapping[str, str]) -> SuiteRun:
 
 def harness_command(inputs: ActionInputs, report_dir: Path, *, python: str = sys.executable,
                     ledger: Path | None = None, suite: str = DEFAULT_SUITE) -> list[str]:
-    """``python -m pytest SUITE`` with one option per given input; ``pytest-args`` last, so they win."""
-    command = [python, "-m", "pytest", suite, "--report-dir", str(report_dir)]
-    for flag, value in (("--ecs-cluster", inputs.cluster), ("--ecs-service", inputs.service),
-                        ("--aws-region", inputs.region), ("--expect-image-digest", inputs.expect_image_digest),
+    """``python -m pytest SUITE`` with one option per given input; ``pytest-args`` last, so they win.
+
+    With ``run-in-vpc``: ``python -m ecs_verdict.remote`` with the target, the results and the task
+    definition, then ``--`` and the rest, which the in-VPC ``pytest smoke`` gets (no ledger: the
+    task keeps its own).
+    """
+    target = (("--ecs-cluster", inputs.cluster), ("--ecs-service", inputs.service), ("--aws-region", inputs.region))
+    if inputs.run_in_vpc:
+        command = [python, "-m", "ecs_verdict.remote", "--report-dir", str(report_dir)]
+        remote = (*target, ("--results-uri", inputs.results_uri), ("--task-definition", inputs.task_definition))
+        command += [part for flag, value in remote if value for part in (flag, value)]
+        command.append("--")
+        target, ledger = (), None
+    else:
+        command = [python, "-m", "pytest", suite, "--report-dir", str(report_dir)]
+    for flag, value in (*target, ("--expect-image-digest", inputs.expect_image_digest),
                         ("--expect-task-definition", inputs.expect_task_definition),
                         ("--environment", inputs.environment), ("--smoke-secret", inputs.smoke_secret)):
         if value:
@@ -445,7 +473,8 @@ def run_gate(environ: Mapping[str, str], *, out: Any = None) -> int:
               if environ.get("RUNNER_TEMP") and suite.own else None)
     command = harness_command(inputs, report_dir, ledger=ledger, suite=suite.argument)
     where = "" if suite.own or suite.cwd is None else f" (in {suite.cwd})"
-    print("smoke gate: " + shlex.join(["pytest", *command[3:]]) + where, file=out, flush=True)
+    shown = ["ecs-verdict-remote", *command[3:]] if inputs.run_in_vpc else ["pytest", *command[3:]]
+    print("smoke gate: " + shlex.join(shown) + where, file=out, flush=True)
     # Evidence quotes the service's own log lines: none of them may be taken for a workflow command.
     token = secrets.token_hex(16)
     print(f"::stop-commands::{token}", file=out, flush=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ecs_verdict.deployment import ADDRESSES, Address, ServiceSelector, TaskDefinitionRef, parse_task_definition_ref
 from ecs_verdict.listeners import parse_lb_url
+from ecs_verdict.remote_results import ResultsLocation, parse_results_uri
 from ecs_verdict.rollout_checks import parse_image_digest
 from ecs_verdict.suite import DEFAULT_METRICS_NAMESPACE, NO_SUITE, SuiteProfile
 from ecs_verdict.targets import Target, targets_from_urls
@@ -208,6 +209,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("on_fail", "--on-fail", "SMOKE_ON_FAIL",
                "none|rollback: on a failed gate (exit 1) update the service back to the task definition it ran "
                "before (needs ecs:UpdateService)", "none", parse_choice(*ON_FAIL_CHOICES)),
+    OptionSpec("results_uri", "--results-uri", "SMOKE_RESULTS_URI",
+               "when the run ends, also upload the report folder under this S3 prefix (the private-service gate, "
+               "docs/private-gate.md, reads it; needs s3:PutObject)", None, parse_results_uri,
+               metavar="s3://BUCKET/PREFIX"),
     OptionSpec("serial", "--serial", "SMOKE_SERIAL",
                "check the tasks one after another (default: every task at once, each in its own lane)",
                False, parse_flag, is_flag=True),
@@ -241,6 +246,7 @@ class Settings:
     environment: str = "production"
     continue_deployment: bool = False
     on_fail: str = "none"
+    results_uri: ResultsLocation | None = None
     serial: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
 

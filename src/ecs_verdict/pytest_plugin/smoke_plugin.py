@@ -27,6 +27,7 @@ import pytest
 
 from ecs_verdict.pytest_plugin import options as smoke_options
 from ecs_verdict.http import RetryBudget
+from ecs_verdict.remote_results import upload_run_reports
 from ecs_verdict.stability import Progress
 from ecs_verdict.terminal_summary import cause_lines, preflight_lines, verdict_line
 from ecs_verdict.verdict import EXIT_NOT_VERIFIED
@@ -278,10 +279,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The harness error's one line, if the terminal summary could not print it."""
+    """The harness error's one line, if the terminal summary could not print it; then the upload, if asked."""
     error = config.stash.get(harness_error_key, None)
     if error is not None and not config.stash.get(error_shown_key, False):
         sys.stderr.write(error + "\n")
+    resolved = config.stash.get(config_key, None)
+    if resolved is None or resolved.results_uri is None or hasattr(config, "workerinput"):
+        return
+    # Last of all, after every report file and the terminal summary: the private gate's caller reads them there,
+    # and when they cannot go, this line ends the task's log, where the caller quotes it from.
+    problem = upload_run_reports(Path(resolved.report_dir), resolved.results_uri, resolved.aws_region)
+    if problem is not None:
+        sys.stderr.write(f"smoke harness: {problem}\n")
 
 
 @harness_hook
