@@ -114,7 +114,7 @@ class ActionInputs:
                 raise InputError(f"input {name} is for the private-service gate: set run-in-vpc: true, or drop it")
         if run_in_vpc and not text("results-uri"):
             raise InputError("input results-uri is required with run-in-vpc: true; give the S3 prefix the in-VPC run "
-                             "uploads its reports to (the canary stack's output ResultsUri), e.g. s3://BUCKET/board")
+                             "uploads its reports to (the canary stack's output ResultsUri), e.g. s3://BUCKET/gate")
         return cls(
             cluster=text("cluster"), service=text("service"), region=text("region"),
             expect_image_digest=text("expect-image-digest"), expect_task_definition=text("expect-task-definition"),

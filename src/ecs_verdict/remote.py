@@ -119,7 +119,7 @@ def parse_request(argv: Sequence[str], environ: Mapping[str, str]) -> RemoteRequ
     results = parsed("--results-uri", given(known.results_uri, "SMOKE_RESULTS_URI"), parse_results_uri)
     if results is None:
         raise UsageError("--results-uri is missing: give the S3 prefix the in-VPC run uploads its reports to, "
-                         "e.g. s3://my-smoke-results/board (docs/private-gate.md)")
+                         "e.g. s3://my-smoke-results/gate (docs/private-gate.md)")
     for flag in ("--report-dir", "--results-uri"):
         if any(arg == flag or arg.startswith(flag + "=") for arg in rest):
             raise UsageError(f"{flag} is this command's own (the in-VPC run's reports come back to --report-dir, "

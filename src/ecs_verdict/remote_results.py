@@ -45,13 +45,13 @@ def parse_results_uri(value: str) -> ResultsLocation:
     """``s3://bucket`` or ``s3://bucket/some/prefix``; ``ValueError`` naming the fix."""
     text = value.strip()
     if not text.startswith(S3_SCHEME):
-        raise ValueError(f"{value!r} is not an S3 URI; give e.g. s3://my-smoke-results/board")
+        raise ValueError(f"{value!r} is not an S3 URI; give e.g. s3://my-smoke-results/gate")
     bucket, _, prefix = text[len(S3_SCHEME):].partition("/")
     if not BUCKET_NAME.match(bucket) or ".." in bucket:
         raise ValueError(f"{bucket!r} is not an S3 bucket name (3-63 lower-case letters, digits, '.' and '-')")
     prefix = prefix.strip("/")
     if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
-        raise ValueError(f"{value!r} has an empty, '.' or '..' part in its prefix; give e.g. s3://{bucket}/board")
+        raise ValueError(f"{value!r} has an empty, '.' or '..' part in its prefix; give e.g. s3://{bucket}/gate")
     return ResultsLocation(bucket, f"{prefix}/" if prefix else "")
 
 
