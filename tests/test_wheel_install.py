@@ -14,7 +14,6 @@ One venv for the module (its tests are one xdist group, through the module-scope
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -31,6 +30,7 @@ import pytest
 
 from stage import Stage, StageOptions
 from tests.conftest import TEST_START_PERIOD_SCALE, StageFactory
+from tests.smoke_runs import SmokeRun
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "items_service"
@@ -62,16 +62,8 @@ class Installed:
 
 
 @dataclass(frozen=True)
-class Run:
-    exit_code: int
-    output: str
-    report_dir: Path
-
-    @property
-    def verdict(self) -> dict[str, object]:
-        path = self.report_dir / "verdict.json"
-        assert path.exists(), f"no verdict.json (exit {self.exit_code}):\n{self.output[-3000:]}"
-        return json.loads(path.read_text())
+class Run(SmokeRun):
+    """A run of the example project in its fresh venv: what a run of this repository's suite tells, and more."""
 
     def outcomes(self) -> dict[tuple[str, str], str]:
         return {(str(c["name"]), str(c["task_id"])): str(c["outcome"]) for c in self.verdict["checks"]}  # type: ignore[attr-defined]
