@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -160,7 +160,7 @@ class RunFindings:
 
 
 def failures_of(state: RunState, failed_checks: dict[str, CheckFailure],
-                checks: list[verdicts.CheckRecord] = ()) -> list[Failure]:  # type: ignore[assignment]
+                checks: Sequence[verdicts.CheckRecord] = ()) -> list[Failure]:
     """The preflight's outcome (when the evidence must say why) and every failed check, as ``Failure`` values.
 
     A check that failed through a load balancer's listener but passed at every task is ``lb_routing``.
@@ -181,7 +181,7 @@ def failures_of(state: RunState, failed_checks: dict[str, CheckFailure],
         listener = listeners.get(failure.task_id or "")
         if listener is not None:  # no task behind it: no log window, and a routing fault when the tasks pass
             routed = (failure.kind is not Kind.NO_ANSWER
-                      and passed_at_every_task(failure.check, list(checks), task_ids))
+                      and passed_at_every_task(failure.check, checks, task_ids))
             failure = replace(failure, window=None, kind=Kind.LB_ROUTING if routed else failure.kind,
                               details={**failure.details, "listener": listener.to_dict()} if routed
                               else failure.details)
@@ -190,7 +190,7 @@ def failures_of(state: RunState, failed_checks: dict[str, CheckFailure],
 
 
 def analyse(settings: Settings, state: RunState, failed_checks: dict[str, CheckFailure],
-            suite: SuiteProfile = NO_SUITE, checks: list[verdicts.CheckRecord] = ()) -> RunFindings:  # type: ignore[assignment]
+            suite: SuiteProfile = NO_SUITE, checks: Sequence[verdicts.CheckRecord] = ()) -> RunFindings:
     """Diagnose every failure and lint the task definition (also on a green run)."""
     findings = RunFindings()
     failures = failures_of(state, failed_checks, checks)
