@@ -318,14 +318,17 @@ def test_a_listener_that_sends_traffic_elsewhere_is_lb_routing(shared_stage: Sta
 
 
 @pytest.mark.parametrize("row", [
-    usage("lb-url-not-a-url", "--lb-url", "not-a-url", line="--lb-url (from command line): 'not-a-url' is not an "
-          "http:// or https:// URL"),
-    usage("lb-url-ftp", "--lb-url", "ftp://lb.example.test", line="--lb-url (from command line): "
-          "'ftp://lb.example.test' is not an http:// or https:// URL"),
-    usage("lb-url-path", "--lb-url", "http://lb.example.test/api", line="--lb-url (from command line): "
-          "'http://lb.example.test/api' has a path"),
+    usage("lb-url-not-a-url", "--lb-url", "not-a-url", line="--lb-url (from command line): load balancer URL must "
+          "look like http://host:port, got 'not-a-url'"),
+    usage("lb-url-ftp", "--lb-url", "ftp://lb.example.test", line="--lb-url (from command line): load balancer URL "
+          "must look like http://host:port, got 'ftp://lb.example.test'"),
+    usage("lb-url-path", "--lb-url", "http://lb.example.test/api", line="--lb-url (from command line): load "
+          "balancer URL must not have a path or query (the tests add them), got 'http://lb.example.test/api'"),
+    usage("lb-url-credentials", "--lb-url", "http://u:p@lb.example.test", line="--lb-url (from command line): "
+          "load balancer URL must not carry credentials"),
     usage("lb-url-env", env={"SMOKE_LB_URL": "lb.example.test:80", "API_BASE_URL": "http://127.0.0.1:9"},
-          line="--lb-url (from env SMOKE_LB_URL): 'lb.example.test:80' is not an http:// or https:// URL"),
+          line="--lb-url (from env SMOKE_LB_URL): load balancer URL must look like http://host:port, got "
+          "'lb.example.test:80'"),
 ], ids=lambda row: row.id)
 def test_a_bad_lb_url_is_one_line_and_exit_4(row: Row, tmp_path: Path) -> None:
     assert_one_clear_line(run_smoke(row.env, tmp_path / "reports", *row.args), row)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from ecs_verdict.targets import Target, format_base_url
+from ecs_verdict.targets import Target, base_url_of, format_base_url
 
 ListenerRole = Literal["production", "test"]
 PRODUCTION_TARGET_ID = "lb"
@@ -33,7 +33,6 @@ TARGET_IDS = {"production": PRODUCTION_TARGET_ID, "test": TEST_TARGET_ID}
 LISTENER_TARGET_IDS = frozenset(TARGET_IDS.values())
 LOAD_BALANCER_KIND = "load balancer"
 WEB_PROTOCOLS = frozenset({"HTTP", "HTTPS"})
-DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,25 +139,8 @@ def listener_arn_of_rule(rule_arn: str) -> str:
 
 
 def parse_lb_url(value: str) -> str:
-    """``http(s)://host[:port]`` with no path, query or credentials; ``ValueError`` naming what is wrong."""
-    text = value.strip()
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{text!r} is not an http:// or https:// URL; give e.g. https://api.example.com")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"{text!r} has a path or query; give the listener's address only, e.g. "
-                         "https://api.example.com (the tests add the paths)")
-    if parts.username or parts.password:
-        raise ValueError("the URL must not carry credentials (user:password@)")
-    try:
-        port = parts.port or DEFAULT_PORTS[parts.scheme]
-    except ValueError:
-        raise ValueError(f"{text!r} has an invalid port") from None
-    return f"{parts.scheme}://{_host(parts.hostname)}:{port}"
-
-
-def _host(name: str) -> str:
-    return f"[{name}]" if ":" in name else name
+    """``--lb-url``, normalised to ``scheme://host:port``: the same rule as ``--target-url``."""
+    return base_url_of(value, "load balancer URL")[2]
 
 
 def listener_for_url(url: str, problem: str | None = None, service_target_group: str | None = None) -> Listener:
@@ -278,9 +260,9 @@ def _address(protocol: str, port: int, dns: str | None, lb_url: str | None, role
         if role == "production":
             return lb_url, "--lb-url"
         host = urlsplit(lb_url).hostname or ""
-        return f"{protocol.lower()}://{_host(host)}:{port}", "--lb-url host"
+        return format_base_url(host, port, protocol.lower()), "--lb-url host"
     host = (dns or "").rstrip(".")
-    return format_base_url(host, port).replace("http://", f"{protocol.lower()}://", 1), "DNS name"
+    return format_base_url(host, port, protocol.lower()), "DNS name"
 
 
 def _listeners_of(elbv2: Any, balancer_arn: str) -> list[dict[str, Any]]:

@@ -119,40 +119,43 @@ def task_id_from_arn(task_arn: str) -> str:
     return task_arn.rsplit("/", 1)[-1]
 
 
-def format_base_url(ip: str, port: int) -> str:
+def format_base_url(ip: str, port: int, scheme: str = "http") -> str:
     """``http://ip:port``, with brackets for an IPv6 address."""
     host = f"[{ip}]" if ":" in ip else ip
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
-def target_from_url(url: str) -> Target:
-    """A target for ``--target-url``; its id is derived from host and port.
+def base_url_of(url: str, what: str) -> tuple[str, int, str]:
+    """``(host, port, base URL)`` of an ``http(s)://host[:port]`` URL without path, query or credentials.
 
-    Raises ``ValueError`` naming the problem for anything that is not an
-    ``http(s)://host[:port]`` URL without a path (the health and API paths are
-    added by the tests).
+    The one rule for a URL the user gives (``--target-url``, ``--lb-url``); ``ValueError`` names what
+    is wrong, starting with ``what`` ("target URL").
     """
     text = url.strip()
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"target URL must look like http://host:port, got {text!r}")
+        raise ValueError(f"{what} must look like http://host:port, got {text!r}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"target URL must not have a path or query (the tests add them), got {text!r}")
+        raise ValueError(f"{what} must not have a path or query (the tests add them), got {text!r}")
     if parts.username or parts.password:
         # Credentials in a URL would leak into test ids and reports.
-        raise ValueError("target URL must not carry credentials (user:password@)")
+        raise ValueError(f"{what} must not carry credentials (user:password@)")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise ValueError(f"target URL has an invalid port: {text!r}") from None
-    host = parts.hostname
+        raise ValueError(f"{what} has an invalid port: {text!r}") from None
+    return parts.hostname, port, format_base_url(parts.hostname, port, parts.scheme)
+
+
+def target_from_url(url: str) -> Target:
+    """A target for ``--target-url``; its id is derived from host and port (``base_url_of`` says what is refused)."""
+    host, port, base_url = base_url_of(url, "target URL")
     task_id = f"url-{host}-{port}"
-    netloc_host = f"[{host}]" if ":" in host else host
     return Target(
         task_id=task_id,
         short_id=task_id,
         task_arn=None,
-        base_url=f"{parts.scheme}://{netloc_host}:{port}",
+        base_url=base_url,
         ip=host,
         private_ip=None,
         public_ip=None,
