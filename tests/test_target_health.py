@@ -14,7 +14,8 @@ import pytest
 
 from ecs_verdict.diagnosis import Failure, diagnose
 from ecs_verdict.observation import TaskInfo
-from ecs_verdict.target_health import (KIND, ServiceLoadBalancer, TargetGroupSettings, TargetHealth, TargetReading,
+from ecs_verdict.kinds import Kind
+from ecs_verdict.target_health import (ServiceLoadBalancer, TargetGroupSettings, TargetHealth, TargetReading,
                                        judge_targets, service_load_balancers)
 from stage import Stage
 from tests.conftest import StagePlan, on_shared_stage
@@ -116,7 +117,7 @@ def test_an_old_target_still_registered_is_waited_for_unless_blue_serves_by_desi
 def test_a_404_from_a_task_whose_container_is_healthy_is_the_finding_at_once() -> None:
     judgement = judge(reading(("10.0.1.1", "unhealthy", "Target.ResponseCodeMismatch",
                                "Health checks failed with these codes: [404]")), (task(1),))
-    assert judgement.finding is not None and judgement.finding.kind == KIND
+    assert judgement.finding is not None and judgement.finding.kind == Kind.LB_TARGET_UNHEALTHY
     assert str(judgement.finding) == ("task 00000001 (10.0.1.1:8000) is unhealthy in target group web-blue: "
                                       "Target.ResponseCodeMismatch: Health checks failed with these codes: [404]")
     assert judgement.finding.details["target_group"]["path"] == "/healthz"
@@ -163,7 +164,7 @@ def test_blue_green_green_tasks_are_found_in_the_alternate_group() -> None:
 def finding(reason: str, description: str) -> Failure:
     judged = judge(reading(("10.0.1.1", "unhealthy", reason, description)), (task(1),), since={task(1).task_id: 0.0})
     assert judged.finding is not None
-    return Failure(kind=KIND, check="deployment", message=str(judged.finding), details=judged.finding.details)
+    return Failure(kind=Kind.LB_TARGET_UNHEALTHY, check="deployment", message=str(judged.finding), details=judged.finding.details)
 
 
 def test_a_404_names_the_target_groups_path_and_the_tasks() -> None:

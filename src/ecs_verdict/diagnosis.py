@@ -53,27 +53,27 @@ from ecs_verdict.suite import NO_SUITE, SuiteProfile
 
 KINDS = frozenset(
     {
-        "check_failed",
-        "health_path_404",
-        "tasks_stopping",
-        "rolled_back",
-        "image_mismatch",
-        "deadline",
-        "unreachable",
-        "no_answer",
+        Kind.CHECK_FAILED,
+        Kind.HEALTH_PATH_404,
+        Kind.TASKS_STOPPING,
+        Kind.ROLLED_BACK,
+        Kind.IMAGE_MISMATCH,
+        Kind.DEADLINE,
+        Kind.UNREACHABLE,
+        Kind.NO_ANSWER,
         # Raised by ecs_verdict.stability too: the service runs another task definition.
-        "task_definition_mismatch",
+        Kind.TASK_DEFINITION_MISMATCH,
         # A task stopped mid-run (ecs_verdict.task_fate): crashed, or stopped and never replaced in time.
-        "task_crashed",
-        "task_stopped",
+        Kind.TASK_CRASHED,
+        Kind.TASK_STOPPED,
         # A check that fails through the load balancer's listener only (ecs_verdict.listeners).
-        "lb_routing",
+        Kind.LB_ROUTING,
         # A task the load balancer calls unhealthy (ecs_verdict.target_health): ELB's reason decides the category.
-        "lb_target_unhealthy",
+        Kind.LB_TARGET_UNHEALTHY,
     }
 )
 LAST_LOG_LINES = 3  # of a crashed task, quoted in its diagnosis
-_NETWORK_KINDS = frozenset({"unreachable", "no_public_ip", "no_private_ip"})
+_NETWORK_KINDS = frozenset({Kind.UNREACHABLE, Kind.NO_PUBLIC_IP, Kind.NO_PRIVATE_IP})
 URLSAFE_STEP = ("Call secrets.token_urlsafe(32) where the quoted log line calls secrets.urlsafe(32) (read the full "
                 "traceback in CloudWatch), and redeploy.")
 
@@ -215,9 +215,9 @@ def _lb_routing(failure: Failure) -> Diagnosis:
 
 def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
     details = failure.details
-    if failure.kind == "lb_routing":
+    if failure.kind == Kind.LB_ROUTING:
         return _lb_routing(failure)
-    if failure.kind == "health_path_404":
+    if failure.kind == Kind.HEALTH_PATH_404:
         path = details.get("path", "?")
         working = details.get("answering") or details.get("working_paths") or []
         answering = ", ".join(working) or "no other known health path"
@@ -229,7 +229,7 @@ def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
             f"health path {path} answers 404 while {answering} answers",
             f"GET {path} -> 404, {answering} -> 200{probe_note}",
         )
-    if failure.kind == "image_mismatch":
+    if failure.kind == Kind.IMAGE_MISMATCH:
         expected, actual = details.get("expected", "?"), details.get("actual", "?")
         task_id = failure.task_id
         if isinstance(actual, dict) and actual:
@@ -242,14 +242,14 @@ def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
             f"task {short_id(task_id)} runs an image other than the one deployed",
             f"expected {expected}, running {actual}{registry}",
         )
-    if failure.kind == "task_definition_mismatch":
+    if failure.kind == Kind.TASK_DEFINITION_MISMATCH:
         return make_diagnosis(
             "stale_image",
             failure.task_id,
             f"the service runs {details.get('actual', 'another revision')}, not {details.get('expected', 'the new one')}",
             failure.message or f"expected {details.get('expected')}, running {details.get('actual')}",
         )
-    if failure.kind == "rolled_back":
+    if failure.kind == Kind.ROLLED_BACK:
         # The rollback is the finding; why the new tasks died is its evidence, not another category.
         by_alarm = _alarm_rollback(failure, evidence)
         if by_alarm is not None:
@@ -265,11 +265,11 @@ def _from_kind(failure: Failure, evidence: Evidence) -> Diagnosis | None:
             "the deployment failed and ECS rolled it back to the previous task definition",
             (rollback or failure.message or "deployment rolled back") + why,
         )
-    if failure.kind == "task_crashed":
+    if failure.kind == Kind.TASK_CRASHED:
         return _task_crashed(failure, evidence)
-    if failure.kind == "lb_target_unhealthy":
+    if failure.kind == Kind.LB_TARGET_UNHEALTHY:
         return _lb_target(failure)
-    if failure.kind == "task_stopped":
+    if failure.kind == Kind.TASK_STOPPED:
         stopped = ": ".join(str(details[k]) for k in ("stop_code", "stopped_reason") if details.get(k))
         return make_diagnosis(
             "task_stopped",
@@ -474,7 +474,7 @@ def _from_log_lines(candidates: list[tuple[str, str]]) -> Diagnosis | None:
 def _lifecycle(failure: Failure, evidence: Evidence, suite: SuiteProfile) -> Diagnosis:
     # Log errors explain a lifecycle failure only when tasks actually died (a crash at start-up);
     # a request's traceback on a live task does not explain an unreachable or slow service.
-    tasks_died = bool(evidence.stopped_tasks) or failure.kind in ("tasks_stopping", "rolled_back")
+    tasks_died = bool(evidence.stopped_tasks) or failure.kind in (Kind.TASKS_STOPPING, Kind.ROLLED_BACK)
     for rule in (
         lambda: _health_check_command(failure, evidence, require_health_stop=True),
         lambda: _health_path_stop(failure, evidence),
@@ -486,7 +486,7 @@ def _lifecycle(failure: Failure, evidence: Evidence, suite: SuiteProfile) -> Dia
             return found
     stops = list(stop_texts(evidence))
     health = _health_stops(evidence)
-    if health or (failure.kind == "tasks_stopping" and stops):
+    if health or (failure.kind == Kind.TASKS_STOPPING and stops):
         task_id, reason = (health or stops)[0]
         return make_diagnosis(
             "task_restarting",
@@ -497,7 +497,7 @@ def _lifecycle(failure: Failure, evidence: Evidence, suite: SuiteProfile) -> Dia
     rollback = next((d for d in evidence.deployments if "rolloutState=FAILED" in d), None) or next(
         (e for e in evidence.service_events if ROLLBACK_EVENT.search(e)), None
     )
-    if failure.kind == "rolled_back" or rollback:
+    if failure.kind == Kind.ROLLED_BACK or rollback:
         by_alarm = _alarm_rollback(failure, evidence)
         if by_alarm is not None:
             return by_alarm
@@ -514,7 +514,7 @@ def _lifecycle(failure: Failure, evidence: Evidence, suite: SuiteProfile) -> Dia
             f"task {short_id(failure.task_id)} could not be reached",
             failure.message or "connection failed",
         )
-    if failure.kind == "tasks_stopping":
+    if failure.kind == Kind.TASKS_STOPPING:
         return make_diagnosis("task_restarting", failure.task_id, "tasks keep stopping", failure.message or "tasks stopping")
     state = failure.details.get("state") or failure.message or failure.details
     latest_event = evidence.service_events[0] if evidence.service_events else ""

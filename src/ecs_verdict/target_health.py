@@ -38,13 +38,13 @@ from typing import Any
 
 from ecs_verdict.aws import AwsClients, aws_errors
 from ecs_verdict.errors import DeployFailed
+from ecs_verdict.kinds import Kind
 from ecs_verdict.observation import TaskInfo
 
 READ_GAP_S = 2.0
 HEALTHY, INITIAL, UNHEALTHY, DRAINING, UNUSED = "healthy", "initial", "unhealthy", "draining", "unused"
 RESPONSE_CODE_MISMATCH = "Target.ResponseCodeMismatch"
 TIMEOUT = "Target.Timeout"
-KIND = "lb_target_unhealthy"  # the DeployFailed kind; diagnosis names the category from the reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +268,7 @@ def unhealthy_target(task: TaskInfo, target: TargetHealth, group: TargetGroupSet
     return DeployFailed(
         f"task {task.short_id} ({target.address}:{target.port}) is unhealthy in target group {group.name}: "
         f"{target.reason or 'no reason given'}: {target.description or ''}".rstrip(": "),
-        kind=KIND,
+        kind=Kind.LB_TARGET_UNHEALTHY,  # diagnosis names the category from ELB's reason
         evidence=evidence,
         details={"task_id": task.task_id, "target": f"{target.address}:{target.port}", "reason": target.reason,
                  "description": target.description, "target_group": group.to_dict(),
