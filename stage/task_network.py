@@ -11,6 +11,7 @@ import random
 import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -21,6 +22,9 @@ PRIVATE_NETWORK = "127.1.0"
 # One lock file per address and port, held while a task has it: stages in other processes
 # (xdist workers, a second test run) skip it. The kernel drops a lock when its process dies.
 CLAIMS_DIR = Path(tempfile.gettempdir()) / "civicforge-stage-addresses"
+# A released address stays claimed this long: a request still aimed at the stopped task must meet
+# nothing, not another stage's task that took the address the moment it was free (xdist workers).
+QUARANTINE_S = 60.0
 
 
 class AddressPool:
@@ -37,28 +41,37 @@ class AddressPool:
         numbers = list(range(2, 255))
         self._free = numbers[offset:] + numbers[:offset]
         self._claims: dict[str, IO[bytes]] = {}
+        self._released: dict[str, float] = {}  # address -> when it was released (its claim still held)
         self._lock = threading.Lock()
 
     def take(self) -> str:
         with self._lock:
+            self._end_quarantines()
             for _ in range(len(self._free)):
                 address = f"{self._network}.{self._free.pop(0)}"
-                if port_is_free(address, self._port) and self._claim(address):
+                if port_is_free(address, self._port) and (self._released.pop(address, None) is not None
+                                                          or self._claim(address)):
                     return address
                 self._free.append(int(address.rsplit(".", 1)[1]))
         raise StageError(f"no free {self._network}.N address with port {self._port} free")
 
     def release(self, address: str) -> None:
+        """Free ``address`` for this pool (oldest first); other processes get it after ``QUARANTINE_S``."""
         with self._lock:
-            claim = self._claims.pop(address, None)
-            if claim is not None:
-                claim.close()
+            if address in self._claims:
+                self._released[address] = time.monotonic()
             self._free.append(int(address.rsplit(".", 1)[1]))
+
+    def _end_quarantines(self) -> None:
+        now = time.monotonic()
+        for address in [a for a, released in self._released.items() if now - released >= QUARANTINE_S]:
+            del self._released[address]
+            self._claims.pop(address).close()
 
     def close(self) -> None:
         """Give up every claim (the stage is stopping)."""
         with self._lock:
-            claims, self._claims = list(self._claims.values()), {}
+            claims, self._claims, self._released = list(self._claims.values()), {}, {}
         for claim in claims:
             claim.close()
 

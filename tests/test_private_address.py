@@ -128,6 +128,25 @@ def test_a_pool_skips_an_address_another_process_took_before_its_task_bound_it(
     assert AddressPool(port, "127.1.0").take() == "127.1.0.2"
 
 
+def test_an_address_a_stopped_task_left_is_not_another_stages_until_its_quarantine_ends(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A request still aimed at the stopped task must meet nothing, not another stage's task on its address
+    # (seen under load: a crashed task's checks passed against an xdist neighbour's task).
+    monkeypatch.setattr("stage.task_network.random.randrange", lambda *_: 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.1.0.2", 0))
+        port = probe.getsockname()[1]  # a port nothing listens on once the probe is closed
+    stopped_tasks_pool, neighbour = AddressPool(port, "127.1.0"), AddressPool(port, "127.1.0")
+    assert stopped_tasks_pool.take() == "127.1.0.2"
+    stopped_tasks_pool.release("127.1.0.2")
+    assert neighbour.take() == "127.1.0.3"  # .2 is free of listeners, yet still the stopped task's
+    monkeypatch.setattr("stage.task_network.QUARANTINE_S", 0.0)
+    assert stopped_tasks_pool.take() == "127.1.0.4"  # its next task; and the quarantine of .2 ends
+    assert AddressPool(port, "127.1.0").take() == "127.1.0.2"
+    for pool in (stopped_tasks_pool, neighbour):
+        pool.close()
+
+
 def test_an_app_command_that_binds_only_private_host_is_healthy_and_answers_there(stage_factory: Any) -> None:
     command = f"{sys.executable} -m http.server --bind {{private_host}} {{port}}"
     stage = stage_factory("healthy", app_cmd=command, health_check_path="/")
